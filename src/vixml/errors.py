@@ -1,0 +1,58 @@
+"""Exceptions shared by every layer. Only the CLI turns them into exit codes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["VixmlError", "Problem", "DataError", "MissingExtraError", "ConfigError"]
+
+
+class VixmlError(Exception):
+    """Base class of every error vixml raises on purpose (bad input, bad config, missing extra)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One defect found in an input file.
+
+    Attributes:
+        file: the file's path (as given).
+        message: what is wrong and what was expected.
+        line: 1-based line number, when the defect sits on a line.
+        field: the column / key / array the defect concerns, when it has one.
+    """
+
+    file: str
+    message: str
+    line: int | None = None
+    field: str | None = None
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.line is not None:
+            where += f":{self.line}"
+        if self.field is not None:
+            where += f" [{self.field}]"
+        return f"{where}: {self.message}"
+
+
+class DataError(VixmlError):
+    """Bad input data. Carries every problem found, not just the first."""
+
+    def __init__(self, problems: list[Problem] | Problem | str):
+        if isinstance(problems, str):
+            problems = [Problem(file="<input>", message=problems)]
+        elif isinstance(problems, Problem):
+            problems = [problems]
+        self.problems: list[Problem] = list(problems)
+        shown = "\n".join(f"  - {p}" for p in self.problems[:50])
+        more = f"\n  ... and {len(self.problems) - 50} more" if len(self.problems) > 50 else ""
+        super().__init__(f"{len(self.problems)} problem(s) in the input:\n{shown}{more}")
+
+
+class ConfigError(VixmlError):
+    """An invalid configuration value or key; the message says which and what is allowed."""
+
+
+class MissingExtraError(VixmlError, ImportError):
+    """An optional dependency is missing; the message names the pip extra that provides it."""
