@@ -1,0 +1,687 @@
+"""The typed, immutable configuration of a vixml run: nested dataclasses, YAML files and ``--set`` overrides.
+
+Every option is a field of a frozen dataclass with a default and a help text (``metadata["help"]``, shown by
+``vixml config show`` through :func:`describe_config`). Sections are nested by concern; an optional feature
+is an optional sub-config (``images``, ``prototypes``, ``mining``, ``model.lora``, ``eval.augment``): ``None``
+switches it off, a mapping (even ``{}``) switches it on with defaults for the keys it leaves out. A key
+missing from a YAML file takes its default, so an empty file is a valid config.
+
+Values are checked once, when a section is built (``__post_init__``): types (ints, floats, ``Literal``
+modes, tuples, optional values, nested sections), ranges and cross-field rules. Every problem found is
+gathered into one :class:`~vixml.errors.ConfigError` naming each key, the bad value and what is allowed.
+Lists are stored as tuples, so a config can be shared and hashed safely; change one with
+:func:`apply_overrides` or :func:`dataclasses.replace`, which validate again.
+
+Epoch numbers in this module count from 0 (the first epoch is epoch 0).
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import operator
+import os
+import re
+import textwrap
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar, Literal, TypeVar, Union
+
+import yaml
+
+from vixml.atomic import atomic_open
+from vixml.errors import ConfigError
+
+__all__ = [
+    "ModelConfig",
+    "LoraConfig",
+    "DataConfig",
+    "ImagesConfig",
+    "PrototypeConfig",
+    "MiningConfig",
+    "LossWeights",
+    "LossConfig",
+    "TrainConfig",
+    "AugmentConfig",
+    "EvalConfig",
+    "RunConfig",
+    "load_config",
+    "save_config",
+    "apply_overrides",
+    "describe_config",
+    "InvalidConfigError",
+]
+
+Precision = Literal["fp32", "bf16", "fp16"]
+PROMPT_PLACEHOLDERS = ("{text}", "{images}", "{eos}")
+_S = TypeVar("_S", bound="_Section")
+_BOUNDS = {"gt": (operator.gt, ">"), "ge": (operator.ge, ">="), "lt": (operator.lt, "<"), "le": (operator.le, "<=")}
+
+
+def _f(default: Any, help: str, **bounds: float) -> Any:
+    """A field with its help text and numeric bounds (``gt``, ``ge``, ``lt``, ``le``; checked when not None)."""
+    meta = {"help": help, "bounds": bounds}
+    if isinstance(default, type):
+        return field(default_factory=default, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+class InvalidConfigError(ConfigError):
+    """The ConfigError raised for bad keys and values; ``problems`` holds every ``(dotted key, message)`` pair.
+
+    Catch :class:`~vixml.errors.ConfigError`; the pairs let a section prefix its children's keys and let a
+    caller list the problems one by one.
+    """
+
+    def __init__(self, problems: list[tuple[str, str]], prefix: str = "", source: str | None = None):
+        self.problems = problems
+        where = f" in {source}" if source else ""
+        shown = "\n".join(f"  - {_join(prefix, key) or '<root>'}: {msg}" for key, msg in problems)
+        super().__init__(f"invalid configuration{where} ({len(problems)} problem(s)):\n{shown}")
+        self._init_args = (problems, prefix, source)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable across processes (DDP workers, data loaders)
+        return (type(self), self._init_args)
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix and key else prefix or key
+
+
+class _Section:
+    """Base of every config section: validates and normalises the fields after ``__init__``."""
+
+    _key: ClassVar[str] = ""  # the section's dotted path inside RunConfig, used in error messages
+
+    def __post_init__(self) -> None:
+        problems: list[tuple[str, str]] = []
+        hints = _hints(type(self))
+        for f in fields(self):  # type: ignore[arg-type]
+            try:
+                value = _coerce(getattr(self, f.name), hints[f.name], f.name)
+            except InvalidConfigError as exc:
+                problems += exc.problems
+                continue
+            object.__setattr__(self, f.name, value)
+            for op_name, bound in f.metadata.get("bounds", {}).items():
+                op, sign = _BOUNDS[op_name]
+                if value is not None and not op(value, bound):
+                    problems.append((f.name, f"must be {sign} {bound}, got {value!r}"))
+        if not problems:
+            problems += self._check()
+        if problems:
+            raise InvalidConfigError(problems, self._key)
+
+    def _check(self) -> list[tuple[str, str]]:
+        """Cross-field rules, run once every field has the right type; returns (key, message) pairs."""
+        return []
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dicts and lists (YAML/JSON ready); ``from_dict(to_dict())`` gives an equal config."""
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
+
+    @classmethod
+    def from_dict(cls: type[_S], data: Mapping[str, Any] | None) -> _S:
+        """Build from nested mappings (as read from YAML); missing keys take their defaults.
+
+        Raises:
+            ConfigError: listing every unknown key (with the valid keys and a close match) and every bad value.
+        """
+        try:
+            return _build(cls, {} if data is None else data)
+        except InvalidConfigError as exc:
+            raise InvalidConfigError(exc.problems, cls._key) from None
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _section_type(tp: Any) -> type | None:
+    """The section class inside ``tp`` (``X`` or ``X | None``), or None when ``tp`` is not a section."""
+    for arg in (tp, *typing.get_args(tp)):
+        if isinstance(arg, type) and issubclass(arg, _Section):
+            return arg
+    return None
+
+
+def _is_optional(tp: Any) -> bool:
+    return typing.get_origin(tp) in (Union, types.UnionType) and type(None) in typing.get_args(tp)
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if typing.get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(c) for c in typing.get_args(tp))
+    if typing.get_origin(tp) is tuple:
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
+
+
+def _suggest(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it normalised (int -> float, list -> tuple, dict ->
+    section). Raises InvalidConfigError with a message naming ``key``, the value and what was expected."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    bad = InvalidConfigError([(key, f"expected {_type_name(tp)}, got {value!r}")])
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (tp,) = [a for a in args if a is not type(None)]
+        origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if value is None:
+        raise bad
+    if origin is Literal:
+        if any(value == c and type(value) is type(c) for c in args):
+            return value
+        choices = ", ".join(repr(c) for c in args)
+        raise InvalidConfigError([(key, f"{value!r} is not valid{_suggest(value, args)}; choose one of {choices}")])
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise bad
+        problems, items = [], []
+        for i, item in enumerate(value):
+            try:
+                items.append(_coerce(item, args[0], f"{key}[{i}]"))
+            except InvalidConfigError as exc:
+                problems += exc.problems
+        if problems:
+            raise InvalidConfigError(problems)
+        return tuple(items)
+    if isinstance(tp, type) and issubclass(tp, _Section):
+        if isinstance(value, tp):
+            return value
+        try:
+            return _build(tp, value)
+        except InvalidConfigError as exc:
+            raise InvalidConfigError([(_join(key, k), m) for k, m in exc.problems]) from None
+    if tp is float and isinstance(value, str):  # PyYAML reads "1e-4" (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            raise bad from None
+    if isinstance(value, bool) != (tp is bool):
+        raise bad
+    if tp is float and isinstance(value, int | float):
+        return float(value)
+    if not isinstance(value, tp):
+        raise bad
+    return value
+
+
+def _build(cls: type, data: Any) -> Any:
+    """Construct section ``cls`` from a mapping, reporting unknown keys together with bad values."""
+    if not isinstance(data, Mapping):
+        raise InvalidConfigError([("", f"expected a mapping of {cls.__name__} keys (or null), got {data!r}")])
+    names = [f.name for f in fields(cls)]
+    problems = [(str(k), _unknown(k, names, cls)) for k in data if k not in names]
+    try:
+        obj = cls(**{k: v for k, v in data.items() if k in names})
+    except InvalidConfigError as exc:
+        problems += exc.problems
+    if problems:
+        raise InvalidConfigError(problems)
+    return obj
+
+
+def _unknown(key: Any, names: list[str], cls: type) -> str:
+    section = f"section {cls._key!r}" if cls._key else "the top level"  # type: ignore[attr-defined]
+    return f"unknown key{_suggest(key, names)}; valid keys of {section}: {', '.join(names)}"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, _Section):
+        return value.to_dict()
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+# ----------------------------------------------------------------------------------------------- sections
+
+
+@dataclass(frozen=True)
+class LoraConfig(_Section):
+    """Low-rank adaptation of the backbone (METHOD.md 2: rsLoRA r=256 alpha=256 dropout 0 for decoders)."""
+
+    _key = "model.lora"
+    r: int = _f(256, "Rank of the low-rank update matrices.", ge=1)
+    alpha: float = _f(256.0, "Scaling numerator: the update is scaled by alpha/r (alpha/sqrt(r) with rslora).", gt=0)
+    rslora: bool = _f(True, "Rank-stabilised scaling alpha/sqrt(r) (rsLoRA) instead of alpha/r.")
+    dropout: float = _f(0.0, "Dropout on the LoRA input during training.", ge=0, lt=1)
+    target_modules: tuple[str, ...] | None = _f(
+        None,
+        "Module names to adapt; null = the architecture's defaults keyed by model_type "
+        "(attention q,k,v,o and MLP gate,up,down projections).",
+    )
+
+
+@dataclass(frozen=True)
+class ModelConfig(_Section):
+    """The shared query/label encoder (METHOD.md 2): an HF encoder or decoder, pooled into one vector."""
+
+    _key = "model"
+    name_or_path: str = _f("sentence-transformers/all-MiniLM-L6-v2", "Hugging Face model name or local folder.")
+    kind: Literal["auto", "encoder", "decoder"] = _f(
+        "auto", "Backbone family; auto = read from the model's HF config (decoders get the prompt, causal attention)."
+    )
+    pooling: Literal["mean", "cls", "last"] = _f(
+        "mean", "Token pooling: mean over the attention mask (image tokens included), first token, or last token."
+    )
+    normalize: bool = _f(True, "L2-normalise embeddings so that inner product = cosine similarity.")
+    transform: int | None = _f(None, "Output size of an optional linear layer after pooling; null = none.", ge=1)
+    lora: LoraConfig | None = _f(None, "LoRA adapters (section); null = full fine-tuning of every weight.")
+    gradient_checkpointing: bool = _f(False, "Recompute activations in the backward pass to save memory.")
+    attn_implementation: str | None = _f(
+        None, "HF attention kernel ('sdpa', 'eager', 'flash_attention_2'); null = the library's default."
+    )
+    dtype: Literal["auto", "fp32", "bf16", "fp16"] = _f(
+        "auto", "Dtype of the loaded weights; auto = chosen by the trainer from train.precision and model.lora."
+    )
+    prompt: tuple[str, ...] = _f(
+        ("This product text", "{text}", "and its image", "{images}", "{eos}"),
+        "Decoder input as segments: literal text (embedded with the model's token embeddings) or a placeholder: "
+        "{text} = the item's tokens, {images} = its projected image tokens, {eos} = the tokenizer's EOS token. "
+        "Without images, {images} and the literal segment just before it are dropped. Encoders ignore it.",
+    )
+
+    def _check(self) -> list[tuple[str, str]]:
+        problems = []
+        for seg in self.prompt:
+            if seg.startswith("{") and seg.endswith("}") and seg not in PROMPT_PLACEHOLDERS:
+                problems.append(("prompt", f"unknown placeholder {seg!r}; valid: {', '.join(PROMPT_PLACEHOLDERS)}"))
+        if self.prompt.count("{text}") != 1:
+            problems.append(("prompt", f"must contain '{{text}}' exactly once, got {list(self.prompt)}"))
+        if self.prompt.count("{images}") > 1:
+            problems.append(("prompt", f"must contain '{{images}}' at most once, got {list(self.prompt)}"))
+        return problems
+
+    def prompt_segments(self, with_images: bool) -> tuple[str, ...]:
+        """The prompt's segments for items with or without images (the rule stated in ``prompt``'s help)."""
+        if with_images or "{images}" not in self.prompt:
+            return self.prompt
+        i = self.prompt.index("{images}")
+        start = i - 1 if i > 0 and self.prompt[i - 1] not in PROMPT_PLACEHOLDERS else i
+        return self.prompt[:start] + self.prompt[i + 1 :]
+
+
+@dataclass(frozen=True)
+class DataConfig(_Section):
+    """How dataset texts become token ids."""
+
+    _key = "data"
+    max_length: int = _f(32, "Maximum tokens per query text (paper: 32 for titles, 128 with descriptions).", ge=1)
+    label_max_length: int | None = _f(None, "Maximum tokens per label text; null = max_length.", ge=1)
+    cache_dir: str | None = _f(None, "Folder of the tokenisation cache; null = a cache folder beside the dataset.")
+
+    def label_length(self) -> int:
+        """The effective maximum token count of a label text."""
+        return self.max_length if self.label_max_length is None else self.label_max_length
+
+
+@dataclass(frozen=True)
+class ImagesConfig(_Section):
+    """Vision enhancement by early fusion of precomputed image embeddings (METHOD.md 3)."""
+
+    _key = "images"
+    num_images: int = _f(3, "Images per item (the first N of its list); missing slots are masked out.", ge=1)
+    embedding_model: str | None = _f(
+        None, "Name tag of the embedding bank files to use; null = the only one present in the dataset."
+    )
+    embedding_dim: int | None = _f(None, "Size of one image embedding; null = read from the bank.", ge=1)
+    trn_bank: str | None = _f(None, "Training-query embedding bank (path in the dataset); null = discovered.")
+    tst_bank: str | None = _f(None, "Test-query embedding bank (path in the dataset); null = discovered.")
+    lbl_bank: str | None = _f(None, "Label embedding bank (path in the dataset); null = discovered.")
+    projection_lr: float = _f(5e-4, "Learning rate of the Linear(embedding_dim -> hidden) image projection.", gt=0)
+    placement: Literal["auto", "before_text", "prompt"] = _f(
+        "auto",
+        "Where image tokens go: before the text tokens, or at {images} in the decoder prompt; "
+        "auto = encoders before the text, decoders in the prompt (images first hurt decoders: attention sink).",
+    )
+    dropout: float = _f(
+        0.0, "Probability of dropping each image during training (robustness to missing ones).", ge=0, lt=1
+    )
+    sides: Literal["both", "query", "label"] = _f("both", "Which items carry images: queries, labels, or both.")
+
+    def resolve_placement(self, kind: Literal["encoder", "decoder"]) -> Literal["before_text", "prompt"]:
+        """The placement for a backbone of ``kind`` (resolves ``auto``)."""
+        if self.placement != "auto":
+            return self.placement
+        return "before_text" if kind == "encoder" else "prompt"
+
+
+@dataclass(frozen=True)
+class PrototypeConfig(_Section):
+    """PRIME label prototypes: LPN over (text embedding, free vector, query centroid) (METHOD.md 4)."""
+
+    _key = "prototypes"
+    num_free_vectors: int = _f(
+        65536, "Learnable free vectors; labels share them by balanced k-means clusters; 0 = none.", ge=0
+    )
+    free_init: Literal["xavier", "cluster_mean"] = _f(
+        "xavier", "Initial free vectors: Xavier-uniform noise, or the mean label embedding of their cluster."
+    )
+    lpn_heads: int = _f(8, "Attention heads of the label prototype network (one Transformer encoder layer).", ge=1)
+    lpn_ffn: int = _f(1024, "Feed-forward width of the label prototype network.", ge=1)
+    lpn_dropout: float = _f(0.1, "Dropout inside the label prototype network.", ge=0, lt=1)
+    lr: float = _f(5e-4, "Learning rate of the prototype network and the free vectors.", gt=0)
+    centroid_refresh_every: int = _f(
+        1, "Recompute label centroids (mean training-query embedding) every N epochs.", ge=1
+    )
+    reg_margin: float = _f(0.1, "Margin of the prototype regulariser L_r (its weight is loss.weights.r).", ge=0)
+    reg_num_negatives: int = _f(10, "Hard negatives per query in the prototype regulariser L_r.", ge=1)
+
+
+@dataclass(frozen=True)
+class MiningConfig(_Section):
+    """NGAME negative mining: batches made of clusters of similar queries (METHOD.md 4)."""
+
+    _key = "mining"
+    cluster_size: int = _f(16, "Queries per cluster when mining starts.", ge=1)
+    double_at: tuple[int, ...] = _f(
+        (20, 40, 60, 80, 100, 120), "Epochs at which the cluster size doubles (curriculum), ascending."
+    )
+    start_epoch: int = _f(10, "First epoch with cluster batches (random batches before it).", ge=0)
+    update_every: int = _f(5, "Re-cluster the query-embedding bank every N epochs from start_epoch.", ge=1)
+
+    def _check(self) -> list[tuple[str, str]]:
+        if any(e < 0 for e in self.double_at) or list(self.double_at) != sorted(set(self.double_at)):
+            return [("double_at", f"must be distinct non-negative epochs in ascending order, got {self.double_at}")]
+        return []
+
+    def cluster_size_at(self, epoch: int) -> int:
+        """Cluster size used at ``epoch`` (0-based): doubled once for every ``double_at`` entry <= epoch."""
+        return self.cluster_size * 2 ** sum(1 for e in self.double_at if e <= epoch)
+
+    def reclusters_at(self, epoch: int) -> bool:
+        """Whether the query bank is re-clustered before ``epoch`` (0-based)."""
+        return epoch >= self.start_epoch and (epoch - self.start_epoch) % self.update_every == 0
+
+
+@dataclass(frozen=True)
+class LossWeights(_Section):
+    """Weights of the loss terms: L = u*L_u + uv*L_uv + i*L_i + r*L_r (METHOD.md 4)."""
+
+    _key = "loss.weights"
+    u: float = _f(1.0, "Weight of L_u: query vs label text embedding.", ge=0)
+    uv: float = _f(1.0, "Weight of L_uv: query vs label prototype (with prototypes only).", ge=0)
+    i: float = _f(1.0, "Weight of L_i: label text embedding vs queries (transposed targets).", ge=0)
+    r: float = _f(0.1, "Weight of L_r, the prototype regulariser (with prototypes only).", ge=0)
+
+
+@dataclass(frozen=True)
+class LossConfig(_Section):
+    """The in-batch contrastive loss (METHOD.md 4)."""
+
+    _key = "loss"
+    name: Literal["triplet", "infonce"] = _f("triplet", "Triplet with online hard negatives, or InfoNCE.")
+    num_negatives: int = _f(10, "Hardest in-batch negatives per query (triplet).", ge=1)
+    margin_min: float = _f(0.1, "Lower clamp of the dynamic margin.", ge=0)
+    margin_max: float = _f(
+        0.3, "Upper clamp of the dynamic margin; the fixed margin when dynamic_margin is off.", ge=0
+    )
+    dynamic_margin: bool = _f(True, "Margin = clamp(|s_p - s_n|, margin_min, margin_max), without gradient.")
+    aggressive: bool = _f(False, "Weight violating negatives by softmax(s_n / temperature).")
+    temperature: float = _f(0.1, "Temperature of the aggressive negative weighting.", gt=0)
+    infonce_temperature: float = _f(0.05, "Temperature of the InfoNCE softmax.", gt=0)
+    weights: LossWeights = _f(LossWeights, "Weights of the loss terms (section).")
+
+    def _check(self) -> list[tuple[str, str]]:
+        if self.margin_min > self.margin_max:
+            return [("margin_min", f"must be <= margin_max ({self.margin_max}), got {self.margin_min}")]
+        return []
+
+
+@dataclass(frozen=True)
+class TrainConfig(_Section):
+    """Optimisation and the training loop (METHOD.md 4)."""
+
+    _key = "train"
+    epochs: int = _f(300, "Passes over the training queries (paper encoders: 300 text-only, 150 with images).", ge=0)
+    batch_size: int = _f(2048, "Queries per batch; the batch's positives are the candidate labels.", ge=2)
+    lr: float = _f(2e-4, "Peak learning rate of the backbone (paper: MiniLM 5e-4, DistilBERT 2e-4, LLMs 5e-5).", gt=0)
+    weight_decay: float = _f(0.01, "AdamW weight decay (never on biases and LayerNorm weights).", ge=0)
+    adam_eps: float = _f(1e-6, "AdamW epsilon.", gt=0)
+    warmup_steps: int = _f(100, "Steps of linear learning-rate warm-up.", ge=0)
+    schedule: Literal["linear", "constant", "cosine"] = _f("linear", "Learning-rate decay after the warm-up.")
+    precision: Precision = _f("fp32", "Autocast precision (paper: fp16 for encoders, bf16 for decoders).")
+    grad_clip: float | None = _f(1.0, "Clip the gradient norm to this value; null = no clipping.", gt=0)
+    seed: int = _f(0, "Seed of every random number generator.", ge=0)
+    sampling: Literal["uniform", "inverse_propensity"] = _f(
+        "inverse_propensity", "Which positive of a query enters its batch: uniform, or by inverse propensity (tail)."
+    )
+    propensity_A: float = _f(0.6, "Propensity parameter A of the positive sampling.", gt=0)
+    propensity_B: float = _f(2.6, "Propensity parameter B of the positive sampling.", ge=0)
+    eval_every: int = _f(10, "Evaluate on the test split every N epochs; 0 = only after the last epoch.", ge=0)
+    checkpoint_every: int = _f(5, "Write a resumable checkpoint every N epochs; 0 = only at the end.", ge=0)
+    log_every: int = _f(50, "Log the running loss every N optimiser steps.", ge=1)
+    num_workers: int = _f(0, "Data-loader worker processes; 0 = load in the training process.", ge=0)
+    grad_accumulation: int = _f(1, "Micro-batches per optimiser step (in-batch negatives stay per micro-batch).", ge=1)
+    device: str = _f("auto", "'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:N' or 'mps'.")
+
+    def _check(self) -> list[tuple[str, str]]:
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
+            return [("device", f"{self.device!r} is not valid; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")]
+        return []
+
+
+@dataclass(frozen=True)
+class AugmentConfig(_Section):
+    """Retrieval-augmented scoring ("+R", METHOD.md 5): training queries vote for their labels."""
+
+    _key = "eval.augment"
+    num_labels: int = _f(100, "Labels retrieved per query.", ge=1)
+    num_queries: int = _f(100, "Training queries retrieved per query.", ge=1)
+    temperature: float = _f(0.05, "Softmax temperature over all retrieved scores of a query.", gt=0)
+    label_weight: float = _f(0.9, "Weight of label hits; training-query hits weigh 1 - label_weight.", ge=0, le=1)
+
+
+@dataclass(frozen=True)
+class EvalConfig(_Section):
+    """Prediction depth and the metrics (METHOD.md 5-6)."""
+
+    _key = "eval"
+    A: float = _f(0.55, "Propensity parameter A of PSP/PSnDCG (Amazon datasets: 0.6).", gt=0)
+    B: float = _f(1.5, "Propensity parameter B of PSP/PSnDCG (Amazon datasets: 2.6).", ge=0)
+    k: int = _f(5, "Metrics are reported at 1..k (and R@topk).", ge=1)
+    topk: int = _f(100, "Labels kept per query by the search.", ge=1)
+    use_filter: bool = _f(True, "Remove the pairs of filter_labels_test.txt (when present) before scoring.")
+    encode_batch_size: int = _f(512, "Texts per batch when embedding queries and labels.", ge=1)
+    augment: AugmentConfig | None = _f(None, "Retrieval-augmented scoring (section); null = plain label search.")
+
+    def _check(self) -> list[tuple[str, str]]:
+        return [("topk", f"must be >= k ({self.k}), got {self.topk}")] if self.topk < self.k else []
+
+
+@dataclass(frozen=True)
+class RunConfig(_Section):
+    """Everything a training run needs besides the data: written as YAML into every run folder."""
+
+    model: ModelConfig = _f(ModelConfig, "The backbone (section).")
+    data: DataConfig = _f(DataConfig, "Tokenisation (section).")
+    images: ImagesConfig | None = _f(None, "Image early fusion (section); null = text-only.")
+    prototypes: PrototypeConfig | None = _f(None, "PRIME label prototypes (section); null = plain dual encoder.")
+    mining: MiningConfig | None = _f(MiningConfig, "NGAME cluster batches (section); null = random batches.")
+    loss: LossConfig = _f(LossConfig, "The loss (section).")
+    train: TrainConfig = _f(TrainConfig, "Optimisation (section).")
+    eval: EvalConfig = _f(EvalConfig, "Prediction and metrics (section).")
+
+    def _check(self) -> list[tuple[str, str]]:
+        problems = []
+        if self.images is not None and self.model.kind != "auto":
+            place = self.images.resolve_placement(self.model.kind)
+            if place == "prompt" and self.model.kind == "encoder":
+                problems.append(("images.placement", "'prompt' needs a decoder; encoders take 'before_text'"))
+            elif place == "prompt" and "{images}" not in self.model.prompt:
+                problems.append(("model.prompt", "must contain {images} when images are placed in the prompt"))
+        return problems
+
+
+# ------------------------------------------------------------------------------------------ files, --set
+
+
+def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> RunConfig:
+    """Read a YAML config (an empty file = all defaults), then apply ``--set`` style ``overrides``.
+
+    Raises:
+        ConfigError: the file is missing or not YAML (with the line), or holds unknown keys or bad values.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{line}: not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
+    try:
+        cfg = RunConfig.from_dict(data)
+    except InvalidConfigError as exc:
+        raise InvalidConfigError(exc.problems, source=str(path)) from None
+    overrides = list(overrides)
+    return apply_overrides(cfg, overrides) if overrides else cfg
+
+
+def save_config(cfg: RunConfig, path: str | os.PathLike) -> None:
+    """Write ``cfg`` as YAML atomically; :func:`load_config` reads back an equal config."""
+    text = yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True, width=1000)
+    with atomic_open(path) as fh:
+        fh.write("# vixml run configuration (every key; `vixml config show` explains each)\n" + text)
+
+
+def apply_overrides(cfg: RunConfig, overrides: Iterable[str]) -> RunConfig:
+    """Return a copy of ``cfg`` with ``KEY=VALUE`` overrides applied in order (e.g. ``train.epochs=5``).
+
+    Values are read as YAML (``null``, ``true``, ``1e-4``, ``[8, 16]``, ``{r: 64}``); string and mode fields
+    take the text as written; a list field also takes ``8,16``. ``section=null`` switches an optional
+    section off; a key inside a switched-off section (``model.lora.r=64``) switches it on with defaults
+    first; a mapping value merges into the section.
+
+    Raises:
+        ConfigError: every malformed item, unknown key (with a close match) and invalid value.
+    """
+    data, problems = cfg.to_dict(), []
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            problems.append((item, "expected KEY=VALUE, e.g. train.epochs=5"))
+            continue
+        try:
+            _set_path(data, key.split("."), raw)
+        except InvalidConfigError as exc:
+            problems += exc.problems
+    if problems:
+        raise InvalidConfigError(problems, source="--set overrides")
+    try:
+        return RunConfig.from_dict(data)
+    except InvalidConfigError as exc:
+        raise InvalidConfigError(exc.problems, source="--set overrides") from None
+
+
+def _set_path(data: dict[str, Any], parts: list[str], raw: str) -> None:
+    node, section = data, RunConfig
+    for depth, part in enumerate(parts):
+        key = ".".join(parts[: depth + 1])
+        names = [f.name for f in fields(section)]
+        if part not in names:
+            tail = "." + ".".join(parts[depth:])
+            elsewhere = [k for k in _all_keys(RunConfig) if k.endswith(tail)]
+            hint = f" (the key exists as {' / '.join(elsewhere)})" if elsewhere else ""
+            raise InvalidConfigError([(key, _unknown(part, names, section) + hint)])
+        tp = _hints(section)[part]
+        sub = _section_type(tp)
+        if depth == len(parts) - 1:
+            value = _parse_value(raw, tp, key)
+            if sub is not None and isinstance(value, Mapping) and isinstance(node.get(part), Mapping):
+                value = {**node[part], **value}
+            node[part] = value
+            return
+        if sub is None:
+            raise InvalidConfigError([(key, f"is a value ({_type_name(tp)}), not a section; set it as {key}=VALUE")])
+        if not isinstance(node.get(part), dict):
+            node[part] = {}  # a key inside a switched-off section switches it on with defaults
+        node, section = node[part], sub
+
+
+def _all_keys(cls: type, prefix: str = "") -> list[str]:
+    """Every dotted key under section ``cls`` (sections and values), for "did you mean" hints."""
+    keys = []
+    for name, tp in _hints(cls).items():
+        if name.startswith("_"):
+            continue
+        keys.append(prefix + name)
+        sub = _section_type(tp)
+        keys += _all_keys(sub, f"{prefix}{name}.") if sub is not None else []
+    return keys
+
+
+def _parse_value(raw: str, tp: Any, key: str) -> Any:
+    text = raw.strip()
+    if _is_optional(tp) and text in ("null", "~", "None"):
+        return None
+    base = next((a for a in typing.get_args(tp) if a is not type(None)), tp) if _is_optional(tp) else tp
+    if base is str or (typing.get_origin(base) is Literal and all(isinstance(c, str) for c in typing.get_args(base))):
+        return text  # as written: "model.name_or_path=1e-3" stays a string, "on"/"off" stay modes
+    try:
+        if typing.get_origin(base) is tuple and not text.startswith("["):
+            pieces = [p.strip() for p in text.split(",")] if text else []
+            return pieces if typing.get_args(base)[0] is str else [yaml.safe_load(p) for p in pieces]
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InvalidConfigError([(key, f"value {raw!r} is not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
+
+
+def describe_config(cfg: RunConfig | None = None) -> str:
+    """YAML of every option of ``cfg`` (defaults when None) with its help as comments (``vixml config show``).
+
+    Switched-off sections are shown as ``null`` followed by their keys and defaults, commented out. The text
+    loads back (``yaml.safe_load``) into the same config.
+    """
+    lines = ["# vixml run configuration: every key with its value and meaning.", ""]
+    _describe(cfg or RunConfig(), 0, lines, off_at=None)
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _describe(obj: _Section, depth: int, lines: list[str], off_at: int | None) -> None:
+    """Append ``obj``'s keys at ``depth``; inside a switched-off section (``off_at`` = its depth) as comments."""
+    pad = "  " * depth if off_at is None else "  " * off_at + "# " + "  " * (depth - off_at)
+    hints = _hints(type(obj))
+    for f in fields(obj):  # type: ignore[arg-type]
+        tp, value = hints[f.name], getattr(obj, f.name)
+        help_text = f.metadata["help"]
+        if typing.get_origin(tp) is Literal:
+            help_text += f" [{_type_name(tp)}]"
+        lines += [
+            f"{pad}# {line}"
+            for line in textwrap.wrap(help_text, width=100, break_on_hyphens=False, break_long_words=False)
+        ]
+        sub = _section_type(tp)
+        if sub is None:
+            lines.append(f"{pad}{f.name}: {_inline_yaml(_plain(value))}")
+        elif value is None:
+            lines.append(f"{pad}{f.name}: null")
+            lines.append(f"{pad}# To switch it on, replace null by the keys below (or by {{}} for all defaults):")
+            _describe(sub(), depth + 1, lines, off_at=depth if off_at is None else off_at)
+        else:
+            lines.append(f"{pad}{f.name}:")
+            _describe(value, depth + 1, lines, off_at)
+        if depth == 0:
+            lines.append("")
+
+
+def _inline_yaml(value: Any) -> str:
+    text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=10**6)
+    return text.removesuffix("\n...\n").strip()
