@@ -1,0 +1,338 @@
+"""Preparing a practitioner catalogue: query and label tables plus (query, label) pairs -> a dataset folder.
+
+Input, in CSV/TSV, JSON lines or Parquet (``<name>.csv``, ``.tsv``, ``.jsonl``, ``.parquet``, ...):
+
+- ``queries``: ``id`` (or ``query_id``), ``text`` (or ``title`` [+ ``content``]), optional ``split``
+  (``trn``/``train`` or ``tst``/``test``) and image columns (``images``, ``image_urls``, ``image_url``,
+  ``image``, ``image_path``: one reference, a JSON list, or a list).
+- ``labels``: ``id`` (or ``label_id``), ``text`` (or ``title`` [+ ``content``]), image columns.
+- ``pairs`` with ``query_id``, ``label_id``, optional ``split`` and ``value`` (or ``score``/``relevance``;
+  default 1), or ``train_pairs`` + ``test_pairs``.
+
+A query's split is its ``split`` column, else the split of its pairs, else train. Labels are numbered
+0..L-1 in label-file order, points in query-file order within their split; ``{trn,tst,lbl}_ids.txt`` map
+rows back to the original ids, and ``{trn,tst,lbl}.images.jsonl`` keep image references (one JSON list
+per item; relative paths made absolute) for ``vixml images fetch``.
+"""
+
+from __future__ import annotations
+
+import array
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from vixml.atomic import atomic_open
+from vixml.data._problems import MAX_LISTED, ProblemCollector
+from vixml.data.labels import write_label_matrix
+from vixml.data.layout import ID_FILES, IMAGE_REF_FILES, LABEL_STEMS, TEXT_FILES
+from vixml.data.tables import find_table, iter_table
+from vixml.data.texts import clean_text, read_texts
+from vixml.errors import DataError, Problem
+
+__all__ = ["CatalogueFiles", "find_catalogue", "prepare_catalogue"]
+
+logger = logging.getLogger(__name__)
+
+IMAGE_COLUMNS = ("images", "image_urls", "image_url", "image", "image_paths", "image_path")
+VALUE_COLUMNS = ("value", "score", "relevance", "rel")
+_SPLIT_CODES = {"trn": 1, "train": 1, "tst": 2, "test": 2}
+_SPLIT_NAMES = {1: "trn", 2: "tst"}
+_FLUSH = 8192
+_DTYPES = {"q": np.int64, "f": np.float32, "b": np.int8}
+
+
+@dataclass(frozen=True)
+class CatalogueFiles:
+    """The tables of a catalogue: ``pairs`` (with an optional ``split`` column) and/or train/test pair files."""
+
+    queries: Path
+    labels: Path
+    pairs: Path | None = None
+    train_pairs: Path | None = None
+    test_pairs: Path | None = None
+
+
+def find_catalogue(directory: str | os.PathLike) -> CatalogueFiles | None:
+    """Find ``queries.*``, ``labels.*`` and ``pairs.*`` / ``train_pairs.*`` / ``test_pairs.*`` tables."""
+    directory = Path(directory)
+    queries = find_table(directory, ("queries",))
+    labels = find_table(directory, ("labels",))
+    pairs = find_table(directory, ("pairs",))
+    train = find_table(directory, ("train_pairs", "trn_pairs"))
+    test = find_table(directory, ("test_pairs", "tst_pairs"))
+    if queries is None or labels is None or not (pairs or train or test):
+        return None
+    return CatalogueFiles(queries, labels, pairs, train, test)
+
+
+def prepare_catalogue(files: CatalogueFiles, out: Path, *, text_mode: str = "auto") -> dict:
+    """Write texts, ids, image references and label matrices of a catalogue into ``out``.
+
+    Args:
+        files: the tables.
+        out: the dataset folder (exists).
+        text_mode: for tables without a ``text`` column: ``title`` or ``title+content`` (``auto``: both).
+
+    Returns:
+        Counts: ``n_labels``, ``n_train``, ``n_test``.
+
+    Raises:
+        DataError: every problem with file and line: missing id/text columns, duplicate ids, unknown
+            query or label ids in pairs, bad split values, a query with both train and test pairs or
+            pairs contradicting its ``split``, non-numeric values.
+    """
+    problems: list[Problem] = []
+    label_ids, _, _ = _write_items(files.labels, out, "lbl", text_mode, problems)
+    label_index = {key: i for i, key in enumerate(label_ids)}
+    tmp_texts, tmp_refs = out / ".queries.raw.txt.partial", out / ".queries.images.jsonl.partial"
+    try:
+        query_ids, query_split, query_lines = _write_items(
+            files.queries, out, "queries", text_mode, problems, texts_path=tmp_texts, refs_path=tmp_refs
+        )
+        query_index = {key: i for i, key in enumerate(query_ids)}
+        pairs = _read_pairs(files, query_index, label_index, problems)
+        split = _resolve_splits(files, query_ids, query_split, query_lines, pairs, problems)
+        if problems:
+            raise DataError(problems)
+        _route_queries(out, tmp_texts, tmp_refs, query_ids, split)
+    finally:
+        for tmp in (tmp_texts, tmp_refs):
+            tmp.unlink(missing_ok=True)
+    counts = {"n_labels": len(label_ids), "n_train": int((split == 1).sum()), "n_test": int((split == 2).sum())}
+    for code, name in _SPLIT_NAMES.items():
+        if code == 2 and counts["n_test"] == 0:
+            continue
+        write_label_matrix(out / f"{LABEL_STEMS[name]}.txt", _matrix(pairs, split, code, len(label_ids)))
+    return counts
+
+
+def _column(record: dict, names: tuple[str, ...]):
+    for name in names:
+        if name in record:
+            return record[name]
+    return None
+
+
+def _text(record: dict, text_mode: str) -> str | None:
+    text = record.get("text")
+    if text is None:
+        title = record.get("title")
+        if title is None:
+            return None
+        content = record.get("content") if text_mode != "title" else None
+        text = f"{title} {content}".rstrip() if content else str(title)
+    return clean_text(str(text))
+
+
+def _image_refs(value, base: Path) -> list[str]:
+    """Normalise an image cell: None/"" -> [], "ref" -> [ref], JSON list text or list -> list of refs."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return []
+    if isinstance(value, str):
+        value = value.strip()
+        if value.startswith("["):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                value = [value]
+        else:
+            value = [value] if value else []
+    refs = [str(v).strip() for v in value if v is not None and str(v).strip()]
+    return [
+        r if ("://" in r or r.startswith("data:") or os.path.isabs(r)) else str((base / r).resolve()) for r in refs
+    ]
+
+
+def _write_items(
+    path: Path,
+    out: Path,
+    kind: str,
+    text_mode: str,
+    problems: list[Problem],
+    texts_path: Path | None = None,
+    refs_path: Path | None = None,
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Stream a queries/labels table into texts, ids (labels only) and image references.
+
+    Returns:
+        ``(ids, split code per item (int8: 0 none, 1 trn, 2 tst), line of each item)``.
+    """
+    found = ProblemCollector(path)
+    id_columns = ("id", "label_id") if kind == "lbl" else ("id", "query_id")
+    texts_path = texts_path or out / TEXT_FILES["lbl"]
+    refs_path = refs_path or out / IMAGE_REF_FILES["lbl"]
+    ids: list[str] = []
+    first_line: dict[str, int] = {}
+    splits = array.array("b")
+    lines = array.array("q")
+    any_refs = False
+    texts: list[str] = []
+    refs: list[str] = []
+    with atomic_open(texts_path, "wb") as text_fh, atomic_open(refs_path, "wb") as ref_fh:
+        for line, record in iter_table(path, found):
+            key = _column(record, id_columns)
+            text = _text(record, text_mode)
+            if key is None or str(key).strip() == "":
+                found.add(f"missing id (columns {' or '.join(id_columns)})", line=line, field="id")
+                key = f"<missing id at line {line}>"
+            key = clean_text(str(key)).strip()
+            if key in first_line:
+                found.add(f"duplicate id {key!r} (first on line {first_line[key]})", line=line, field="id")
+            first_line.setdefault(key, line)
+            if text is None:
+                found.add("missing text (column text, or title [+ content])", line=line, field="text")
+                text = ""
+            code = 0
+            if kind != "lbl" and record.get("split") not in (None, ""):
+                code = _SPLIT_CODES.get(str(record["split"]).strip().lower(), -1)
+                if code < 0:
+                    found.add(f"unknown split {record['split']!r} (trn/train or tst/test)", line=line, field="split")
+                    code = 0
+            cell = _column(record, IMAGE_COLUMNS)
+            any_refs |= cell is not None
+            ids.append(key)
+            splits.append(code)
+            lines.append(line)
+            texts.append(text)
+            refs.append(json.dumps(_image_refs(cell, path.parent), ensure_ascii=False))
+            if len(texts) >= _FLUSH:
+                _flush(text_fh, texts)
+                _flush(ref_fh, refs)
+        _flush(text_fh, texts)
+        _flush(ref_fh, refs)
+    problems.extend(found.problems)
+    if not any_refs:
+        refs_path.unlink(missing_ok=True)
+    if kind == "lbl":
+        with atomic_open(out / ID_FILES["lbl"], "wb") as fh:
+            for start in range(0, len(ids), _FLUSH):
+                _flush(fh, ids[start : start + _FLUSH])
+    return ids, np.frombuffer(splits, dtype=np.int8), np.frombuffer(lines, dtype=np.int64)
+
+
+def _flush(fh, lines: list[str]) -> None:
+    if lines:
+        fh.write(("\n".join(lines) + "\n").encode("utf-8", "replace"))
+        if isinstance(lines, list):
+            lines.clear()
+
+
+@dataclass
+class _Pairs:
+    query: np.ndarray  # int64 (n,), query index in the queries file
+    label: np.ndarray  # int64 (n,)
+    value: np.ndarray  # float32 (n,)
+    split: np.ndarray  # int8 (n,), 0 = from the query
+    file: list[str]  # file of each pair source, indexed by source
+    source: np.ndarray  # int8 (n,), index into ``file``
+    line: np.ndarray  # int64 (n,)
+
+
+def _read_pairs(files: CatalogueFiles, queries: dict, labels: dict, problems: list[Problem]) -> _Pairs:
+    cols = {k: array.array(t) for k, t in (("q", "q"), ("l", "q"), ("v", "f"), ("s", "b"), ("src", "b"), ("ln", "q"))}
+    sources = [(files.pairs, 0), (files.train_pairs, 1), (files.test_pairs, 2)]
+    names: list[str] = []
+    for path, fixed in sources:
+        if path is None:
+            continue
+        names.append(str(path))
+        src = len(names) - 1
+        found = ProblemCollector(path)
+        for line, record in iter_table(path, found):
+            q_key, l_key = record.get("query_id"), record.get("label_id")
+            q = queries.get(clean_text(str(q_key)).strip()) if q_key is not None else None
+            lab = labels.get(clean_text(str(l_key)).strip()) if l_key is not None else None
+            for key, index, column in ((q_key, q, "query_id"), (l_key, lab, "label_id")):
+                if index is None:
+                    what = f"unknown {column[:-3]} id {key!r}" if key is not None else f"missing column {column}"
+                    found.add(what, line=line, field=column)
+            code = fixed
+            if fixed == 0 and record.get("split") not in (None, ""):
+                code = _SPLIT_CODES.get(str(record["split"]).strip().lower(), -1)
+                if code < 0:
+                    found.add(f"unknown split {record['split']!r} (trn/train or tst/test)", line=line, field="split")
+            raw_value = _column(record, VALUE_COLUMNS)
+            try:
+                value = 1.0 if raw_value in (None, "") else float(raw_value)
+                if not math.isfinite(value):
+                    raise ValueError
+            except (TypeError, ValueError):
+                found.add(f"value {raw_value!r} is not a finite number", line=line, field="value")
+                value = math.nan
+            if q is None or lab is None or code < 0 or math.isnan(value):
+                continue
+            for key, item in (("q", q), ("l", lab), ("v", value), ("s", code), ("src", src), ("ln", line)):
+                cols[key].append(item)
+        problems.extend(found.problems)
+    arr = {k: np.frombuffer(v, dtype=_DTYPES[v.typecode]) for k, v in cols.items()}
+    return _Pairs(arr["q"], arr["l"], arr["v"], arr["s"], names, arr["src"], arr["ln"])
+
+
+def _resolve_splits(
+    files: CatalogueFiles,
+    query_ids: list[str],
+    query_split: np.ndarray,
+    query_lines: np.ndarray,
+    pairs: _Pairs,
+    problems: list[Problem],
+) -> np.ndarray:
+    """Split code (1 trn, 2 tst) of every query; notes contradictions."""
+    n = len(query_ids)
+    has = {code: np.zeros(n, dtype=bool) for code in (1, 2)}
+    for code in (1, 2):
+        has[code][pairs.query[pairs.split == code]] = True
+    for q in np.flatnonzero(has[1] & has[2] & (query_split == 0))[:MAX_LISTED]:
+        message = f"query {query_ids[q]!r} has both train and test pairs"
+        problems.append(Problem(str(files.queries), message, line=int(query_lines[q]), field="split"))
+    split = np.where(query_split > 0, query_split, np.where(has[2], 2, 1)).astype(np.int8)
+    clash = np.flatnonzero((pairs.split > 0) & (pairs.split != split[pairs.query]))
+    for k in clash[:MAX_LISTED]:
+        q = pairs.query[k]
+        message = (
+            f"pair in split {_SPLIT_NAMES[int(pairs.split[k])]} but query {query_ids[q]!r} is in "
+            f"{_SPLIT_NAMES[int(split[q])]}"
+        )
+        problems.append(Problem(pairs.file[pairs.source[k]], message, line=int(pairs.line[k]), field="split"))
+    return split
+
+
+def _route_queries(out: Path, tmp_texts: Path, tmp_refs: Path, query_ids: list[str], split: np.ndarray) -> None:
+    """Copy each query's text, id and image refs into its split's files, in query-file order."""
+    texts = read_texts(tmp_texts, encoding="utf-8", layout="plain")
+    refs = read_texts(tmp_refs, encoding="utf-8", layout="plain") if tmp_refs.is_file() else None
+    for code in (1, 2) if (split == 2).any() else (1,):
+        name = _SPLIT_NAMES[code]
+        rows = np.flatnonzero(split == code)
+        with atomic_open(out / TEXT_FILES[name], "wb") as text_fh, atomic_open(out / ID_FILES[name], "wb") as id_fh:
+            for start in range(0, len(rows), _FLUSH):
+                block = rows[start : start + _FLUSH]
+                _flush(text_fh, texts[block])
+                _flush(id_fh, [query_ids[i] for i in block])
+        if refs is not None:
+            with atomic_open(out / IMAGE_REF_FILES[name], "wb") as ref_fh:
+                for start in range(0, len(rows), _FLUSH):
+                    _flush(ref_fh, refs[rows[start : start + _FLUSH]])
+    texts.close()
+    if refs is not None:
+        refs.close()
+
+
+def _matrix(pairs: _Pairs, split: np.ndarray, code: int, n_labels: int) -> sp.csr_matrix:
+    """CSR of one split's pairs; a repeated (query, label) pair keeps its first value."""
+    rows_of = np.full(len(split), -1, dtype=np.int64)
+    members = np.flatnonzero(split == code)
+    rows_of[members] = np.arange(len(members))
+    keep = split[pairs.query] == code
+    rows, labels, values = rows_of[pairs.query[keep]], pairs.label[keep], pairs.value[keep]
+    key = rows * max(n_labels, 1) + labels
+    _, first = np.unique(key, return_index=True)
+    if len(first) < len(key):
+        logger.warning("%d repeated (query, label) pair(s) in split %s: kept the first", len(key) - len(first), code)
+    return sp.csr_matrix((values[first], (rows[first], labels[first])), shape=(len(members), n_labels))
