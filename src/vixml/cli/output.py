@@ -1,0 +1,33 @@
+"""How commands print: one JSON object on stdout with ``--json``, rich tables otherwise."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import typer
+from rich.console import Console
+
+__all__ = ["emit_json", "console", "err_console"]
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _clean(value: Any) -> Any:
+    """Make numpy scalars and non-finite floats JSON-safe."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def emit_json(obj: dict) -> None:
+    """Print ``obj`` as the only thing on stdout."""
+    typer.echo(json.dumps(_clean(obj), indent=2, sort_keys=False))
