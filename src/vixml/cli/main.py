@@ -9,13 +9,14 @@ from __future__ import annotations
 import logging
 import sys
 
-import click
 import typer
 
 from vixml import __version__
 from vixml.cli import data as data_cmd
+from vixml.cli import demo as demo_cmd
 from vixml.cli import evaluate as evaluate_cmd
-from vixml.errors import DataError, VixmlError
+from vixml.cli import train as train_cmd
+from vixml.errors import VixmlError
 
 __all__ = ["app", "main"]
 
@@ -27,7 +28,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_cmd.app, name="data")
+app.add_typer(train_cmd.config_app, name="config")
+app.command("train")(train_cmd.train)
+app.command("predict")(train_cmd.predict)
 app.command("evaluate")(evaluate_cmd.evaluate)
+app.command("demo")(demo_cmd.demo)
 
 
 def _version(value: bool) -> None:
@@ -49,25 +54,18 @@ def _root(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit code (the console script passes it to ``sys.exit``)."""
-    command = typer.main.get_command(app)
+    """Run the command line; returns the exit code (the console script passes it to ``sys.exit``).
+
+    Usage errors are reported by typer itself (exit 2); vixml's own errors become one clear message and exit 1.
+    """
     try:
-        result = command.main(args=argv, prog_name="vixml", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        return 130
-    except click.exceptions.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except DataError as exc:
-        click.echo(f"error: {exc}", err=True)
-        return 1
+        app(args=argv, prog_name="vixml")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except VixmlError as exc:
-        click.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {exc}", err=True)
         return 1
-    return result if isinstance(result, int) else 0
+    return 0
 
 
 if __name__ == "__main__":

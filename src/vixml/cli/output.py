@@ -12,7 +12,7 @@ from rich.console import Console
 __all__ = ["emit_json", "console", "err_console"]
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def _clean(value: Any) -> Any:

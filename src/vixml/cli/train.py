@@ -1,0 +1,87 @@
+"""``vixml train``, ``vixml predict`` and ``vixml config show``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from vixml.cli.output import console, emit_json, err_console
+
+__all__ = ["train", "predict", "config_app"]
+
+config_app = typer.Typer(help="Inspect configurations.", no_args_is_help=True)
+
+SET_HELP = "Override a config key, e.g. --set train.epochs=5 (repeatable; 'null' switches a section off)."
+
+
+def train(
+    config: Path = typer.Argument(..., help="YAML config (an empty file = all defaults; see configs/)."),
+    data: Path = typer.Option(..., "--data", help="Dataset folder (vixml data prepare)."),
+    out: Path = typer.Option(..., "--out", help="Run folder to write."),
+    overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --out."),
+    as_json: bool = typer.Option(False, "--json", help="Print the final metrics as one JSON object."),
+) -> None:
+    """Train a ViXML dual encoder; writes checkpoints, metrics, plots, the model and test predictions."""
+    import json
+
+    from vixml.training import train as run_training
+
+    run = run_training(config, data, out, overrides=overrides, resume=resume)
+    metrics = json.loads((run / "metrics.json").read_text())
+    if as_json:
+        emit_json({"run": str(run), **metrics})
+        return
+    _print_final(metrics)
+    err_console.print(f"run folder: {run} (README.md, curves.png, history.csv, model/)")
+
+
+def _print_final(metrics: dict) -> None:
+    from vixml.reports import metrics_table
+
+    columns = {
+        name: values
+        for name, values in (("zero-shot", metrics.get("zero_shot")), ("trained", metrics.get("final")))
+        if values
+    }
+    if columns:
+        console.print(metrics_table(columns, title="test metrics (%)"))
+
+
+def predict(
+    run: Path = typer.Argument(..., help="A run folder written by vixml train."),
+    data: Path = typer.Option(..., "--data", help="Dataset folder."),
+    out: Path = typer.Option(..., "--out", help="Prediction file to write (CSR .npz)."),
+    split: str = typer.Option("tst", "--split", help="tst or trn."),
+    k: int = typer.Option(100, "--k", min=1, help="Labels per query."),
+    augment: bool = typer.Option(False, "--augment", help="Retrieval-augmented scoring (+R, METHOD.md 5)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N."),
+    as_json: bool = typer.Option(False, "--json", help="Print a summary as one JSON object."),
+) -> None:
+    """Predict the top-k labels of a dataset split with a trained run."""
+    from vixml.data import write_label_matrix
+    from vixml.inference import Predictor
+
+    predictor = Predictor.load(run, device=device)
+    predictions = predictor.predict_dataset(data, split=split, k=k, augment=augment)
+    write_label_matrix(out, predictions)
+    summary = {"out": str(out), "queries": predictions.shape[0], "labels": predictions.shape[1], "k": k}
+    if as_json:
+        emit_json(summary)
+    else:
+        err_console.print(f"wrote {out}: {summary['queries']} queries x top-{k} of {summary['labels']} labels")
+
+
+@config_app.command("show")
+def show(
+    config: Path | None = typer.Argument(None, help="A YAML config; default: every default."),
+    overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
+) -> None:
+    """Print the resolved configuration with every key, its value and its help."""
+    from vixml.config import RunConfig, apply_overrides, describe_config, load_config
+
+    cfg = load_config(config) if config is not None else RunConfig()
+    if overrides:
+        cfg = apply_overrides(cfg, overrides)
+    typer.echo(describe_config(cfg))
