@@ -38,7 +38,7 @@ def train(
 
 
 def _print_final(metrics: dict) -> None:
-    from vixml.reports import metrics_table
+    from vixml.reports import comparison_table
 
     columns = {
         name: values
@@ -46,7 +46,7 @@ def _print_final(metrics: dict) -> None:
         if values
     }
     if columns:
-        console.print(metrics_table(columns, title="test metrics (%)"))
+        console.print(comparison_table(columns, title="test metrics (%)"))
 
 
 def predict(

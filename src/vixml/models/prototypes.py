@@ -108,6 +108,17 @@ class LabelPrototypes(nn.Module):
         self.register_buffer("centroids", torch.zeros(num_labels, dim))
         self.register_buffer("has_queries", torch.zeros(num_labels, dtype=torch.bool))
 
+    def hyperparameters(self) -> dict[str, int | float]:
+        """Constructor arguments that rebuild this module (saved beside its weights)."""
+        return {
+            "num_labels": self.num_labels,
+            "dim": self.dim,
+            "num_free_vectors": self.num_free_vectors,
+            "heads": self.lpn.self_attn.num_heads,
+            "ffn_dim": self.lpn.linear1.out_features,
+            "dropout": self.lpn.dropout.p,
+        }
+
     def prototype_parameters(self) -> list[nn.Parameter]:
         """The LPN's parameters and the free vectors: METHOD.md 4 trains them with their own learning rate."""
         return [*self.lpn.parameters(), self.free_vectors]

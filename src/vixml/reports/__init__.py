@@ -1,7 +1,14 @@
-"""Tables and plots: metric tables, training curves, metrics by label-frequency decile."""
+"""Tables and plots: metric tables, training curves."""
 
 from __future__ import annotations
 
-from vixml.reports.tables import metrics_table, split_metric_name
+from vixml.reports.plots import plot_training_curves
+from vixml.reports.tables import HEADLINE_METRICS, comparison_table, metrics_table, split_metric_name
 
-__all__ = ["metrics_table", "split_metric_name"]
+__all__ = [
+    "HEADLINE_METRICS",
+    "comparison_table",
+    "metrics_table",
+    "plot_training_curves",
+    "split_metric_name",
+]

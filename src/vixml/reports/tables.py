@@ -7,10 +7,12 @@ from collections.abc import Mapping
 
 from rich.table import Table
 
-__all__ = ["metrics_table", "split_metric_name"]
+__all__ = ["comparison_table", "metrics_table", "split_metric_name", "HEADLINE_METRICS"]
 
 _NAME = re.compile(r"^(?P<family>[A-Za-z]+)@(?P<k>\d+)$")
 FAMILY_ORDER = ("P", "nDCG", "PSP", "PSnDCG", "R")
+HEADLINE_METRICS = ("P@1", "P@3", "P@5", "nDCG@5", "PSP@1", "PSP@5", "R@10", "R@100", "MRR")
+"""The figures papers report (METHOD.md 6 quotes P@1, P@5, PSP@1, R@100), shown when runs are compared."""
 
 
 def split_metric_name(name: str) -> tuple[str, int | None]:
@@ -55,3 +57,21 @@ def metrics_table(
 
 def _fmt(value: float | None, scale: float) -> str:
     return "" if value is None else f"{value * scale:.2f}"
+
+
+def comparison_table(
+    columns: Mapping[str, Mapping[str, float]],
+    *,
+    keys: tuple[str, ...] = HEADLINE_METRICS,
+    scale: float = 100.0,
+    title: str | None = None,
+) -> Table:
+    """Metrics of several runs side by side: one row per metric in ``keys``, one column per run."""
+    table = Table(title=title)
+    table.add_column("metric")
+    for name in columns:
+        table.add_column(name, justify="right")
+    for key in keys:
+        if any(key in m for m in columns.values()):
+            table.add_row(key, *(_fmt(m.get(key), scale) for m in columns.values()))
+    return table

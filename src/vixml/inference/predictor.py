@@ -1,0 +1,139 @@
+"""A trained run as a predictor: encode new texts, search the label embeddings, optionally "+R" (METHOD.md 5)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from vixml.config import RunConfig, load_config
+from vixml.data import XMCDataset, load_dataset
+from vixml.data.tokenize import TokenCache
+from vixml.errors import DataError, Problem
+from vixml.inference.augment import augmented_scores
+from vixml.models import DualEncoder, autocast, embed_tokens, resolve_device
+from vixml.search import to_csr, topk
+from vixml.training.run import RUN_FILES
+
+__all__ = ["Predictor"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Predictor:
+    """Encode queries with a trained dual encoder and rank every label by inner product.
+
+    Build it with :meth:`load` from a run folder written by :func:`vixml.training.train`.
+
+    Attributes:
+        model: the dual encoder (eval mode).
+        label_embeddings: (L, D) float32 embeddings searched (prototypes with PRIME).
+        config: the run's configuration.
+        device: where the model runs.
+    """
+
+    model: DualEncoder
+    label_embeddings: np.ndarray
+    config: RunConfig
+    device: torch.device
+
+    @classmethod
+    def load(cls, run_dir: str | Path, *, device: str = "auto") -> Predictor:
+        """Load the final model, label embeddings and config of a run folder."""
+        run = Path(run_dir)
+        missing = [name for name in ("config", "model", "label_embeddings") if not (run / RUN_FILES[name]).exists()]
+        if missing:
+            raise DataError(
+                [Problem(str(run / RUN_FILES[m]), "missing: is this a finished vixml run folder?") for m in missing]
+            )
+        config = load_config(run / RUN_FILES["config"])
+        dev = resolve_device(device)
+        model = DualEncoder.load(run / RUN_FILES["model"]).to(dev).eval()
+        label_emb = np.load(run / RUN_FILES["label_embeddings"])
+        return cls(model, label_emb, config, dev)
+
+    @property
+    def num_labels(self) -> int:
+        return self.label_embeddings.shape[0]
+
+    @torch.inference_mode()
+    def encode(self, texts: Sequence[str], *, batch_size: int | None = None) -> np.ndarray:
+        """(n,) query texts -> (n, D) float32 normalised embeddings."""
+        batch_size = batch_size or self.config.eval.encode_batch_size
+        backbone = self.model.backbone
+        out = []
+        for start in range(0, len(texts), batch_size):
+            batch = backbone.tokenize(list(texts[start : start + batch_size]), self.config.data.max_length)
+            with autocast(self.config.train.precision, self.device):
+                emb = self.model.encode_queries(batch["input_ids"].to(self.device), batch["attention_mask"])
+            out.append(emb.float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.model.embedding_dim), dtype=np.float32)
+
+    def predict(self, texts: Sequence[str], images=None, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` labels of each text: (n, k) scores and (n, k) label ids (descending)."""
+        if images is not None:
+            raise NotImplementedError("image inputs arrive with the vision issue; pass texts only for now")
+        return topk(self.encode(texts), self.label_embeddings, k)
+
+    def predict_dataset(
+        self, data_dir: str | Path, *, split: str = "tst", k: int = 100, augment: bool = False
+    ) -> sp.csr_matrix:
+        """Predictions for a split of a dataset folder as an (n, L) CSR (the prediction-file format).
+
+        Args:
+            data_dir: the dataset folder.
+            split: ``"tst"`` or ``"trn"``.
+            k: labels per query.
+            augment: retrieval-augmented scoring with the run's ``eval.augment`` settings (paper defaults when
+                the run has none): top labels and top training queries, joint softmax.
+        """
+        dataset = load_dataset(data_dir, images=False)
+        if dataset.n_labels != self.num_labels:
+            raise DataError(
+                Problem(str(data_dir), f"has {dataset.n_labels} labels but the run was trained on {self.num_labels}")
+            )
+        queries = self._embed_split(dataset, split)
+        if not augment:
+            scores, indices = topk(queries, self.label_embeddings, k)
+            return to_csr(scores, indices, self.num_labels)
+        from vixml.config import AugmentConfig
+
+        ac = self.config.eval.augment or AugmentConfig()
+        label_scores, label_indices = topk(queries, self.label_embeddings, ac.num_labels)
+        train_queries = self._embed_split(dataset, "trn")
+        query_scores, query_indices = topk(queries, train_queries, ac.num_queries)
+        if split == "trn":  # a training query must not vote for itself
+            self_hit = query_indices == np.arange(queries.shape[0])[:, None]
+            query_indices = np.where(self_hit, -1, query_indices)
+        return augmented_scores(
+            label_scores,
+            label_indices,
+            query_scores,
+            query_indices,
+            dataset.trn_Y,
+            temperature=ac.temperature,
+            label_weight=ac.label_weight,
+            k=k,
+        )
+
+    def _embed_split(self, dataset: XMCDataset, split: str) -> np.ndarray:
+        texts = {"trn": dataset.trn_texts, "tst": dataset.tst_texts}.get(split)
+        if texts is None:
+            raise DataError(Problem(str(dataset.path), f"has no '{split}' split (expected 'trn' or 'tst')"))
+        root = self.config.data.cache_dir
+        cache = TokenCache(root) if root else TokenCache.for_dataset(dataset.path)
+        tokens = cache.get(texts, split, texts.path, self.model.backbone.tokenizer, self.config.data.max_length)
+        return embed_tokens(
+            self.model.encode_queries,
+            tokens,
+            batch_size=self.config.eval.encode_batch_size,
+            precision=self.config.train.precision,
+            device=self.device,
+            progress=f"embedding {split} queries",
+        )

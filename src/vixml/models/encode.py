@@ -1,0 +1,58 @@
+"""Embedding many texts at once: length-sorted batches, no gradients, bounded memory."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from vixml.models.amp import Precision, autocast
+
+__all__ = ["embed_tokens"]
+
+EncodeFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@torch.inference_mode()
+def embed_tokens(
+    encode: EncodeFn,
+    tokens,
+    *,
+    rows: np.ndarray | None = None,
+    batch_size: int = 512,
+    precision: Precision = "fp32",
+    device: torch.device | str = "cpu",
+    progress: str | None = None,
+) -> np.ndarray:
+    """Embed pre-tokenised rows with ``encode`` (e.g. ``DualEncoder.encode_queries``).
+
+    Rows are processed in order of length so that batches carry little padding, then put back in order.
+
+    Args:
+        encode: (input_ids (B, T), attention_mask (B, T)) -> (B, D) embeddings.
+        tokens: a :class:`vixml.data.tokenize.TokenArrays` (``lengths`` and ``batch(rows)``).
+        rows: which rows to embed (default: all).
+        batch_size: rows per forward pass.
+        precision: autocast precision.
+        device: where the model runs.
+        progress: a progress-bar caption, or None for none.
+
+    Returns:
+        (len(rows), D) float32 embeddings in the order of ``rows``.
+    """
+    from tqdm.auto import tqdm
+
+    rows = np.arange(len(tokens)) if rows is None else np.asarray(rows, dtype=np.int64)
+    order = np.argsort(-tokens.lengths[rows], kind="stable")
+    out: np.ndarray | None = None
+    starts = range(0, len(rows), batch_size)
+    for start in tqdm(starts, desc=progress, disable=progress is None, leave=False, unit="batch"):
+        chosen = order[start : start + batch_size]
+        input_ids, mask = tokens.batch(rows[chosen])
+        with autocast(precision, device):
+            emb = encode(input_ids.to(device), mask.to(device)).float().cpu().numpy()
+        if out is None:
+            out = np.empty((len(rows), emb.shape[1]), dtype=np.float32)
+        out[chosen] = emb
+    return out if out is not None else np.zeros((0, 0), dtype=np.float32)

@@ -1,0 +1,23 @@
+"""Training: losses, NGAME cluster batching, the sampler, the trainer and checkpoints (METHOD.md 4)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__all__ = ["train", "Trainer"]
+
+if TYPE_CHECKING:
+    from vixml.training.run import train
+    from vixml.training.trainer import Trainer
+
+
+def __getattr__(name: str) -> Any:  # lazy: `import vixml.training.losses` must not load transformers
+    if name == "train":
+        from vixml.training.run import train
+
+        return train
+    if name == "Trainer":
+        from vixml.training.trainer import Trainer
+
+        return Trainer
+    raise AttributeError(name)

@@ -1,0 +1,115 @@
+"""Complete, atomic checkpoints: everything a killed run needs to end exactly as an uninterrupted one.
+
+A checkpoint is a folder ``checkpoints/epoch-NNNN`` holding ``state.pt`` (weights, optimizer, scheduler,
+scaler, every RNG, sampler state, epoch/step, history) and ``bank.npy`` (the query-embedding bank). It is
+written under a temporary name and renamed when complete; ``checkpoints/latest`` names the newest one and
+is replaced atomically after the rename. Older checkpoints are removed after that.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vixml.atomic import atomic_open, atomic_path
+from vixml.errors import DataError, Problem
+
+__all__ = [
+    "save_checkpoint",
+    "load_checkpoint",
+    "latest_checkpoint",
+    "rng_state",
+    "set_rng_state",
+    "save_array",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def rng_state() -> dict[str, Any]:
+    """Every global random state (python, numpy, torch CPU and CUDA) as tensors and plain values."""
+    np_state = np.random.get_state()
+    state = {
+        "python": list(random.getstate()[1]),
+        "python_gauss": random.getstate()[2],
+        "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
+        "numpy_pos": int(np_state[2]),
+        "numpy_gauss": [int(np_state[3]), float(np_state[4])],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` captured."""
+    random.setstate((3, tuple(state["python"]), state["python_gauss"]))
+    has_gauss, gauss = state["numpy_gauss"]
+    np.random.set_state(
+        ("MT19937", state["numpy_keys"].numpy().astype(np.uint32), state["numpy_pos"], has_gauss, gauss)
+    )
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(folder: Path, epoch: int, state: dict[str, Any], bank: np.ndarray | None, keep: int = 1) -> Path:
+    """Write checkpoint ``epoch`` under ``folder`` atomically and point ``folder/latest`` at it.
+
+    Args:
+        folder: the run's ``checkpoints`` folder.
+        epoch: the number of completed epochs.
+        state: tensors, numbers, strings, lists and dicts only (it is read back with ``weights_only=True``).
+        bank: the (N, D) query-embedding bank, or None.
+        keep: how many of the newest checkpoints to keep.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"epoch-{epoch:04d}"
+    final = folder / name
+    tmp = folder / f".{name}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    torch.save(state, tmp / "state.pt")
+    if bank is not None:
+        np.save(tmp / "bank.npy", bank)
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    with atomic_open(folder / "latest") as fh:
+        fh.write(name + "\n")
+    for old in sorted(p for p in folder.glob("epoch-*") if p.is_dir())[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    logger.info("checkpoint %s written", final)
+    return final
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    """The newest complete checkpoint under ``folder``, or None when there is none."""
+    pointer = folder / "latest"
+    if not pointer.exists():
+        return None
+    path = folder / pointer.read_text(encoding="utf-8").strip()
+    return path if (path / "state.pt").exists() else None
+
+
+def load_checkpoint(path: Path) -> tuple[dict[str, Any], np.ndarray | None]:
+    """Read a checkpoint written by :func:`save_checkpoint` (never unpickles arbitrary objects)."""
+    try:
+        state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
+    except Exception as exc:  # a truncated or foreign file: say which and why
+        raise DataError(Problem(str(path / "state.pt"), f"unreadable checkpoint: {exc}")) from exc
+    bank_path = path / "bank.npy"
+    bank = np.load(bank_path) if bank_path.exists() else None
+    return state, bank
+
+
+def save_array(path: Path, array: np.ndarray) -> None:
+    """``np.save`` atomically (embeddings written beside a run)."""
+    with atomic_path(path, suffix=".npy") as tmp:
+        np.save(tmp, array)
