@@ -310,9 +310,6 @@ def test_derived_values():
     assert model.prompt_segments(True) == ("This product text", "{text}", "and its image", "{images}", "{eos}")
     assert model.prompt_segments(False) == ("This product text", "{text}", "{eos}")
     assert ModelConfig(prompt=("{text}", "{images}")).prompt_segments(False) == ("{text}",)
-    mining = MiningConfig(cluster_size=16, double_at=(20, 40), start_epoch=10, update_every=5)
-    assert [mining.cluster_size_at(e) for e in (0, 19, 20, 39, 40, 100)] == [16, 16, 32, 32, 64, 64]
-    assert [e for e in range(30) if mining.reclusters_at(e)] == [10, 15, 20, 25]
     assert ImagesConfig().resolve_placement("encoder") == "before_text"
     assert ImagesConfig().resolve_placement("decoder") == "prompt"
     assert ImagesConfig(placement="before_text").resolve_placement("decoder") == "before_text"

@@ -398,14 +398,6 @@ class MiningConfig(_Section):
             return [("double_at", f"must be distinct non-negative epochs in ascending order, got {self.double_at}")]
         return []
 
-    def cluster_size_at(self, epoch: int) -> int:
-        """Cluster size used at ``epoch`` (0-based): doubled once for every ``double_at`` entry <= epoch."""
-        return self.cluster_size * 2 ** sum(1 for e in self.double_at if e <= epoch)
-
-    def reclusters_at(self, epoch: int) -> bool:
-        """Whether the query bank is re-clustered before ``epoch`` (0-based)."""
-        return epoch >= self.start_epoch and (epoch - self.start_epoch) % self.update_every == 0
-
 
 @dataclass(frozen=True)
 class LossWeights(_Section):
