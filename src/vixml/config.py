@@ -335,12 +335,11 @@ class ImagesConfig(_Section):
     _key = "images"
     num_images: int = _f(3, "Images per item (the first N of its list); missing slots are masked out.", ge=1)
     embedding_model: str | None = _f(
-        None, "Name tag of the embedding bank files to use; null = the only one present in the dataset."
+        None,
+        "Model tag of the embedding banks to use ({split}_embs_imgs_<N>_<D>_<tag>.npy, found by the released "
+        "file names); null = the only one present in the dataset.",
     )
-    embedding_dim: int | None = _f(None, "Size of one image embedding; null = read from the bank.", ge=1)
-    trn_bank: str | None = _f(None, "Training-query embedding bank (path in the dataset); null = discovered.")
-    tst_bank: str | None = _f(None, "Test-query embedding bank (path in the dataset); null = discovered.")
-    lbl_bank: str | None = _f(None, "Label embedding bank (path in the dataset); null = discovered.")
+    embedding_dim: int | None = _f(None, "Expected size of one image embedding (checked); null = the bank's.", ge=1)
     projection_lr: float = _f(5e-4, "Learning rate of the Linear(embedding_dim -> hidden) image projection.", gt=0)
     placement: Literal["auto", "before_text", "prompt"] = _f(
         "auto",
@@ -348,7 +347,10 @@ class ImagesConfig(_Section):
         "auto = encoders before the text, decoders in the prompt (images first hurt decoders: attention sink).",
     )
     dropout: float = _f(
-        0.0, "Probability of dropping each image during training (robustness to missing ones).", ge=0, lt=1
+        0.0,
+        "Probability of dropping all images of an item during training (robustness to missing images).",
+        ge=0,
+        lt=1,
     )
     sides: Literal["both", "query", "label"] = _f("both", "Which items carry images: queries, labels, or both.")
 

@@ -63,23 +63,33 @@ class Predictor:
         return self.label_embeddings.shape[0]
 
     @torch.inference_mode()
-    def encode(self, texts: Sequence[str], *, batch_size: int | None = None) -> np.ndarray:
-        """(n,) query texts -> (n, D) float32 normalised embeddings."""
+    def encode(self, texts: Sequence[str], images=None, *, batch_size: int | None = None) -> np.ndarray:
+        """Query texts (and their image embeddings) -> (n, D) float32 normalised embeddings.
+
+        Args:
+            texts: n query texts.
+            images: None (text only), or precomputed pooled image embeddings: ``(emb (n, N, D), mask (n, N))``,
+                or ``emb (n, D)`` for one image per query (rows of zeros = no image).
+            batch_size: queries per forward pass.
+        """
         batch_size = batch_size or self.config.eval.encode_batch_size
+        emb_all, mask_all = _as_image_batch(images, len(texts))
         backbone = self.model.backbone
         out = []
         for start in range(0, len(texts), batch_size):
             batch = backbone.tokenize(list(texts[start : start + batch_size]), self.config.data.max_length)
+            extra = ()
+            if emb_all is not None:
+                stop = start + batch_size
+                extra = (torch.from_numpy(emb_all[start:stop]), torch.from_numpy(mask_all[start:stop]))
             with autocast(self.config.train.precision, self.device):
-                emb = self.model.encode_queries(batch["input_ids"].to(self.device), batch["attention_mask"])
+                emb = self.model.encode_queries(batch["input_ids"].to(self.device), batch["attention_mask"], *extra)
             out.append(emb.float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.model.embedding_dim), dtype=np.float32)
 
     def predict(self, texts: Sequence[str], images=None, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` labels of each text: (n, k) scores and (n, k) label ids (descending)."""
-        if images is not None:
-            raise NotImplementedError("image inputs arrive with the vision issue; pass texts only for now")
-        return topk(self.encode(texts), self.label_embeddings, k)
+        """Top-``k`` labels of each text (with its images, see :meth:`encode`): (n, k) scores and label ids."""
+        return topk(self.encode(texts, images), self.label_embeddings, k)
 
     def predict_dataset(
         self, data_dir: str | Path, *, split: str = "tst", k: int = 100, augment: bool = False
@@ -93,7 +103,14 @@ class Predictor:
             augment: retrieval-augmented scoring with the run's ``eval.augment`` settings (paper defaults when
                 the run has none): top labels and top training queries, joint softmax.
         """
-        dataset = load_dataset(data_dir, images=False)
+        fused = self.model.image_projection is not None
+        ic = self.config.images
+        dataset = load_dataset(
+            data_dir,
+            images=fused,
+            num_images=ic.num_images if fused and ic else None,
+            image_model=ic.embedding_model if fused and ic else None,
+        )
         if dataset.n_labels != self.num_labels:
             raise DataError(
                 Problem(str(data_dir), f"has {dataset.n_labels} labels but the run was trained on {self.num_labels}")
@@ -129,11 +146,33 @@ class Predictor:
         root = self.config.data.cache_dir
         cache = TokenCache(root) if root else TokenCache.for_dataset(dataset.path)
         tokens = cache.get(texts, split, texts.path, self.model.backbone.tokenizer, self.config.data.max_length)
+        bank = (dataset.images or {}).get(split) if self.model.uses_images("query") else None
         return embed_tokens(
             self.model.encode_queries,
             tokens,
+            images=bank,
             batch_size=self.config.eval.encode_batch_size,
             precision=self.config.train.precision,
             device=self.device,
             progress=f"embedding {split} queries",
         )
+
+
+def _as_image_batch(images, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Normalise the accepted image inputs to (emb (n, N, D) float32, mask (n, N) bool), or (None, None)."""
+    if images is None:
+        return None, None
+    if isinstance(images, tuple):
+        emb, mask = (np.asarray(a) for a in images)
+    else:
+        emb = np.asarray(images)
+        if emb.ndim == 2:
+            emb = emb[:, None, :]
+        mask = np.abs(emb).sum(axis=-1) > 0
+    if emb.ndim != 3 or emb.shape[0] != n or mask.shape != emb.shape[:2]:
+        raise DataError(
+            Problem(
+                "<images>", f"expected (n={n}, N, D) embeddings with an (n, N) mask; got {emb.shape}, {mask.shape}"
+            )
+        )
+    return emb.astype(np.float32, copy=False), mask.astype(bool, copy=False)

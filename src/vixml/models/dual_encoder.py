@@ -1,8 +1,10 @@
-"""The ViXML dual encoder: one shared backbone for queries and labels, plus PRIME prototypes (METHOD.md 1, 4).
+"""The ViXML dual encoder: one shared backbone for queries and labels, image fusion, PRIME prototypes.
 
 Queries and labels are encoded by the same network; relevance is the inner product of the L2-normalised
-embeddings. With prototypes, a label's inference embedding is its prototype (text embedding enriched by a
-free vector and its training-query centroid); without, it is its text embedding.
+embeddings (METHOD.md 1). With an image projection, an item's pooled image embeddings enter as extra input
+tokens (METHOD.md 3) on the sides that carry images. With prototypes, a label's inference embedding is its
+prototype (text embedding enriched by a free vector and its training-query centroid, METHOD.md 4);
+without, it is its text embedding.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import nn
@@ -18,6 +20,7 @@ from torch import nn
 from vixml.atomic import atomic_open, atomic_path
 from vixml.errors import DataError, Problem
 from vixml.models.backbone import TextBackbone
+from vixml.models.fusion import ImageProjection
 from vixml.models.prototypes import LabelPrototypes
 
 if TYPE_CHECKING:
@@ -29,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 _META = "dual_encoder.json"
 _PROTOTYPES = "prototypes.safetensors"
+_PROJECTION = "image_projection.safetensors"
+ImageSides = Literal["both", "query", "label"]
 
 
 class DualEncoder(nn.Module):
@@ -37,12 +42,26 @@ class DualEncoder(nn.Module):
     Args:
         backbone: the text backbone (pooling, optional transform and normalisation included).
         prototypes: PRIME's label prototype network, or None for a plain dual encoder.
+        image_projection: maps image embeddings to image tokens, or None for a text-only model.
+        image_sides: which items carry images when there is a projection: queries, labels or both.
     """
 
-    def __init__(self, backbone: TextBackbone, prototypes: LabelPrototypes | None = None):
+    def __init__(
+        self,
+        backbone: TextBackbone,
+        prototypes: LabelPrototypes | None = None,
+        image_projection: ImageProjection | None = None,
+        image_sides: ImageSides = "both",
+    ):
         super().__init__()
         self.backbone = backbone
         self.prototypes = prototypes
+        self.image_projection = image_projection
+        self.image_sides = image_sides
+
+    def uses_images(self, side: Literal["query", "label"]) -> bool:
+        """Whether items of ``side`` are encoded with their images."""
+        return self.image_projection is not None and self.image_sides in ("both", side)
 
     @property
     def embedding_dim(self) -> int:
@@ -52,13 +71,38 @@ class DualEncoder(nn.Module):
     def device(self) -> torch.device:
         return self.backbone.device
 
-    def encode_queries(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """(B, T) tokens of queries -> (B, D) normalised embeddings."""
-        return self.backbone.encode(input_ids, attention_mask)
+    def encode_queries(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        images: torch.Tensor | None = None,
+        image_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Queries -> (B, D) normalised embeddings.
 
-    def encode_labels(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """(B, T) tokens of label texts -> (B, D) normalised text embeddings (prototypes are applied apart)."""
-        return self.backbone.encode(input_ids, attention_mask)
+        Args:
+            input_ids: (B, T) token ids; attention_mask: (B, T).
+            images: (B, N, vision_dim) image embeddings, or None (text only, or images absent).
+            image_mask: (B, N), False for missing images.
+        """
+        return self._encode("query", input_ids, attention_mask, images, image_mask)
+
+    def encode_labels(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        images: torch.Tensor | None = None,
+        image_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Label texts (and images) -> (B, D) normalised embeddings (prototypes are applied apart)."""
+        return self._encode("label", input_ids, attention_mask, images, image_mask)
+
+    def _encode(self, side, input_ids, attention_mask, images, image_mask) -> torch.Tensor:
+        if images is None or not self.uses_images(side):
+            return self.backbone.encode(input_ids, attention_mask)
+        tokens = self.image_projection(images.to(self.device))
+        mask = image_mask.to(self.device) if image_mask is not None else None
+        return self.backbone.encode(input_ids, attention_mask, extra_embeds=tokens, extra_mask=mask)
 
     def label_prototypes(self, label_ids: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
         """(B,) label ids and their (B, D) text embeddings -> (B, D) prototypes (needs prototypes)."""
@@ -83,12 +127,19 @@ class DualEncoder(nn.Module):
         directory.mkdir(parents=True, exist_ok=True)
         (directory / _META).unlink(missing_ok=True)
         self.backbone.save(directory / "backbone")
-        meta: dict = {"format": "vixml.dual_encoder", "version": 1, "prototypes": None}
+        meta: dict = {"format": "vixml.dual_encoder", "version": 1, "prototypes": None, "image_projection": None}
         if self.prototypes is not None:
             tensors = {k: v.detach().cpu().contiguous() for k, v in self.prototypes.state_dict().items()}
             with atomic_path(directory / _PROTOTYPES) as tmp:
                 save_file(tensors, str(tmp))
             meta["prototypes"] = self.prototypes.hyperparameters()
+        if self.image_projection is not None:
+            tensors = {k: v.detach().cpu().contiguous() for k, v in self.image_projection.state_dict().items()}
+            with atomic_path(directory / _PROJECTION) as tmp:
+                save_file(tensors, str(tmp))
+            p = self.image_projection
+            meta["image_projection"] = {"vision_dim": p.vision_dim, "hidden_size": p.hidden_size}
+            meta["image_sides"] = self.image_sides
         with atomic_open(directory / _META) as fh:
             json.dump(meta, fh, indent=2)
 
@@ -107,4 +158,8 @@ class DualEncoder(nn.Module):
         if meta.get("prototypes"):
             prototypes = LabelPrototypes(**meta["prototypes"])
             prototypes.load_state_dict(load_file(str(directory / _PROTOTYPES)))
-        return cls(backbone, prototypes).eval()
+        projection = None
+        if meta.get("image_projection"):
+            projection = ImageProjection(**meta["image_projection"])
+            projection.load_state_dict(load_file(str(directory / _PROJECTION)))
+        return cls(backbone, prototypes, projection, meta.get("image_sides", "both")).eval()

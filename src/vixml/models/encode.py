@@ -11,7 +11,7 @@ from vixml.models.amp import Precision, autocast
 
 __all__ = ["embed_tokens"]
 
-EncodeFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+EncodeFn = Callable[..., torch.Tensor]
 
 
 @torch.inference_mode()
@@ -20,6 +20,7 @@ def embed_tokens(
     tokens,
     *,
     rows: np.ndarray | None = None,
+    images=None,
     batch_size: int = 512,
     precision: Precision = "fp32",
     device: torch.device | str = "cpu",
@@ -33,6 +34,8 @@ def embed_tokens(
         encode: (input_ids (B, T), attention_mask (B, T)) -> (B, D) embeddings.
         tokens: a :class:`vixml.data.tokenize.TokenArrays` (``lengths`` and ``batch(rows)``).
         rows: which rows to embed (default: all).
+        images: an image bank of the same items (``gather(rows) -> (emb (B, N, D), mask (B, N))``), or None;
+            then ``encode`` is called with the images and their mask as third and fourth arguments.
         batch_size: rows per forward pass.
         precision: autocast precision.
         device: where the model runs.
@@ -50,8 +53,12 @@ def embed_tokens(
     for start in tqdm(starts, desc=progress, disable=progress is None, leave=False, unit="batch"):
         chosen = order[start : start + batch_size]
         input_ids, mask = tokens.batch(rows[chosen])
+        extra = ()
+        if images is not None:
+            image_emb, image_mask = images.gather(rows[chosen])
+            extra = (torch.from_numpy(image_emb), torch.from_numpy(image_mask))
         with autocast(precision, device):
-            emb = encode(input_ids.to(device), mask.to(device)).float().cpu().numpy()
+            emb = encode(input_ids.to(device), mask.to(device), *extra).float().cpu().numpy()
         if out is None:
             out = np.empty((len(rows), emb.shape[1]), dtype=np.float32)
         out[chosen] = emb

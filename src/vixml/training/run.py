@@ -92,7 +92,13 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, saved)
 
-    dataset = load_dataset(data_dir, images=False)
+    ic = cfg.images
+    dataset = load_dataset(
+        data_dir,
+        images=ic is not None,
+        num_images=ic.num_images if ic else None,
+        image_model=ic.embedding_model if ic else None,
+    )
     trainer = Trainer(cfg, dataset, out, callbacks=callbacks, step_callbacks=step_callbacks)
     if not (resume and trainer.resume()) and dataset.tst_Y is not None:
         metrics = trainer.evaluate()  # epoch 0: the zero-shot encoder, the baseline of every curve

@@ -22,10 +22,12 @@ import torch
 from vixml.config import RunConfig
 from vixml.data import XMCDataset
 from vixml.data.tokenize import TokenArrays, TokenCache
+from vixml.errors import ConfigError
 from vixml.models.amp import autocast, needs_grad_scaler, resolve_device
 from vixml.models.backbone import TextBackbone
 from vixml.models.dual_encoder import DualEncoder
 from vixml.models.encode import embed_tokens
+from vixml.models.fusion import ImageProjection, drop_images
 from vixml.models.hub import resolve_pretrained
 from vixml.models.prototypes import LabelPrototypes
 from vixml.training import checkpoint as ckpt
@@ -87,6 +89,7 @@ class Trainer:
         self.step_callbacks = list(step_callbacks)
         self.device = resolve_device(config.train.device)
         _seed_everything(config.train.seed)
+        self.images = self._image_banks()
         self.model = self._build_model().to(self.device)
         self.tokens = self._tokenize()
         tc = config.train
@@ -103,7 +106,11 @@ class Trainer:
             m = config.mining
             self.schedule = MiningSchedule(m.cluster_size, m.double_at, m.start_epoch, m.update_every)
         self.steps_per_epoch = -(-len(self.sampler) // tc.grad_accumulation)
-        lr_by_pattern = {r"^prototypes\.": config.prototypes.lr} if config.prototypes is not None else {}
+        lr_by_pattern = {}
+        if config.prototypes is not None:
+            lr_by_pattern[r"^prototypes\."] = config.prototypes.lr
+        if config.images is not None:
+            lr_by_pattern[r"^image_projection\."] = config.images.projection_lr
         self.optimizer = build_optimizer(
             self.model, lr=tc.lr, weight_decay=tc.weight_decay, eps=tc.adam_eps, lr_by_pattern=lr_by_pattern
         )
@@ -119,6 +126,27 @@ class Trainer:
         self.progress = _Progress()
 
     # ------------------------------------------------------------------------------------------ set-up
+    def _image_banks(self) -> dict:
+        """The dataset's image banks per split when the config fuses images (METHOD.md 3), else {}."""
+        ic = self.cfg.images
+        if ic is None:
+            return {}
+        banks = dict(self.dataset.images or {})
+        if "trn" not in banks and "lbl" not in banks:
+            raise ConfigError(
+                f"images are configured but {self.dataset.path} has no image embeddings "
+                "({split}_embs_imgs_<N>_<D>_<model>.npy + map): run `vixml images embed`, or set images=null"
+            )
+        dims = {bank.dim for bank in banks.values()}
+        if len(dims) != 1 or (ic.embedding_dim is not None and dims != {ic.embedding_dim}):
+            raise ConfigError(
+                f"image embedding sizes {sorted(dims)} disagree (images.embedding_dim={ic.embedding_dim})"
+            )
+        for split in ("trn", "tst", "lbl"):
+            if split not in banks:
+                logger.warning("no image embeddings for split '%s': its items are encoded from text only", split)
+        return banks
+
     def _build_model(self) -> DualEncoder:
         mc = self.cfg.model
         backbone = TextBackbone.from_pretrained(
@@ -142,7 +170,12 @@ class Trainer:
                 ffn_dim=pc.lpn_ffn,
                 dropout=pc.lpn_dropout,
             )
-        return DualEncoder(backbone, prototypes)
+        projection = None
+        if self.images:
+            vision_dim = next(iter(self.images.values())).dim
+            projection = ImageProjection(vision_dim, backbone.hidden_size)
+        sides = self.cfg.images.sides if self.cfg.images is not None else "both"
+        return DualEncoder(backbone, prototypes, projection, sides)
 
     def _tokenize(self) -> dict[str, TokenArrays]:
         cache_root = self.cfg.data.cache_dir
@@ -158,6 +191,8 @@ class Trainer:
 
     def _embed(self, split: str, rows: np.ndarray | None = None, caption: str | None = None) -> np.ndarray:
         encode = self.model.encode_labels if split == "lbl" else self.model.encode_queries
+        side = "label" if split == "lbl" else "query"
+        images = self.images.get(split) if self.model.uses_images(side) else None
         was_training = self.model.training
         self.model.eval()
         try:
@@ -165,6 +200,7 @@ class Trainer:
                 encode,
                 self.tokens[split],
                 rows=rows,
+                images=images,
                 batch_size=self.cfg.eval.encode_batch_size,
                 precision=self.cfg.train.precision,
                 device=self.device,
@@ -220,7 +256,7 @@ class Trainer:
         seen = 0
         start = time.perf_counter()
         for i, batch in enumerate(bar):
-            parts = self._loss(batch)
+            parts = self._loss(batch, np.random.default_rng([tc.seed, epoch, i]))
             loss = parts["loss"] / tc.grad_accumulation
             self.scaler.scale(loss).backward()
             for name, value in parts.items():
@@ -235,10 +271,22 @@ class Trainer:
         bar.close()
         return {f"train/{k}": float(v) / max(count, 1) for k, v in sums.items()}
 
-    def _loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+    def _batch_images(self, split: str, rows: np.ndarray, rng: np.random.Generator) -> tuple:
+        """(images, mask) tensors of a batch's items, with image dropout; () when the side has no images."""
+        side = "label" if split == "lbl" else "query"
+        bank = self.images.get(split)
+        if bank is None or not self.model.uses_images(side):
+            return ()
+        emb, mask = bank.gather(rows)
+        mask = drop_images(mask, self.cfg.images.dropout, rng)
+        return torch.from_numpy(emb).to(self.device), torch.from_numpy(mask).to(self.device)
+
+    def _loss(self, batch: Batch, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         q_ids, q_mask = self.tokens["trn"].batch(batch.query_rows)
         l_ids, l_mask = self.tokens["lbl"].batch(batch.label_ids)
+        q_images = self._batch_images("trn", batch.query_rows, rng)
+        l_images = self._batch_images("lbl", batch.label_ids, rng)
         targets = torch.from_numpy(batch.targets).to(self.device)
         lc = cfg.loss
         base_kwargs: dict[str, Any] = {}
@@ -255,8 +303,8 @@ class Trainer:
             base_kwargs = {"temperature": lc.infonce_temperature}
         w = lc.weights
         with autocast(cfg.train.precision, self.device):
-            q = self.model.encode_queries(q_ids.to(self.device), q_mask.to(self.device))
-            u = self.model.encode_labels(l_ids.to(self.device), l_mask.to(self.device))
+            q = self.model.encode_queries(q_ids.to(self.device), q_mask.to(self.device), *q_images)
+            u = self.model.encode_labels(l_ids.to(self.device), l_mask.to(self.device), *l_images)
             if self.model.prototypes is not None:
                 label_ids = torch.from_numpy(batch.label_ids).to(self.device)
                 v = self.model.label_prototypes(label_ids, u)
