@@ -8,12 +8,13 @@ import sys
 
 import numpy as np
 import pytest
+
 from support_data import make_dataset
 from support_models import make_tiny_bert
-
 from vixml.config import RunConfig, apply_overrides
-from vixml.data import load_dataset
+from vixml.data import load_dataset, read_label_matrix
 from vixml.errors import ConfigError
+from vixml.metrics import evaluate
 from vixml.training import train
 
 N_LABELS = 24
@@ -111,3 +112,10 @@ def test_predict_and_evaluate_reproduce_the_run(tmp_path, data_dir, tiny_model):
     final = json.loads((run / "metrics.json").read_text())["final"]
     for key, value in final.items():
         assert again[key] == pytest.approx(value, abs=1e-6), key
+
+    augmented = tmp_path / "augmented.npz"
+    args = ["predict", str(run), "--data", str(data_dir), "--k", "5", "--augment", "--out", str(augmented)]
+    subprocess.run(cli + args, check=True)
+    pred = read_label_matrix(augmented)
+    assert pred.shape == (60, N_LABELS) and np.diff(pred.indptr).max() <= 5
+    assert evaluate(read_label_matrix(data_dir / "tst_X_Y.txt"), pred, k=1)["P@1"] > 0.3
