@@ -458,7 +458,6 @@ class TrainConfig(_Section):
     eval_every: int = _f(10, "Evaluate on the test split every N epochs; 0 = only after the last epoch.", ge=0)
     checkpoint_every: int = _f(5, "Write a resumable checkpoint every N epochs; 0 = only at the end.", ge=0)
     log_every: int = _f(50, "Log the running loss every N optimiser steps.", ge=1)
-    num_workers: int = _f(0, "Data-loader worker processes; 0 = load in the training process.", ge=0)
     grad_accumulation: int = _f(1, "Micro-batches per optimiser step (in-batch negatives stay per micro-batch).", ge=1)
     device: str = _f("auto", "'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:N' or 'mps'.")
 

@@ -171,6 +171,10 @@ class Trainer:
                 dropout=pc.lpn_dropout,
             )
         projection = None
+        if self.cfg.images is not None:
+            kind = "decoder" if mc.kind == "decoder" else "encoder"
+            if self.cfg.images.resolve_placement(kind) != "before_text":
+                raise ConfigError("images.placement=prompt needs a decoder backbone; encoders take 'before_text'")
         if self.images:
             vision_dim = next(iter(self.images.values())).dim
             projection = ImageProjection(vision_dim, backbone.hidden_size)
