@@ -15,6 +15,7 @@ from vixml import __version__
 from vixml.cli import data as data_cmd
 from vixml.cli import demo as demo_cmd
 from vixml.cli import evaluate as evaluate_cmd
+from vixml.cli import images as images_cmd
 from vixml.cli import train as train_cmd
 from vixml.errors import VixmlError
 
@@ -28,6 +29,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_cmd.app, name="data")
+app.add_typer(images_cmd.app, name="images")
 app.add_typer(train_cmd.config_app, name="config")
 app.command("train")(train_cmd.train)
 app.command("predict")(train_cmd.predict)
