@@ -1,0 +1,97 @@
+"""Label blocks held in the form that multiplies fastest on the device, and the score-block product.
+
+On CPU, float32 products go through oneDNN (``Tensor.to_mkldnn`` + ``torch.nn.functional.linear``)
+when torch has it: on the AVX-512 machine of ``benchmarks/bench_search.py`` that runs at about twice
+the speed of ``torch.matmul``'s MKL sgemm (230 vs 100 GFLOP/s per core), which does not use AVX-512
+on AMD CPUs. bfloat16 products already go to oneDNN through ``torch.matmul``. On GPU the labels are
+simply moved to the device in the compute dtype, block by block.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["LabelBlocks", "onednn_available"]
+
+logger = logging.getLogger(__name__)
+
+
+@functools.cache
+def onednn_available() -> bool:
+    """Whether float32 oneDNN products work here (torch built with mkldnn, and a trial product succeeds)."""
+    import torch
+
+    if not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        with torch.inference_mode():
+            a, b = torch.ones(2, 8), torch.ones(3, 8)
+            product = torch.nn.functional.linear(a.to_mkldnn(), b.to_mkldnn()).to_dense()
+        return bool(torch.equal(product, torch.full((2, 3), 8.0)))
+    except (RuntimeError, NotImplementedError) as exc:  # pragma: no cover - depends on the torch build
+        logger.debug("oneDNN float32 products unavailable: %s", exc)
+        return False
+
+
+class LabelBlocks:
+    """Rows ``[start, end)`` of the labels as blocks of ``block_rows``, ready to score queries against.
+
+    Args:
+        labels: (L, d) source tensor (CPU or GPU, any float dtype; a numpy memmap viewed as a tensor).
+        start, end: the label rows to hold.
+        device: compute device.
+        dtype: compute dtype (float32, bfloat16 or float16).
+        block_rows: labels per block.
+        use_onednn: for CPU float32; None: when :func:`onednn_available`.
+
+    Holding the blocks copies the rows (at most ``end - start`` of them) unless they already are a
+    contiguous tensor on ``device`` in ``dtype`` and oneDNN is not used.
+    """
+
+    def __init__(self, labels, start: int, end: int, device, dtype, block_rows: int, use_onednn: bool | None = None):
+        import torch
+
+        self.device = torch.device(device)
+        self.dtype = dtype
+        if use_onednn is None:
+            use_onednn = self.device.type == "cpu" and dtype == torch.float32 and onednn_available()
+        self.onednn = use_onednn
+        self.offsets: list[int] = []
+        self.blocks: list[torch.Tensor] = []
+        for lo in range(start, end, block_rows):
+            hi = min(lo + block_rows, end)
+            block = labels[lo:hi].to(device=self.device, dtype=dtype).contiguous()
+            self.offsets.append(lo)
+            self.blocks.append(block.to_mkldnn() if self.onednn else block)
+
+    def __len__(self) -> int:
+        return len(self.blocks)
+
+    def queries(self, rows: torch.Tensor) -> torch.Tensor:
+        """A query block (r, d) in the form :meth:`scores` takes."""
+        block = rows.to(device=self.device, dtype=self.dtype).contiguous()
+        return block.to_mkldnn() if self.onednn else block
+
+    def scores(self, queries: torch.Tensor, i: int, buffer: torch.Tensor) -> torch.Tensor:
+        """(r, n) scores of prepared ``queries`` against block ``i``: a contiguous tensor in ``dtype``.
+
+        Args:
+            queries: from :meth:`queries`.
+            i: block number.
+            buffer: flat tensor of at least ``r * n`` elements in ``dtype`` on the device, reused for
+                the output when the product can write into it (not with oneDNN, which allocates).
+        """
+        import torch
+
+        block = self.blocks[i]
+        if self.onednn:
+            return torch.nn.functional.linear(queries, block).to_dense()
+        r, n = queries.shape[0], block.shape[0]
+        out = buffer[: r * n].view(r, n)
+        torch.matmul(queries, block.T, out=out)
+        return out

@@ -1,0 +1,148 @@
+"""Exact blocked top-k (vixml.search.topk) against a full-sort oracle, on every path and input kind."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from support_search import assert_close_topk, integer_data, normalised, oracle_topk
+from vixml.errors import ConfigError, DataError
+from vixml.search import exact, topk
+from vixml.search.blocks import onednn_available
+
+SHAPES = [  # (n, L, d, k, block_queries, block_labels)
+    (10, 1000, 16, 5, 3, 256),  # many small blocks
+    (33, 5000, 32, 100, 16, 1024),  # k large against the block
+    (7, 3000, 24, 1, 4, 700),  # k = 1, ragged last block
+    (5, 130, 8, 128, 2, 64),  # k near L
+    (5, 50, 8, 80, None, None),  # k > L: padding
+    (300, 2000, 16, 10, 128, 512),  # enough queries for the oneDNN route
+]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s[:4])))
+@pytest.mark.parametrize("precision", ["fp32", "bf16-rescore", "bf16"])
+def test_equals_full_sort_with_ties(shape, precision):
+    """Small-integer data: exact scores, many ties; result equals the stable full sort (lower id first)."""
+    n, n_labels, d, k, bq, bl = shape
+    q, x = integer_data(n, n_labels, d, seed=n + k, high=2)  # |scores| <= 4 d: exact in bf16 too
+    scores, ids = topk(q, x, k, block_queries=bq, block_labels=bl, precision=precision, device="cpu")
+    want_scores, want_ids = oracle_topk(q, x, k)
+    assert scores.dtype == np.float32 and ids.dtype == np.int64 and ids.shape == (n, k)
+    np.testing.assert_array_equal(ids, want_ids)
+    np.testing.assert_array_equal(scores, want_scores)
+
+
+def test_equals_torch_topk_values_on_float_data():
+    q, x = normalised(40, 64, seed=1), normalised(3000, 64, seed=2)
+    scores, ids = topk(q, x, 50, block_queries=16, block_labels=512)
+    full = torch.topk(torch.from_numpy(q) @ torch.from_numpy(x).T, 50)
+    np.testing.assert_allclose(scores, full.values.numpy(), atol=1e-5)
+    assert (np.sort(ids, 1) == np.sort(full.indices.numpy(), 1)).mean() > 0.99  # equal but for near-ties
+    assert_close_topk(q, x, 50, scores, ids, atol=1e-5)
+
+
+@pytest.mark.parametrize("use_onednn", [False, True])
+def test_cpu_product_routes_agree(monkeypatch, use_onednn):
+    if use_onednn and not onednn_available():
+        pytest.skip("torch without oneDNN")
+    monkeypatch.setattr(exact, "_ONEDNN_MIN_QUERIES", 1 if use_onednn else 10**9)
+    q, x = integer_data(20, 900, 12, seed=3)
+    scores, ids = topk(q, x, 30, block_queries=8, block_labels=256)
+    np.testing.assert_array_equal(ids, oracle_topk(q, x, 30)[1])
+
+
+def test_several_label_chunks_carry_the_result(monkeypatch):
+    """Labels converted in chunks (bounded memory): the running result carries across chunks."""
+    monkeypatch.setattr(exact, "_CHUNK_BYTES_CPU", 300 * 8 * 2)  # 300 bf16 rows of width 8 per chunk
+    q, x = integer_data(9, 1000, 8, seed=4, high=2)
+    for precision in ("bf16", "bf16-rescore", "fp32"):
+        scores, ids = topk(q.astype(np.float64), x.astype(np.float64), 40, precision=precision, block_labels=128)
+        np.testing.assert_array_equal(ids, oracle_topk(q, x, 40)[1])
+
+
+def test_input_kinds(tmp_path):
+    """numpy, float64, torch (returns torch), non-contiguous views and read-only memmaps give one answer."""
+    q, x = integer_data(12, 700, 10, seed=5)
+    want = oracle_topk(q, x, 20)[1]
+    path = tmp_path / "labels.npy"
+    np.save(path, x)
+    memmap = np.load(path, mmap_mode="r")
+    for queries, labels in [
+        (q, x),
+        (q.astype(np.float64), x.astype(np.float64)),
+        (q, memmap),
+        (np.asfortranarray(q), x[::1]),
+        (np.concatenate([q, q], axis=1)[:, : q.shape[1]], x),
+    ]:
+        np.testing.assert_array_equal(topk(queries, labels, 20, block_labels=128)[1], want)
+    scores_t, ids_t = topk(torch.from_numpy(q), torch.from_numpy(x), 20)
+    assert isinstance(ids_t, torch.Tensor) and ids_t.dtype == torch.int64 and scores_t.dtype == torch.float32
+    np.testing.assert_array_equal(ids_t.numpy(), want)
+    grad = torch.from_numpy(q).requires_grad_()
+    assert not topk(grad, x, 3)[0].requires_grad
+
+
+def test_bf16_rescore_recall_on_normalised_data():
+    q, x = normalised(64, 64, seed=6), normalised(20000, 64, seed=7)
+    _, exact_ids = topk(q, x, 100)
+    scores, ids = topk(q, x, 100, precision="bf16-rescore")
+    hits = np.mean([len(set(a) & set(b)) / 100 for a, b in zip(ids, exact_ids, strict=True)])
+    assert hits >= 0.995
+    assert_close_topk(q, x, 100, scores, ids, atol=0.02)  # wrong picks are near-ties only
+    np.testing.assert_allclose(scores, np.einsum("nd,nkd->nk", q, x[ids]), atol=1e-5)  # float32 re-scored
+
+
+def test_empty_inputs_and_padding():
+    q, x = integer_data(4, 3, 5)
+    scores, ids = topk(q, x, 6)
+    assert (ids[:, 3:] == -1).all() and np.isneginf(scores[:, 3:]).all()
+    assert topk(q[:0], x, 2)[0].shape == (0, 2)
+    empty_scores, empty_ids = topk(q, x[:0], 2)
+    assert (empty_ids == -1).all() and np.isneginf(empty_scores).all()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"k": 0}, ConfigError),
+        ({"k": 2.0}, ConfigError),
+        ({"k": 2, "precision": "int8"}, ConfigError),
+        ({"k": 2, "block_queries": 0}, ConfigError),
+        ({"k": 2, "precision": "fp16", "device": "cpu"}, ConfigError),
+    ],
+)
+def test_bad_arguments(kwargs, error):
+    q, x = integer_data(3, 10, 4)
+    with pytest.raises(error):
+        topk(q, x, **kwargs)
+
+
+def test_bad_inputs_name_the_problem():
+    q, x = integer_data(3, 10, 4)
+    with pytest.raises(DataError, match="width 4 differs"):
+        topk(q, x[:, :3], 2)
+    with pytest.raises(DataError, match="2-D float"):
+        topk(q[0], x, 2)
+    with pytest.raises(DataError, match="2-D float"):
+        topk(q.astype(np.int64), x, 2)
+
+
+def test_precision_error_lists_the_choices():
+    with pytest.raises(ConfigError, match="fp32, bf16-rescore, fp16, bf16"):
+        topk(*integer_data(2, 5, 3), 1, precision="half")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("precision", ["fp32", "bf16-rescore", "fp16", "bf16"])
+def test_cuda_matches_cpu(precision):
+    q, x = integer_data(50, 3000, 16, seed=8, high=2)
+    want = oracle_topk(q, x, 40)
+    scores, ids = topk(q, x, 40, device="cuda", precision=precision, block_queries=16, block_labels=512)
+    if precision in ("fp32", "bf16-rescore"):
+        np.testing.assert_array_equal(ids, want[1])
+    np.testing.assert_array_equal(scores, want[0])
+    scores_t, _ = topk(torch.from_numpy(q).cuda(), torch.from_numpy(x).cuda(), 40, precision=precision)
+    assert scores_t.device.type == "cuda"
