@@ -16,6 +16,7 @@ from vixml.cli import data as data_cmd
 from vixml.cli import demo as demo_cmd
 from vixml.cli import evaluate as evaluate_cmd
 from vixml.cli import images as images_cmd
+from vixml.cli import images_embed
 from vixml.cli import train as train_cmd
 from vixml.errors import VixmlError
 
@@ -29,6 +30,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_cmd.app, name="data")
+images_cmd.app.command("embed")(images_embed.embed)
 app.add_typer(images_cmd.app, name="images")
 app.add_typer(train_cmd.config_app, name="config")
 app.command("train")(train_cmd.train)
