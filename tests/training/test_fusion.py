@@ -108,7 +108,6 @@ def test_images_carry_what_text_cannot_and_dropout_keeps_text_level(tmp_path, da
     robust = Predictor.load(robust_run)
     with_images, _ = _p1_and_group(robust, ds, images)
     without_p1, without_group = _p1_and_group(robust, ds, None)
-    print(f'text {text_p1:.3f} fused {fused_p1:.3f} robust {with_images:.3f} / {without_p1:.3f} {without_group:.3f}')
     assert with_images > 0.8, with_images  # keeps the fused accuracy with images
     assert without_group > 0.9, without_group  # without images it still finds the group, as text-only does
     assert without_p1 > text_p1 - 0.1, (without_p1, text_p1)
