@@ -16,6 +16,7 @@ from support_http import ImageServer, Route, png
 from support_models import make_tiny_bert
 from support_vision import tiny_siglip
 from vixml.data import load_dataset
+from vixml.inference import Predictor
 
 COLOURS = [(220, 20, 20), (20, 200, 20), (20, 20, 220), (230, 230, 20), (20, 220, 220), (220, 20, 220)]
 
@@ -55,6 +56,7 @@ def test_urls_to_fused_model(tmp_path):
     config.write_text("")
     settings = [
         f"model.name_or_path={bert}", "images.num_images=1", "images.embedding_model=tiny", "train.epochs=2",
+        f"images.vision_model={siglip}",
         "train.batch_size=16", "train.device=cpu", "mining=null", "eval.topk=5",
     ]  # fmt: skip
     run = tmp_path / "run"
@@ -67,3 +69,17 @@ def test_urls_to_fused_model(tmp_path):
     )  # fmt: skip
     final = json.loads((run / "metrics.json").read_text())["final"]
     assert json.loads(out.stdout)["P@1"] == pytest.approx(final["P@1"], abs=1e-6)
+
+    # new queries with image files: embedded by the run's vision model as the banks were
+    predictor = Predictor.load(run)
+    files = []
+    for i in range(ds.n_test):
+        path = tmp_path / f"query{i}.png"
+        path.write_bytes(png(24, 16, COLOURS[int(ds.tst_Y.indices[ds.tst_Y.indptr[i]])]))
+        files.append([path] if i % 4 else [])  # every fourth query comes without an image
+    texts = list(ds.tst_texts)
+    _, from_files = predictor.predict(texts, images=files, k=1)
+    emb, mask = load_dataset(data, image_model="tiny").images["tst"].gather(range(ds.n_test))
+    mask[::4] = False
+    _, from_bank = predictor.predict(texts, images=(emb, mask), k=1)
+    assert (from_files == from_bank).mean() >= 0.9

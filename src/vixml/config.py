@@ -340,6 +340,11 @@ class ImagesConfig(_Section):
         "file names); null = the only one present in the dataset.",
     )
     embedding_dim: int | None = _f(None, "Expected size of one image embedding (checked); null = the bank's.", ge=1)
+    vision_model: str = _f(
+        "google/siglip2-so400m-patch14-384",
+        "The vision model that made the embeddings (name or folder): run on image files of new queries at "
+        "prediction time, so that they are embedded as the banks were.",
+    )
     projection_lr: float = _f(5e-4, "Learning rate of the Linear(embedding_dim -> hidden) image projection.", gt=0)
     placement: Literal["auto", "before_text", "prompt"] = _f(
         "auto",

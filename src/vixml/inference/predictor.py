@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +42,7 @@ class Predictor:
     label_embeddings: np.ndarray
     config: RunConfig
     device: torch.device
+    _vision: object = field(default=None, repr=False)  # the vision model, loaded on first use of image files
 
     @classmethod
     def load(cls, run_dir: str | Path, *, device: str = "auto") -> Predictor:
@@ -68,11 +69,14 @@ class Predictor:
 
         Args:
             texts: n query texts.
-            images: None (text only), or precomputed pooled image embeddings: ``(emb (n, N, D), mask (n, N))``,
-                or ``emb (n, D)`` for one image per query (rows of zeros = no image).
+            images: None (text only); precomputed pooled image embeddings: ``(emb (n, N, D), mask (n, N))``,
+                or ``emb (n, D)`` for one image per query (rows of zeros = no image); or image files / PIL
+                images: one list per query (possibly empty), embedded with the run's ``images.vision_model``.
             batch_size: queries per forward pass.
         """
         batch_size = batch_size or self.config.eval.encode_batch_size
+        if isinstance(images, list):
+            images = self._embed_image_files(images)
         emb_all, mask_all = _as_image_batch(images, len(texts))
         backbone = self.model.backbone
         out = []
@@ -86,6 +90,27 @@ class Predictor:
                 emb = self.model.encode_queries(batch["input_ids"].to(self.device), batch["attention_mask"], *extra)
             out.append(emb.float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.model.embedding_dim), dtype=np.float32)
+
+    def _embed_image_files(self, per_query: list) -> tuple[np.ndarray, np.ndarray]:
+        """One list of image files (or PIL images) per query -> (emb (n, N, D), mask (n, N)) with the run's N."""
+        from vixml.vision import embed_images, load_vision_model
+
+        if self.config.images is None:
+            raise DataError(Problem("<images>", "this run was trained without images; pass texts only"))
+        slots = self.config.images.num_images
+        chosen = [list(items)[:slots] for items in per_query]
+        flat = [image for items in chosen for image in items]
+        if self._vision is None:
+            self._vision = load_vision_model(self.config.images.vision_model, device=str(self.device))
+        emb = embed_images(self._vision, flat) if flat else np.zeros((0, self._vision.dim), np.float32)
+        out = np.zeros((len(chosen), slots, emb.shape[1]), dtype=np.float32)
+        mask = np.zeros((len(chosen), slots), dtype=bool)
+        row = 0
+        for i, items in enumerate(chosen):
+            out[i, : len(items)] = emb[row : row + len(items)]
+            mask[i, : len(items)] = True
+            row += len(items)
+        return out, mask
 
     def predict(self, texts: Sequence[str], images=None, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` labels of each text (with its images, see :meth:`encode`): (n, k) scores and label ids."""
