@@ -11,15 +11,8 @@ from vixml.config import RunConfig
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "vixml"
 
-# Keys whose consumer arrives with an open issue (decoders with LoRA); remove them from here as they land.
-PENDING = {
-    "model.prompt",
-    "model.lora.alpha",
-    "model.lora.rslora",
-    "model.lora.r",
-    "model.lora.dropout",
-    "model.lora.target_modules",
-}
+# Keys whose consumer arrives with an open issue; remove them from here as they land.
+PENDING: set[str] = set()
 # Keys read through a derived method of their section rather than by name.
 DERIVED = {"data.label_max_length": "label_length(", "images.placement": "resolve_placement("}
 

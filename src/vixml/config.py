@@ -263,6 +263,9 @@ class LoraConfig(_Section):
         "Module names to adapt; null = the architecture's defaults keyed by model_type "
         "(attention q,k,v,o and MLP gate,up,down projections).",
     )
+    quantize: Literal["none", "4bit"] = _f(
+        "none", "QLoRA: load the frozen base in 4-bit NF4 (CUDA with the 'qlora' extra only)."
+    )
 
 
 @dataclass(frozen=True)
@@ -281,6 +284,7 @@ class ModelConfig(_Section):
     transform: int | None = _f(None, "Output size of an optional linear layer after pooling; null = none.", ge=1)
     lora: LoraConfig | None = _f(None, "LoRA adapters (section); null = full fine-tuning of every weight.")
     gradient_checkpointing: bool = _f(False, "Recompute activations in the backward pass to save memory.")
+    liger: bool = _f(False, "Fused Liger kernels for decoders (CUDA with the 'liger' extra; skipped on CPU).")
     attn_implementation: str | None = _f(
         None, "HF attention kernel ('sdpa', 'eager', 'flash_attention_2'); null = the library's default."
     )

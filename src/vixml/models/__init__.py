@@ -1,26 +1,42 @@
-"""Models: text backbones, pooling, PRIME label prototypes and the dual encoder (METHOD.md 2-4)."""
+"""Models: text backbones (encoders and decoders), the sequence assembler, LoRA, image fusion, PRIME label
+prototypes and the dual encoder (METHOD.md 2-4)."""
 
 from __future__ import annotations
 
 from vixml.models.amp import Precision, autocast, resolve_device
-from vixml.models.backbone import TextBackbone, architecture_spec, register_architecture
+from vixml.models.architectures import ArchitectureSpec, architecture_spec, register_architecture
+from vixml.models.assembler import ENCODER_SEGMENTS, Assembled, SequenceAssembler
+from vixml.models.backbone import TextBackbone, default_dtype
 from vixml.models.dual_encoder import DualEncoder
 from vixml.models.encode import embed_tokens
+from vixml.models.fusion import ImageProjection, drop_images
 from vixml.models.hub import resolve_pretrained
+from vixml.models.lora import apply_lora, load_adapter, merge_and_export, save_adapter
 from vixml.models.pooling import PoolingMode, pool
 from vixml.models.prototypes import LabelPrototypes
 
 __all__ = [
+    "ENCODER_SEGMENTS",
+    "ArchitectureSpec",
+    "Assembled",
     "DualEncoder",
+    "ImageProjection",
     "LabelPrototypes",
     "PoolingMode",
     "Precision",
+    "SequenceAssembler",
     "TextBackbone",
+    "apply_lora",
     "architecture_spec",
     "autocast",
+    "default_dtype",
+    "drop_images",
     "embed_tokens",
+    "load_adapter",
+    "merge_and_export",
     "pool",
     "register_architecture",
     "resolve_device",
     "resolve_pretrained",
+    "save_adapter",
 ]

@@ -1,14 +1,15 @@
-"""The text backbone: any Hugging Face model as a sentence encoder with an embedding-level entry point.
+"""The text backbone: any Hugging Face encoder or decoder as a sentence encoder with image-token input.
 
 ViXML (METHOD.md 2-3) encodes queries and labels with one shared network whose output is the pooled,
-L2-normalised last hidden state (no projection head; an optional linear transform may exist). Images enter
-as extra input tokens beside the word embeddings, so the backbone exposes its token-embedding layer
-(:meth:`TextBackbone.input_embeddings`) and a forward pass over embeddings (:meth:`TextBackbone.forward_embeds`)
-besides the plain :meth:`TextBackbone.encode`.
+L2-normalised last hidden state (no projection head; an optional linear transform may exist). Encoders
+(BERT, DistilBERT...) see ``{images} ⊕ {text}``; decoder LLMs (Qwen2/3, Llama, Gemma 3, Mistral, Phi-3)
+see the prompt ``"This product text" ⊕ {text} ⊕ "and its image" ⊕ {images} ⊕ {eos}`` with causal attention
+kept. Both layouts come from :class:`~vixml.models.assembler.SequenceAssembler`, driven by a segment list.
 
-What differs between architectures (pad token, padding side, how position ids are given) lives in a small
-registry keyed by ``config.model_type`` (PEFT style), never in tests on the model's name. Unknown types run
-on generic defaults, which are logged.
+What differs between architectures (decoder or not, pad token, padding side, EOS, LoRA targets, Liger
+kernels) is read from :mod:`vixml.models.architectures`, keyed by ``config.model_type``. LoRA adapters are
+attached by :func:`vixml.models.lora.apply_lora`; a backbone with adapters saves the adapter only and loads
+back on its base model.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -24,6 +24,24 @@ import torch
 
 from vixml.atomic import atomic_open, atomic_path
 from vixml.errors import ConfigError, DataError, Problem
+from vixml.models.architectures import (
+    ArchitectureSpec,
+    apply_liger,
+    architecture_spec,
+    is_decoder_type,
+    leading_bos_id,
+    prepare_tokenizer,
+    register_architecture,
+    text_model,
+)
+from vixml.models.assembler import (
+    Assembled,
+    SequenceAssembler,
+    assemble_encoder_inputs,
+    default_segments,
+    prompt_assemblers,
+)
+from vixml.models.hub import resolve_pretrained
 from vixml.models.pooling import PoolingMode, check_pooling_mode, pool
 
 if TYPE_CHECKING:
@@ -34,6 +52,7 @@ __all__ = [
     "register_architecture",
     "architecture_spec",
     "assemble_encoder_inputs",
+    "default_dtype",
     "TextBackbone",
 ]
 
@@ -43,108 +62,41 @@ HEAD_CONFIG = "vixml_head.json"
 HEAD_WEIGHTS = "vixml_head.safetensors"
 _FORMAT = "vixml.text_backbone"
 _FORMAT_VERSION = 1
+Kind = Literal["auto", "encoder", "decoder"]
 
 
-@dataclass(frozen=True)
-class ArchitectureSpec:
-    """What one ``config.model_type`` needs beyond the generic path.
-
-    Attributes:
-        padding_side: force the tokenizer to pad on this side (Gemma must pad right); None keeps its own.
-        pad_token_fallback: name of the tokenizer's special token to pad with when it has no pad token
-            (Llama: ``"eos_token"``); None means such a tokenizer is an error.
-        positions_from_mask: give the model position ids counted over the attention mask (0 at the first
-            real token). Then masked tokens placed before the text (missing images) do not shift the text's
-            positions, and a text encodes the same with or without empty image slots. Only for types whose
-            position ids are known to start at 0; a wrong offset would silently hurt an unknown model.
-    """
-
-    padding_side: Literal["left", "right"] | None = None
-    pad_token_fallback: str | None = "eos_token"
-    positions_from_mask: bool = False
-
-
-_GENERIC = ArchitectureSpec()
-_ARCHITECTURES: dict[str, ArchitectureSpec] = {
-    "bert": ArchitectureSpec(padding_side="right", pad_token_fallback=None, positions_from_mask=True),
-    "distilbert": ArchitectureSpec(padding_side="right", pad_token_fallback=None, positions_from_mask=True),
-}
-
-
-def register_architecture(model_type: str, spec: ArchitectureSpec) -> None:
-    """Register (or replace) the behaviour of a ``config.model_type``."""
-    _ARCHITECTURES[model_type] = spec
-
-
-def architecture_spec(model_type: str) -> ArchitectureSpec:
-    """The registered behaviour of ``model_type``, or the generic defaults (logged) for an unknown type."""
-    spec = _ARCHITECTURES.get(model_type)
-    if spec is None:
-        logger.info(
-            "model_type %r has no registered architecture spec (known: %s); using generic defaults %s",
-            model_type,
-            ", ".join(sorted(_ARCHITECTURES)),
-            _GENERIC,
-        )
-        return _GENERIC
-    return spec
-
-
-def assemble_encoder_inputs(
-    text_embeds: torch.Tensor,
-    text_mask: torch.Tensor,
-    extra_embeds: torch.Tensor | None = None,
-    extra_mask: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Place extra tokens (projected images) BEFORE the text tokens: the encoder layout of METHOD.md 3.
-
-    Kept as one small function so that a sequence assembler (decoder prompts with text segments) can take
-    its place without touching the backbone.
-
-    Args:
-        text_embeds: (B, T, H) word embeddings of the text.
-        text_mask: (B, T) attention mask of the text.
-        extra_embeds: (B, N, H) extra token embeddings, or None for text only.
-        extra_mask: (B, N) mask of the extra tokens (0 = missing image); None means all present.
-
-    Returns:
-        embeds (B, N + T, H) in the text's dtype and mask (B, N + T) in the text mask's dtype.
-    """
-    if extra_embeds is None:
-        return text_embeds, text_mask
-    if extra_embeds.dim() != 3 or extra_embeds.shape[0] != text_embeds.shape[0]:
-        raise ConfigError(
-            f"extra_embeds must be (B, N, H) with B = {text_embeds.shape[0]}; got {tuple(extra_embeds.shape)}"
-        )
-    if extra_embeds.shape[2] != text_embeds.shape[2]:
-        raise ConfigError(
-            f"extra_embeds have width {extra_embeds.shape[2]} but the backbone's token embeddings have "
-            f"{text_embeds.shape[2]}: project them to the hidden size first"
-        )
-    if extra_mask is None:
-        extra_mask = torch.ones(extra_embeds.shape[:2], dtype=text_mask.dtype, device=text_mask.device)
-    elif extra_mask.shape != extra_embeds.shape[:2]:
-        raise ConfigError(f"extra_mask must be {tuple(extra_embeds.shape[:2])}; got {tuple(extra_mask.shape)}")
-    embeds = torch.cat([extra_embeds.to(text_embeds.dtype), text_embeds], dim=1)
-    mask = torch.cat([extra_mask.to(text_mask.dtype), text_mask], dim=1)
-    return embeds, mask
+def default_dtype(decoder: bool, device: torch.device | str | None = None) -> torch.dtype:
+    """The weights' dtype when none is asked for: bf16 for decoders on a bf16-capable GPU, float32 otherwise."""
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    if decoder and device.type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
 
 
 class TextBackbone(torch.nn.Module):
-    """A Hugging Face model as a sentence encoder: token states -> pooled -> optional linear -> L2-normalised.
+    """A Hugging Face model as a sentence encoder: assembled embeddings -> token states -> pooled -> normalised.
 
     Build it with :meth:`from_pretrained` (a hub name or a local folder) or :meth:`load` (a folder written
     by :meth:`save`). Like Hugging Face models it starts in eval mode; call ``.train()`` to fine-tune.
 
+    Args:
+        model: the Hugging Face base model (``AutoModel``), possibly wrapped by PEFT.
+        tokenizer: its tokenizer (pad token and padding side are fixed here by the architecture spec).
+        pooling: ``mean`` (paper default), ``cls`` or ``last`` (the last real token, on any padding side).
+        transform_dim: width of an optional linear transform after pooling (None = none).
+        normalize: L2-normalise the outputs.
+        kind: ``encoder`` or ``decoder``; ``auto`` reads it from the architecture spec.
+        prompt: the decoder's segment list (default: the paper's prompt); None for an encoder means
+            ``("{images}", "{text}")``. Items without images use it without ``{images}`` and the literal
+            before it (``ModelConfig.prompt_segments``).
+        name_or_path: where the base weights come from (recorded so that an adapter-only save can reload them).
+
     Attributes:
-        model: the Hugging Face base model (``AutoModel``), whose last hidden state is pooled.
-        tokenizer: its tokenizer, with the pad token and padding side fixed by the architecture spec.
         model_type: ``config.model_type``, the key of the architecture registry.
-        hidden_size: width H of the token states (and of the token embeddings extra tokens must match).
+        spec: the architecture spec in force.
+        kind: ``"encoder"`` or ``"decoder"``.
+        hidden_size: width H of the token states (and of the image tokens).
         embedding_dim: width D of the output embeddings (the transform's width, else H).
-        pooling: the pooling mode.
-        normalize: whether outputs are L2-normalised (inner product = cosine).
-        transform: optional ``Linear(H, D)`` applied after pooling.
     """
 
     def __init__(
@@ -155,12 +107,19 @@ class TextBackbone(torch.nn.Module):
         pooling: PoolingMode = "mean",
         transform_dim: int | None = None,
         normalize: bool = True,
+        kind: Kind = "auto",
+        prompt: Sequence[str] | None = None,
+        name_or_path: str | None = None,
     ):
         super().__init__()
         self.model = model
         self.model_type: str = model.config.model_type
         self.spec = architecture_spec(self.model_type)
-        self.tokenizer = _prepare_tokenizer(tokenizer, self.spec, self.model_type)
+        if kind not in ("auto", "encoder", "decoder"):
+            raise ConfigError(f"unknown backbone kind {kind!r}; valid: auto, encoder, decoder")
+        decoder = kind == "decoder" or (kind == "auto" and is_decoder_type(self.model_type, self.spec))
+        self.kind: Literal["encoder", "decoder"] = "decoder" if decoder else "encoder"
+        self.tokenizer = prepare_tokenizer(tokenizer, self.spec, self.model_type)
         self.hidden_size: int = int(model.config.hidden_size)
         self.pooling: PoolingMode = check_pooling_mode(pooling)
         self.normalize = bool(normalize)
@@ -168,6 +127,8 @@ class TextBackbone(torch.nn.Module):
             raise ConfigError(f"transform_dim must be a positive integer or None; got {transform_dim}")
         self.transform = torch.nn.Linear(self.hidden_size, transform_dim) if transform_dim is not None else None
         self.embedding_dim: int = transform_dim if transform_dim is not None else self.hidden_size
+        self.name_or_path = str(name_or_path or getattr(model.config, "_name_or_path", "") or "")
+        self.set_prompt(prompt)
 
     @classmethod
     def from_pretrained(
@@ -177,43 +138,114 @@ class TextBackbone(torch.nn.Module):
         pooling: PoolingMode = "mean",
         transform_dim: int | None = None,
         normalize: bool = True,
+        kind: Kind = "auto",
+        prompt: Sequence[str] | None = None,
         dtype: torch.dtype | str | None = None,
+        device: torch.device | str | None = None,
         attn_implementation: str | None = None,
         gradient_checkpointing: bool = False,
+        liger: bool = False,
+        load_in_4bit: bool = False,
     ) -> TextBackbone:
         """Load a model and its tokenizer with ``AutoModel`` / ``AutoTokenizer``.
 
         Args:
-            name_or_path: a hub name or a local folder in Hugging Face format.
-            pooling: how token states become one vector.
-            transform_dim: width of an optional linear transform after pooling (None = no transform).
-            normalize: L2-normalise the outputs.
-            dtype: weights' dtype (``torch.bfloat16``, ``"bf16"``, ``"float32"``, ``"auto"``...); None = float32.
+            name_or_path: a hub name or a local folder (resolved by :func:`vixml.models.hub.resolve_pretrained`).
+            pooling, transform_dim, normalize, kind, prompt: as in the constructor.
+            dtype: weights' dtype (``torch.bfloat16``, ``"bf16"``, ``"float32"``, ``"auto"``...); None =
+                :func:`default_dtype` (bf16 for decoders on a GPU, float32 otherwise).
+            device: where to put the model (None = the CPU).
             attn_implementation: ``"sdpa"``, ``"eager"``, ``"flash_attention_2"``...; None = the library's choice.
             gradient_checkpointing: recompute activations in the backward pass (less memory, ~30% slower).
+            liger: patch the model with Liger-Kernel's fused RMSNorm/RoPE/SwiGLU (CUDA only; skipped with a log
+                line on a machine without CUDA; needs ``pip install 'vixml[liger]'``).
+            load_in_4bit: QLoRA's NF4-quantised frozen base (CUDA and bitsandbytes only; LoRA must follow).
         """
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
 
         check_pooling_mode(pooling)
-        kwargs: dict[str, Any] = {}
-        if dtype is not None:
-            kwargs[_dtype_keyword()] = _resolve_dtype(dtype)
+        resolved = resolve_pretrained(str(name_or_path))
+        model_type = AutoConfig.from_pretrained(resolved).model_type
+        spec = architecture_spec(model_type)
+        decoder = kind == "decoder" or (kind == "auto" and is_decoder_type(model_type, spec))
+        kwargs: dict[str, Any] = {
+            _dtype_keyword(): _resolve_dtype(dtype) if dtype is not None else default_dtype(decoder, device)
+        }
         if attn_implementation is not None:
             kwargs["attn_implementation"] = attn_implementation
-        model = AutoModel.from_pretrained(str(name_or_path), **kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
-        if gradient_checkpointing:
-            if not getattr(model, "supports_gradient_checkpointing", False):
-                raise ConfigError(f"{type(model).__name__} does not support gradient checkpointing; switch it off")
-            _enable_checkpointing(model)
-        model.eval()
-        return cls(model, tokenizer, pooling=pooling, transform_dim=transform_dim, normalize=normalize)
+        if load_in_4bit:
+            from vixml.models.lora import four_bit_config
 
+            kwargs["quantization_config"] = four_bit_config(kwargs[_dtype_keyword()])
+            kwargs["device_map"] = {"": torch.device(device or "cuda").index or 0}
+        model = AutoModel.from_pretrained(resolved, **kwargs)
+        model = text_model(model, spec, model_type)
+        tokenizer = AutoTokenizer.from_pretrained(resolved)
+        if device is not None and not load_in_4bit:
+            model = model.to(device)
+        if liger:
+            apply_liger(model, spec, model.config.model_type)
+        model.eval()
+        backbone = cls(
+            model,
+            tokenizer,
+            pooling=pooling,
+            transform_dim=transform_dim,
+            normalize=normalize,
+            kind=kind,
+            prompt=prompt,
+            name_or_path=str(name_or_path),
+        )
+        if device is not None and backbone.transform is not None:
+            backbone.transform.to(device)
+        if gradient_checkpointing:
+            backbone.set_gradient_checkpointing(True)
+        return backbone
+
+    # ---------------------------------------------------------------------------------- properties
     @property
     def device(self) -> torch.device:
         """Device of the model's parameters."""
         return next(self.model.parameters()).device
 
+    @property
+    def base_model(self) -> Any:
+        """The Hugging Face model itself (under the PEFT wrapper when there are adapters)."""
+        from vixml.models.lora import has_lora
+
+        return self.model.get_base_model() if has_lora(self.model) else self.model
+
+    @property
+    def has_lora(self) -> bool:
+        from vixml.models.lora import has_lora
+
+        return has_lora(self.model)
+
+    @property
+    def gradient_checkpointing(self) -> bool:
+        """Whether activation checkpointing is on (it acts in training mode only, as in transformers)."""
+        base = self.base_model
+        if hasattr(base, "is_activation_checkpointing"):  # transformers >= 5.x
+            return bool(base.is_activation_checkpointing)
+        return bool(getattr(base, "is_gradient_checkpointing", False))
+
+    def set_gradient_checkpointing(self, enabled: bool) -> None:
+        """Switch activation checkpointing on or off (non-reentrant: works with frozen embeddings and LoRA)."""
+        base = self.base_model
+        if not enabled:
+            if hasattr(base, "activation_checkpointing_disable"):
+                base.activation_checkpointing_disable()
+            else:
+                base.gradient_checkpointing_disable()
+            return
+        if not getattr(base, "supports_gradient_checkpointing", False):
+            raise ConfigError(f"{type(base).__name__} does not support gradient checkpointing; switch it off")
+        if hasattr(base, "activation_checkpointing_enable"):  # transformers >= 5.x; the old name is deprecated
+            base.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+    # ---------------------------------------------------------------------------------- encoding
     def tokenize(self, texts: Sequence[str], max_length: int) -> dict[str, torch.Tensor]:
         """Tokenise texts, truncated to ``max_length`` and padded to the longest in the batch.
 
@@ -234,20 +266,60 @@ class TextBackbone(torch.nn.Module):
         """(B, T) token ids -> (B, T, H) the model's own token embeddings (before positions are added)."""
         return self.model.get_input_embeddings()(input_ids.to(self.device))
 
+    def set_prompt(self, prompt: Sequence[str] | None) -> None:
+        """Use ``prompt`` as the segment list (None = the default of this backbone's kind); validated here.
+
+        For callers that learn the kind from the loaded backbone (``kind="auto"``) before choosing the layout.
+        """
+        decoder = self.kind == "decoder"
+        self.prompt: tuple[str, ...] = tuple(prompt) if prompt is not None else default_segments(decoder)
+        self._assemblers = prompt_assemblers(
+            self.prompt,
+            self.tokenizer,
+            padding_side=self.spec.padding_side or "right",
+            compact=self.spec.compact or decoder,
+            eos_token=self.spec.eos_token,
+            bos_token_id=leading_bos_id(self.tokenizer) if decoder else None,
+        )
+
+    def assembler(self, with_images: bool) -> SequenceAssembler:
+        """The assembler of items with images (the full segment list) or without (the text-only list)."""
+        return self._assemblers[bool(with_images)]
+
+    def assemble(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        extra_embeds: torch.Tensor | None = None,
+        extra_mask: torch.Tensor | None = None,
+    ) -> Assembled:
+        """The model input for a batch: this backbone's layout (encoder or prompt), with or without images."""
+        assembler = self._assemblers[extra_embeds is not None]
+        if extra_embeds is not None and not assembler.has_images:
+            raise ConfigError(f"image tokens were given but the segment list {self.prompt} has no '{{images}}'")
+        device = self.device
+        if extra_embeds is not None:
+            extra_embeds = extra_embeds.to(device)
+            extra_mask = extra_mask.to(device) if extra_mask is not None else None
+        return assembler.assemble(
+            self.model.get_input_embeddings(),
+            input_ids.to(device),
+            attention_mask.to(device),
+            extra_embeds,
+            extra_mask,
+        )
+
     def forward_embeds(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Run the model on token embeddings.
+        """Run the model on (B, T, H) token embeddings with their (B, T) mask -> (B, T, H) last hidden states.
 
-        Args:
-            inputs_embeds: (B, T, H) token embeddings (word embeddings, possibly with extra tokens). The model
-                adds its own position (and token-type) embeddings, exactly as it does for ``input_ids``.
-            attention_mask: (B, T), 1 for real tokens.
-
-        Returns:
-            (B, T, H) last hidden states.
+        The model adds its own position (and token-type) embeddings as it does for ``input_ids``; types whose
+        spec says so get position ids counted over the mask. Decoders run without a KV cache.
         """
         kwargs: dict[str, Any] = {}
         if self.spec.positions_from_mask:
             kwargs["position_ids"] = _positions_from_mask(attention_mask)
+        if self.kind == "decoder":
+            kwargs["use_cache"] = False
         output = self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
         return output.last_hidden_state
 
@@ -268,41 +340,51 @@ class TextBackbone(torch.nn.Module):
         extra_embeds: torch.Tensor | None = None,
         extra_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Encode token ids, optionally with extra tokens (projected images) placed before the text.
+        """Encode token ids, optionally with image tokens placed by this backbone's segment list.
 
         Args:
-            input_ids: (B, T) token ids.
+            input_ids: (B, T) token ids (as the tokenizer or the token cache gives them, either padding side).
             attention_mask: (B, T) text mask.
-            extra_embeds: (B, N, H) extra token embeddings in the token-embedding space, or None.
-            extra_mask: (B, N), 0 for missing extra tokens; None = all present.
+            extra_embeds: (B, N, H) image tokens in the token-embedding space, or None.
+            extra_mask: (B, N), 0 for missing images; None = all present.
 
         Returns:
-            (B, D) float32 embeddings, L2-normalised when ``normalize``. Mean pooling covers the extra tokens.
+            (B, D) float32 embeddings, L2-normalised when ``normalize``. Mean pooling covers every real token
+            of the assembled sequence (prompt words and image tokens included).
         """
-        attention_mask = attention_mask.to(self.device)
-        text_embeds = self.input_embeddings(input_ids)
-        if extra_embeds is not None:
-            extra_embeds = extra_embeds.to(self.device)
-            extra_mask = extra_mask.to(self.device) if extra_mask is not None else None
-        embeds, mask = assemble_encoder_inputs(text_embeds, attention_mask, extra_embeds, extra_mask)
-        return self.pool_states(self.forward_embeds(embeds, mask), mask)
+        batch = self.assemble(input_ids, attention_mask, extra_embeds, extra_mask)
+        states = self.forward_embeds(batch.inputs_embeds, batch.attention_mask)
+        return self.pool_states(states, batch.attention_mask)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: torch.Tensor) -> torch.Tensor:
         """Same as :meth:`encode` (so that hooks, DDP and ``torch.compile`` see a regular module call)."""
         return self.encode(input_ids, attention_mask, **extra)
 
-    def save(self, directory: str | os.PathLike) -> None:
-        """Write the backbone in Hugging Face format plus our head (transform weights and settings).
+    # ---------------------------------------------------------------------------------- persistence
+    def save(self, directory: str | os.PathLike, *, merge_lora: bool = False) -> None:
+        """Write the backbone plus our head (transform weights and settings).
 
-        The head's JSON is removed first and written last: a folder whose save was interrupted has no
-        ``vixml_head.json`` and :meth:`load` refuses it instead of loading a mixture.
+        Without adapters: the model in Hugging Face format. With LoRA adapters: the adapter only (PEFT
+        format) and a reference to the base model, unless ``merge_lora`` writes the merged model in Hugging
+        Face format (loadable with ``AutoModel``). The head's JSON is removed first and written last: a
+        folder whose save was interrupted has no ``vixml_head.json`` and :meth:`load` refuses it.
         """
         from safetensors.torch import save_file
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         (directory / HEAD_CONFIG).unlink(missing_ok=True)
-        self.model.save_pretrained(directory)
+        adapter_only = self.has_lora and not merge_lora
+        if adapter_only:
+            from vixml.models.lora import save_adapter
+
+            save_adapter(self, directory)
+        elif self.has_lora:
+            from vixml.models.lora import merged_state_dict
+
+            self.base_model.save_pretrained(directory, state_dict=merged_state_dict(self.model))
+        else:
+            self.model.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
         if self.transform is not None:
             tensors = {name: p.detach().cpu().contiguous() for name, p in self.transform.state_dict().items()}
@@ -314,69 +396,56 @@ class TextBackbone(torch.nn.Module):
             "format": _FORMAT,
             "version": _FORMAT_VERSION,
             "model_type": self.model_type,
+            "kind": self.kind,
             "hidden_size": self.hidden_size,
             "pooling": self.pooling,
             "normalize": self.normalize,
             "transform_dim": self.embedding_dim if self.transform is not None else None,
+            "prompt": list(self.prompt),
+            "lora": adapter_only,
+            "base_model": self.name_or_path,
         }
         with atomic_open(directory / HEAD_CONFIG) as fh:
             json.dump(head, fh, indent=2)
             fh.write("\n")
 
     @classmethod
-    def load(
-        cls,
-        directory: str | os.PathLike,
-        *,
-        dtype: torch.dtype | str | None = None,
-        attn_implementation: str | None = None,
-        gradient_checkpointing: bool = False,
-    ) -> TextBackbone:
-        """Restore a backbone written by :meth:`save` (runtime options as in :meth:`from_pretrained`)."""
+    def load(cls, directory: str | os.PathLike, *, trainable: bool = False, **options: Any) -> TextBackbone:
+        """Restore a backbone written by :meth:`save`.
+
+        An adapter-only save reloads its base from the recorded ``base_model`` (through
+        :func:`~vixml.models.hub.resolve_pretrained`) and attaches the adapter (frozen unless ``trainable``).
+
+        Args:
+            directory: the saved folder.
+            trainable: keep LoRA adapters trainable (to continue training).
+            options: runtime options of :meth:`from_pretrained` (``dtype``, ``device``, ``attn_implementation``,
+                ``gradient_checkpointing``, ``liger``, ``load_in_4bit``).
+        """
         from safetensors.torch import load_file
 
         directory = Path(directory)
         head = _read_head(directory / HEAD_CONFIG)
-        backbone = cls.from_pretrained(
-            directory,
-            pooling=head["pooling"],
-            transform_dim=head["transform_dim"],
-            normalize=head["normalize"],
-            dtype=dtype,
-            attn_implementation=attn_implementation,
-            gradient_checkpointing=gradient_checkpointing,
-        )
+        settings = {
+            "pooling": head["pooling"],
+            "transform_dim": head["transform_dim"],
+            "normalize": head["normalize"],
+            "kind": head.get("kind", "auto"),
+            "prompt": head.get("prompt"),
+        }
+        if head.get("lora"):
+            from vixml.models.lora import load_adapter
+
+            backbone = cls.from_pretrained(head["base_model"], **settings, **options)
+            load_adapter(backbone, directory, trainable=trainable)
+        else:
+            backbone = cls.from_pretrained(directory, **settings, **options)
         if backbone.transform is not None:
             weights = directory / HEAD_WEIGHTS
             if not weights.exists():
                 raise DataError(Problem(str(weights), "missing: the head has a transform but no weights were saved"))
             backbone.transform.load_state_dict(load_file(str(weights)))
         return backbone
-
-
-def _prepare_tokenizer(tokenizer: Any, spec: ArchitectureSpec, model_type: str) -> Any:
-    """Apply the architecture's tokenizer fixes: padding side and a pad token where there is none."""
-    if spec.padding_side is not None:
-        tokenizer.padding_side = spec.padding_side
-    if tokenizer.pad_token is None:
-        fallback = getattr(tokenizer, spec.pad_token_fallback, None) if spec.pad_token_fallback else None
-        if fallback is None:
-            raise ConfigError(
-                f"the tokenizer of this {model_type!r} model has no pad token and no "
-                f"{spec.pad_token_fallback or 'fallback'} to pad with; register an ArchitectureSpec for "
-                f"{model_type!r} with a pad_token_fallback, or give the tokenizer a pad token"
-            )
-        tokenizer.pad_token = fallback
-        logger.info("%s tokenizer has no pad token: padding with %s %r", model_type, spec.pad_token_fallback, fallback)
-    return tokenizer
-
-
-def _enable_checkpointing(model: Any) -> None:
-    """Non-reentrant activation checkpointing (works with frozen embeddings and ``inputs_embeds``)."""
-    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x; the old name is deprecated
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    else:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def _positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:

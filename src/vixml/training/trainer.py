@@ -28,7 +28,7 @@ from vixml.models.backbone import TextBackbone
 from vixml.models.dual_encoder import DualEncoder
 from vixml.models.encode import embed_tokens
 from vixml.models.fusion import ImageProjection, drop_images
-from vixml.models.hub import resolve_pretrained
+from vixml.models.lora import apply_lora
 from vixml.models.prototypes import LabelPrototypes
 from vixml.training import checkpoint as ckpt
 from vixml.training.clustering import balanced_kmeans
@@ -150,14 +150,34 @@ class Trainer:
     def _build_model(self) -> DualEncoder:
         mc = self.cfg.model
         backbone = TextBackbone.from_pretrained(
-            resolve_pretrained(mc.name_or_path),
+            mc.name_or_path,
             pooling=mc.pooling,
             transform_dim=mc.transform,
             normalize=mc.normalize,
+            kind=mc.kind,
             dtype=_DTYPES[mc.dtype],
+            device=self.device,
             attn_implementation=mc.attn_implementation,
             gradient_checkpointing=mc.gradient_checkpointing,
+            liger=mc.liger,
+            load_in_4bit=mc.lora is not None and mc.lora.quantize == "4bit",
         )
+        ic = self.cfg.images
+        placement = ic.resolve_placement(backbone.kind) if ic is not None else None
+        if backbone.kind == "decoder" and placement != "before_text":
+            backbone.set_prompt(mc.prompt)  # METHOD.md 2: the same prompt for queries and labels
+        elif placement == "prompt":
+            raise ConfigError("images.placement=prompt needs a decoder backbone; encoders take 'before_text'")
+        if mc.lora is not None:
+            lc = mc.lora
+            apply_lora(
+                backbone,
+                r=lc.r,
+                alpha=lc.alpha,
+                rslora=lc.rslora,
+                dropout=lc.dropout,
+                target_modules=lc.target_modules,
+            )
         prototypes = None
         pc = self.cfg.prototypes
         if pc is not None:
@@ -171,10 +191,6 @@ class Trainer:
                 dropout=pc.lpn_dropout,
             )
         projection = None
-        if self.cfg.images is not None:
-            kind = "decoder" if mc.kind == "decoder" else "encoder"
-            if self.cfg.images.resolve_placement(kind) != "before_text":
-                raise ConfigError("images.placement=prompt needs a decoder backbone; encoders take 'before_text'")
         if self.images:
             vision_dim = next(iter(self.images.values())).dim
             projection = ImageProjection(vision_dim, backbone.hidden_size)
@@ -381,7 +397,7 @@ class Trainer:
     # ------------------------------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> Path:
         state = {
-            "model": self.model.state_dict(),
+            "model": self._trainable_state(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -394,13 +410,21 @@ class Trainer:
         }
         return ckpt.save_checkpoint(self.out_dir / "checkpoints", self.progress.epoch, state, self.bank)
 
+    def _trainable_state(self) -> dict[str, torch.Tensor]:
+        """What training changes: trainable parameters and buffers (not a LoRA run's frozen base weights)."""
+        frozen = {name for name, p in self.model.named_parameters() if not p.requires_grad}
+        return {k: v for k, v in self.model.state_dict().items() if k not in frozen}
+
     def resume(self) -> bool:
         """Load the newest checkpoint of ``out_dir`` if there is one; returns whether it did."""
         path = ckpt.latest_checkpoint(self.out_dir / "checkpoints")
         if path is None:
             return False
         state, bank = ckpt.load_checkpoint(path)
-        self.model.load_state_dict(state["model"])
+        missing = set(self._trainable_state()) - set(state["model"])
+        if missing:
+            raise ConfigError(f"checkpoint {path} lacks {sorted(missing)[:5]}...: was it written by another config?")
+        self.model.load_state_dict(state["model"], strict=False)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])

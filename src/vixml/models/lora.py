@@ -1,0 +1,255 @@
+"""LoRA adapters on a text backbone, through PEFT (METHOD.md 2: rsLoRA r=256 alpha=256 dropout 0 for decoders).
+
+The paper fine-tunes decoder LLMs with low-rank adapters on the attention q, k, v, o and MLP gate, up,
+down projections; the base weights stay frozen. Target modules default to the architecture's names
+(:attr:`ArchitectureSpec.lora_targets`, keyed by ``config.model_type``; PEFT's ``all-linear`` for unknown
+types). A backbone with adapters saves the adapter only plus a reference to its base model
+(:func:`save_adapter`), loads back on that base (:func:`load_adapter`), and can be exported as one merged
+Hugging Face model (:func:`merge_and_export`) for serving without PEFT.
+
+QLoRA (:func:`four_bit_config`, ``TextBackbone.from_pretrained(load_in_4bit=True)``) quantises the frozen base
+to NF4 with bitsandbytes: CUDA only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vixml.atomic import atomic_open
+from vixml.errors import ConfigError
+from vixml.optional import require
+
+if TYPE_CHECKING:
+    import os
+
+    import torch
+
+    from vixml.models.backbone import TextBackbone
+
+__all__ = [
+    "ADAPTER_META",
+    "apply_lora",
+    "has_lora",
+    "lora_targets",
+    "count_parameters",
+    "save_adapter",
+    "load_adapter",
+    "merged_state_dict",
+    "merge_and_export",
+    "four_bit_config",
+]
+
+logger = logging.getLogger(__name__)
+
+ADAPTER_META = "vixml_adapter.json"
+_ADAPTER = "default"
+
+
+def has_lora(model: Any) -> bool:
+    """Whether ``model`` is wrapped by PEFT (never imports peft: an unimported peft wrapped nothing)."""
+    peft = sys.modules.get("peft")
+    return peft is not None and isinstance(model, peft.PeftModel)
+
+
+def lora_targets(backbone: TextBackbone, target_modules: Sequence[str] | None = None) -> list[str] | str:
+    """The module names to adapt: ``target_modules``, else the architecture's defaults, else ``"all-linear"``."""
+    if target_modules:
+        return list(target_modules)
+    if backbone.spec.lora_targets:
+        return list(backbone.spec.lora_targets)
+    logger.info("no LoRA targets registered for %r: adapting every linear layer", backbone.model_type)
+    return "all-linear"
+
+
+def apply_lora(
+    backbone: TextBackbone,
+    *,
+    r: int = 256,
+    alpha: float = 256.0,
+    rslora: bool = True,
+    dropout: float = 0.0,
+    target_modules: Sequence[str] | None = None,
+) -> TextBackbone:
+    """Attach fresh LoRA adapters to ``backbone.model`` in place and freeze its base weights.
+
+    Afterwards only the adapters (and the backbone's own transform, which is not part of the model) are
+    trainable. The update is ``B @ A`` scaled by ``alpha / sqrt(r)`` with rsLoRA, ``alpha / r`` without;
+    B starts at zero, so the adapted model starts equal to its base. On a 4-bit base (QLoRA) the model is first
+    prepared by ``peft.prepare_model_for_kbit_training``.
+
+    Args:
+        backbone: the backbone to adapt (without adapters yet).
+        r: rank of the update.
+        alpha: scaling numerator.
+        rslora: rank-stabilised scaling.
+        dropout: dropout on the adapters' input in training.
+        target_modules: module names to adapt; None = the architecture's defaults (:func:`lora_targets`).
+
+    Returns:
+        The same backbone, whose ``model`` is now a ``peft.PeftModel``.
+    """
+    peft = require("peft", "lora")
+    if backbone.has_lora:
+        raise ConfigError("this backbone already has LoRA adapters")
+    model = backbone.model
+    if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
+        model = peft.prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=backbone.gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
+    targets = lora_targets(backbone, target_modules)
+    config = peft.LoraConfig(
+        r=r, lora_alpha=alpha, lora_dropout=dropout, use_rslora=rslora, target_modules=targets, bias="none"
+    )
+    try:
+        with _quiet_peft():
+            backbone.model = peft.get_peft_model(model, config)
+    except ValueError as exc:  # PEFT's "Target modules ... not found in the base model"
+        names = sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules() if _is_linear(m)})
+        raise ConfigError(
+            f"LoRA targets {targets} do not match the {backbone.model_type!r} model ({exc}); "
+            f"its linear modules are named: {', '.join(names)}"
+        ) from exc
+    trainable, total = count_parameters(backbone.model)
+    logger.info(
+        "LoRA r=%d alpha=%g%s on %s: %d trainable of %d parameters (%.2f%%)",
+        r,
+        alpha,
+        " (rsLoRA)" if rslora else "",
+        targets,
+        trainable,
+        total,
+        100.0 * trainable / max(total, 1),
+    )
+    return backbone
+
+
+def count_parameters(module: torch.nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts of ``module`` (shared tensors counted once)."""
+    seen: dict[int, tuple[int, bool]] = {}
+    for p in module.parameters():
+        seen[id(p)] = (p.numel(), p.requires_grad)
+    return sum(n for n, g in seen.values() if g), sum(n for n, _ in seen.values())
+
+
+def save_adapter(backbone: TextBackbone, directory: str | os.PathLike) -> None:
+    """Write the adapter only (PEFT's ``adapter_config.json`` + ``adapter_model.safetensors``) and its base.
+
+    ``vixml_adapter.json`` records the base model exactly as it was named (a hub name stays a hub name, so
+    :func:`load_adapter`'s caller resolves it through ``resolve_pretrained`` on the loading machine) and the
+    adapter's hyperparameters.
+    """
+    if not backbone.has_lora:
+        raise ConfigError("this backbone has no LoRA adapters to save; use TextBackbone.save")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    backbone.model.save_pretrained(str(directory))
+    config = backbone.model.peft_config[_ADAPTER]
+    meta = {
+        "base_model": backbone.name_or_path,
+        "model_type": backbone.model_type,
+        "r": config.r,
+        "alpha": config.lora_alpha,
+        "rslora": config.use_rslora,
+        "dropout": config.lora_dropout,
+        "target_modules": sorted(config.target_modules)
+        if not isinstance(config.target_modules, str)
+        else config.target_modules,
+    }
+    with atomic_open(directory / ADAPTER_META) as fh:
+        json.dump(meta, fh, indent=2)
+        fh.write("\n")
+
+
+def load_adapter(backbone: TextBackbone, directory: str | os.PathLike, *, trainable: bool = False) -> TextBackbone:
+    """Attach the adapter saved in ``directory`` to ``backbone`` (its base model), in place.
+
+    Args:
+        backbone: a backbone built on the adapter's base model, without adapters.
+        directory: a folder written by :func:`save_adapter`.
+        trainable: keep the adapter trainable (else it is frozen, for inference).
+    """
+    peft = require("peft", "lora")
+    if backbone.has_lora:
+        raise ConfigError("this backbone already has LoRA adapters")
+    was_training = backbone.model.training
+    with _quiet_peft():
+        backbone.model = peft.PeftModel.from_pretrained(backbone.model, str(directory), is_trainable=trainable)
+    backbone.model.train(was_training)
+    return backbone
+
+
+def merged_state_dict(model: Any) -> dict[str, torch.Tensor]:
+    """The base model's state dict with every LoRA update merged in, in the base's own key names.
+
+    Nothing is modified: each adapted weight is ``W + delta`` computed by the layer's ``get_delta_weight``
+    (its scaling included), so the backbone keeps training or serving with its adapters afterwards.
+    """
+    peft = require("peft", "lora")
+    if not has_lora(model):
+        raise ConfigError("the model has no LoRA adapters to merge")
+    base = model.get_base_model()
+    if getattr(base, "is_loaded_in_4bit", False) or getattr(base, "is_loaded_in_8bit", False):
+        raise ConfigError(
+            "cannot merge adapters into a quantised base: load the base in bf16 (load_in_4bit=False), "
+            "attach the saved adapter with TextBackbone.load, then export"
+        )
+    state: dict[str, torch.Tensor] = {}
+    for key, value in base.state_dict().items():
+        if any(part.startswith("lora_") for part in key.split(".")):
+            continue
+        state[key.replace(".base_layer.", ".")] = value
+    for name, module in base.named_modules():
+        if isinstance(module, peft.tuners.lora.LoraLayer) and _ADAPTER in module.lora_A:
+            weight = module.get_base_layer().weight
+            delta = module.get_delta_weight(_ADAPTER)
+            state[f"{name}.weight"] = (weight.float() + delta.float()).to(weight.dtype).detach()
+    return state
+
+
+def merge_and_export(backbone: TextBackbone, directory: str | os.PathLike) -> None:
+    """Write the merged model in Hugging Face format (``AutoModel`` loads it), with the tokenizer and our head."""
+    backbone.save(directory, merge_lora=True)
+
+
+def four_bit_config(compute_dtype: Any = None) -> Any:
+    """``BitsAndBytesConfig`` of QLoRA's NF4 base (double quantisation, bf16 compute). CUDA only.
+
+    Not exercised by the test suite (no GPU there).
+    """
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError("a 4-bit (QLoRA) base needs a CUDA GPU and bitsandbytes; switch 4-bit loading off on CPU")
+    require("bitsandbytes", "qlora")
+    from transformers import BitsAndBytesConfig
+
+    compute = compute_dtype if isinstance(compute_dtype, torch.dtype) else torch.bfloat16
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute,
+    )
+
+
+@contextlib.contextmanager
+def _quiet_peft():
+    """PEFT reads transformers' deprecated ``is_gradient_checkpointing``: silence that one FutureWarning."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
+
+
+def _is_linear(module: Any) -> bool:
+    import torch
+
+    return isinstance(module, torch.nn.Linear) or type(module).__name__ in ("Linear4bit", "Linear8bitLt", "Conv1D")
