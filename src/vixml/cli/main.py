@@ -17,6 +17,7 @@ from vixml.cli import demo as demo_cmd
 from vixml.cli import evaluate as evaluate_cmd
 from vixml.cli import images as images_cmd
 from vixml.cli import images_embed
+from vixml.cli import memory as memory_cmd
 from vixml.cli import train as train_cmd
 from vixml.errors import VixmlError
 
@@ -37,6 +38,7 @@ app.command("train")(train_cmd.train)
 app.command("predict")(train_cmd.predict)
 app.command("evaluate")(evaluate_cmd.evaluate)
 app.command("demo")(demo_cmd.demo)
+app.command("memory")(memory_cmd.memory)
 
 
 def _version(value: bool) -> None:
