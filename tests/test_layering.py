@@ -13,6 +13,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "vixml"
 
 # Lower number = lower layer. Base modules (vixml/*.py) are below every package.
 LAYERS = {
+    "config": 0,
     "data": 1,
     "metrics": 2,
     "search": 2,

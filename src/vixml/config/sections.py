@@ -1,0 +1,303 @@
+"""The sections of a vixml run's configuration, one dataclass per concern (METHOD.md settings as defaults)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from vixml.config.fields import PROMPT_PLACEHOLDERS, Precision, _f, _Section
+
+__all__ = [
+    "ModelConfig",
+    "LoraConfig",
+    "DataConfig",
+    "ImagesConfig",
+    "PrototypeConfig",
+    "MiningConfig",
+    "LossWeights",
+    "LossConfig",
+    "TrainConfig",
+    "AugmentConfig",
+    "EvalConfig",
+    "RunConfig",
+]
+
+
+@dataclass(frozen=True)
+class LoraConfig(_Section):
+    """Low-rank adaptation of the backbone (METHOD.md 2: rsLoRA r=256 alpha=256 dropout 0 for decoders)."""
+
+    _key = "model.lora"
+    r: int = _f(256, "Rank of the low-rank update matrices.", ge=1)
+    alpha: float = _f(256.0, "Scaling numerator: the update is scaled by alpha/r (alpha/sqrt(r) with rslora).", gt=0)
+    rslora: bool = _f(True, "Rank-stabilised scaling alpha/sqrt(r) (rsLoRA) instead of alpha/r.")
+    dropout: float = _f(0.0, "Dropout on the LoRA input during training.", ge=0, lt=1)
+    target_modules: tuple[str, ...] | None = _f(
+        None,
+        "Module names to adapt; null = the architecture's defaults keyed by model_type "
+        "(attention q,k,v,o and MLP gate,up,down projections).",
+    )
+    quantize: Literal["none", "4bit"] = _f(
+        "none", "QLoRA: load the frozen base in 4-bit NF4 (CUDA with the 'qlora' extra only)."
+    )
+
+
+@dataclass(frozen=True)
+class ModelConfig(_Section):
+    """The shared query/label encoder (METHOD.md 2): an HF encoder or decoder, pooled into one vector."""
+
+    _key = "model"
+    name_or_path: str = _f("sentence-transformers/all-MiniLM-L6-v2", "Hugging Face model name or local folder.")
+    kind: Literal["auto", "encoder", "decoder"] = _f(
+        "auto", "Backbone family; auto = read from the model's HF config (decoders get the prompt, causal attention)."
+    )
+    pooling: Literal["mean", "cls", "last"] = _f(
+        "mean", "Token pooling: mean over the attention mask (image tokens included), first token, or last token."
+    )
+    normalize: bool = _f(True, "L2-normalise embeddings so that inner product = cosine similarity.")
+    transform: int | None = _f(None, "Output size of an optional linear layer after pooling; null = none.", ge=1)
+    lora: LoraConfig | None = _f(None, "LoRA adapters (section); null = full fine-tuning of every weight.")
+    gradient_checkpointing: bool = _f(False, "Recompute activations in the backward pass to save memory.")
+    liger: bool = _f(False, "Fused Liger kernels for decoders (CUDA with the 'liger' extra; skipped on CPU).")
+    attn_implementation: str | None = _f(
+        None, "HF attention kernel ('sdpa', 'eager', 'flash_attention_2'); null = the library's default."
+    )
+    dtype: Literal["auto", "fp32", "bf16", "fp16"] = _f(
+        "auto", "Dtype of the loaded weights; auto = chosen by the trainer from train.precision and model.lora."
+    )
+    prompt: tuple[str, ...] = _f(
+        ("This product text", "{text}", "and its image", "{images}", "{eos}"),
+        "Decoder input as segments: literal text (embedded with the model's token embeddings) or a placeholder: "
+        "{text} = the item's tokens, {images} = its projected image tokens, {eos} = the tokenizer's EOS token. "
+        "Without images, {images} and the literal segment just before it are dropped. Encoders ignore it.",
+    )
+
+    def _check(self) -> list[tuple[str, str]]:
+        problems = []
+        for seg in self.prompt:
+            if seg.startswith("{") and seg.endswith("}") and seg not in PROMPT_PLACEHOLDERS:
+                problems.append(("prompt", f"unknown placeholder {seg!r}; valid: {', '.join(PROMPT_PLACEHOLDERS)}"))
+        if self.prompt.count("{text}") != 1:
+            problems.append(("prompt", f"must contain '{{text}}' exactly once, got {list(self.prompt)}"))
+        if self.prompt.count("{images}") > 1:
+            problems.append(("prompt", f"must contain '{{images}}' at most once, got {list(self.prompt)}"))
+        return problems
+
+    def prompt_segments(self, with_images: bool) -> tuple[str, ...]:
+        """The prompt's segments for items with or without images (the rule stated in ``prompt``'s help)."""
+        if with_images or "{images}" not in self.prompt:
+            return self.prompt
+        i = self.prompt.index("{images}")
+        start = i - 1 if i > 0 and self.prompt[i - 1] not in PROMPT_PLACEHOLDERS else i
+        return self.prompt[:start] + self.prompt[i + 1 :]
+
+
+@dataclass(frozen=True)
+class DataConfig(_Section):
+    """How dataset texts become token ids."""
+
+    _key = "data"
+    max_length: int = _f(32, "Maximum tokens per query text (paper: 32 for titles, 128 with descriptions).", ge=1)
+    label_max_length: int | None = _f(None, "Maximum tokens per label text; null = max_length.", ge=1)
+    cache_dir: str | None = _f(None, "Folder of the tokenisation cache; null = a cache folder beside the dataset.")
+
+    def label_length(self) -> int:
+        """The effective maximum token count of a label text."""
+        return self.max_length if self.label_max_length is None else self.label_max_length
+
+
+@dataclass(frozen=True)
+class ImagesConfig(_Section):
+    """Vision enhancement by early fusion of precomputed image embeddings (METHOD.md 3)."""
+
+    _key = "images"
+    num_images: int = _f(3, "Images per item (the first N of its list); missing slots are masked out.", ge=1)
+    embedding_model: str | None = _f(
+        None,
+        "Model tag of the embedding banks to use ({split}_embs_imgs_<N>_<D>_<tag>.npy, found by the released "
+        "file names); null = the only one present in the dataset.",
+    )
+    embedding_dim: int | None = _f(None, "Expected size of one image embedding (checked); null = the bank's.", ge=1)
+    vision_model: str = _f(
+        "google/siglip2-so400m-patch14-384",
+        "The vision model that made the embeddings (name or folder): run on image files of new queries at "
+        "prediction time, so that they are embedded as the banks were.",
+    )
+    projection_lr: float = _f(5e-4, "Learning rate of the Linear(embedding_dim -> hidden) image projection.", gt=0)
+    placement: Literal["auto", "before_text", "prompt"] = _f(
+        "auto",
+        "Where image tokens go: before the text tokens, or at {images} in the decoder prompt; "
+        "auto = encoders before the text, decoders in the prompt (images first hurt decoders: attention sink).",
+    )
+    dropout: float = _f(
+        0.0,
+        "Probability of dropping all images of an item during training (robustness to missing images).",
+        ge=0,
+        lt=1,
+    )
+    sides: Literal["both", "query", "label"] = _f("both", "Which items carry images: queries, labels, or both.")
+
+    def resolve_placement(self, kind: Literal["encoder", "decoder"]) -> Literal["before_text", "prompt"]:
+        """The placement for a backbone of ``kind`` (resolves ``auto``)."""
+        if self.placement != "auto":
+            return self.placement
+        return "before_text" if kind == "encoder" else "prompt"
+
+
+@dataclass(frozen=True)
+class PrototypeConfig(_Section):
+    """PRIME label prototypes: LPN over (text embedding, free vector, query centroid) (METHOD.md 4)."""
+
+    _key = "prototypes"
+    num_free_vectors: int = _f(
+        65536, "Learnable free vectors; labels share them by balanced k-means clusters; 0 = none.", ge=0
+    )
+    free_init: Literal["xavier", "cluster_mean"] = _f(
+        "xavier", "Initial free vectors: Xavier-uniform noise, or the mean label embedding of their cluster."
+    )
+    lpn_heads: int = _f(8, "Attention heads of the label prototype network (one Transformer encoder layer).", ge=1)
+    lpn_ffn: int = _f(1024, "Feed-forward width of the label prototype network.", ge=1)
+    lpn_dropout: float = _f(0.1, "Dropout inside the label prototype network.", ge=0, lt=1)
+    lr: float = _f(5e-4, "Learning rate of the prototype network and the free vectors.", gt=0)
+    centroid_refresh_every: int = _f(
+        1, "Recompute label centroids (mean training-query embedding) every N epochs.", ge=1
+    )
+    reg_margin: float = _f(0.1, "Margin of the prototype regulariser L_r (its weight is loss.weights.r).", ge=0)
+    reg_num_negatives: int = _f(10, "Hard negatives per query in the prototype regulariser L_r.", ge=1)
+
+
+@dataclass(frozen=True)
+class MiningConfig(_Section):
+    """NGAME negative mining: batches made of clusters of similar queries (METHOD.md 4)."""
+
+    _key = "mining"
+    cluster_size: int = _f(16, "Queries per cluster when mining starts.", ge=1)
+    double_at: tuple[int, ...] = _f(
+        (20, 40, 60, 80, 100, 120), "Epochs at which the cluster size doubles (curriculum), ascending."
+    )
+    start_epoch: int = _f(10, "First epoch with cluster batches (random batches before it).", ge=0)
+    update_every: int = _f(5, "Re-cluster the query-embedding bank every N epochs from start_epoch.", ge=1)
+
+    def _check(self) -> list[tuple[str, str]]:
+        if any(e < 0 for e in self.double_at) or list(self.double_at) != sorted(set(self.double_at)):
+            return [("double_at", f"must be distinct non-negative epochs in ascending order, got {self.double_at}")]
+        return []
+
+
+@dataclass(frozen=True)
+class LossWeights(_Section):
+    """Weights of the loss terms: L = u*L_u + uv*L_uv + i*L_i + r*L_r (METHOD.md 4)."""
+
+    _key = "loss.weights"
+    u: float = _f(1.0, "Weight of L_u: query vs label text embedding.", ge=0)
+    uv: float = _f(1.0, "Weight of L_uv: query vs label prototype (with prototypes only).", ge=0)
+    i: float = _f(1.0, "Weight of L_i: label text embedding vs queries (transposed targets).", ge=0)
+    r: float = _f(0.1, "Weight of L_r, the prototype regulariser (with prototypes only).", ge=0)
+
+
+@dataclass(frozen=True)
+class LossConfig(_Section):
+    """The in-batch contrastive loss (METHOD.md 4)."""
+
+    _key = "loss"
+    name: Literal["triplet", "infonce"] = _f("triplet", "Triplet with online hard negatives, or InfoNCE.")
+    num_negatives: int = _f(10, "Hardest in-batch negatives per query (triplet).", ge=1)
+    margin_min: float = _f(0.1, "Lower clamp of the dynamic margin.", ge=0)
+    margin_max: float = _f(
+        0.3, "Upper clamp of the dynamic margin; the fixed margin when dynamic_margin is off.", ge=0
+    )
+    dynamic_margin: bool = _f(True, "Margin = clamp(|s_p - s_n|, margin_min, margin_max), without gradient.")
+    aggressive: bool = _f(False, "Weight violating negatives by softmax(s_n / temperature).")
+    temperature: float = _f(0.1, "Temperature of the aggressive negative weighting.", gt=0)
+    infonce_temperature: float = _f(0.05, "Temperature of the InfoNCE softmax.", gt=0)
+    weights: LossWeights = _f(LossWeights, "Weights of the loss terms (section).")
+
+    def _check(self) -> list[tuple[str, str]]:
+        if self.margin_min > self.margin_max:
+            return [("margin_min", f"must be <= margin_max ({self.margin_max}), got {self.margin_min}")]
+        return []
+
+
+@dataclass(frozen=True)
+class TrainConfig(_Section):
+    """Optimisation and the training loop (METHOD.md 4)."""
+
+    _key = "train"
+    epochs: int = _f(300, "Passes over the training queries (paper encoders: 300 text-only, 150 with images).", ge=0)
+    batch_size: int = _f(2048, "Queries per batch; the batch's positives are the candidate labels.", ge=2)
+    lr: float = _f(2e-4, "Peak learning rate of the backbone (paper: MiniLM 5e-4, DistilBERT 2e-4, LLMs 5e-5).", gt=0)
+    weight_decay: float = _f(0.01, "AdamW weight decay (never on biases and LayerNorm weights).", ge=0)
+    adam_eps: float = _f(1e-6, "AdamW epsilon.", gt=0)
+    warmup_steps: int = _f(100, "Steps of linear learning-rate warm-up.", ge=0)
+    schedule: Literal["linear", "constant", "cosine"] = _f("linear", "Learning-rate decay after the warm-up.")
+    precision: Precision = _f("fp32", "Autocast precision (paper: fp16 for encoders, bf16 for decoders).")
+    grad_clip: float | None = _f(1.0, "Clip the gradient norm to this value; null = no clipping.", gt=0)
+    seed: int = _f(0, "Seed of every random number generator.", ge=0)
+    sampling: Literal["uniform", "inverse_propensity"] = _f(
+        "inverse_propensity", "Which positive of a query enters its batch: uniform, or by inverse propensity (tail)."
+    )
+    propensity_A: float = _f(0.6, "Propensity parameter A of the positive sampling.", gt=0)
+    propensity_B: float = _f(2.6, "Propensity parameter B of the positive sampling.", ge=0)
+    eval_every: int = _f(10, "Evaluate on the test split every N epochs; 0 = only after the last epoch.", ge=0)
+    checkpoint_every: int = _f(5, "Write a resumable checkpoint every N epochs; 0 = only at the end.", ge=0)
+    log_every: int = _f(50, "Log the running loss every N optimiser steps.", ge=1)
+    grad_accumulation: int = _f(1, "Micro-batches per optimiser step (in-batch negatives stay per micro-batch).", ge=1)
+    device: str = _f("auto", "'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:N' or 'mps'.")
+
+    def _check(self) -> list[tuple[str, str]]:
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
+            return [("device", f"{self.device!r} is not valid; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")]
+        return []
+
+
+@dataclass(frozen=True)
+class AugmentConfig(_Section):
+    """Retrieval-augmented scoring ("+R", METHOD.md 5): training queries vote for their labels."""
+
+    _key = "eval.augment"
+    num_labels: int = _f(100, "Labels retrieved per query.", ge=1)
+    num_queries: int = _f(100, "Training queries retrieved per query.", ge=1)
+    temperature: float = _f(0.05, "Softmax temperature over all retrieved scores of a query.", gt=0)
+    label_weight: float = _f(0.9, "Weight of label hits; training-query hits weigh 1 - label_weight.", ge=0, le=1)
+
+
+@dataclass(frozen=True)
+class EvalConfig(_Section):
+    """Prediction depth and the metrics (METHOD.md 5-6)."""
+
+    _key = "eval"
+    A: float = _f(0.55, "Propensity parameter A of PSP/PSnDCG (Amazon datasets: 0.6).", gt=0)
+    B: float = _f(1.5, "Propensity parameter B of PSP/PSnDCG (Amazon datasets: 2.6).", ge=0)
+    k: int = _f(5, "Metrics are reported at 1..k (and R@topk).", ge=1)
+    topk: int = _f(100, "Labels kept per query by the search.", ge=1)
+    use_filter: bool = _f(True, "Remove the pairs of filter_labels_test.txt (when present) before scoring.")
+    encode_batch_size: int = _f(512, "Texts per batch when embedding queries and labels.", ge=1)
+    augment: AugmentConfig | None = _f(None, "Retrieval-augmented scoring (section); null = plain label search.")
+
+    def _check(self) -> list[tuple[str, str]]:
+        return [("topk", f"must be >= k ({self.k}), got {self.topk}")] if self.topk < self.k else []
+
+
+@dataclass(frozen=True)
+class RunConfig(_Section):
+    """Everything a training run needs besides the data: written as YAML into every run folder."""
+
+    model: ModelConfig = _f(ModelConfig, "The backbone (section).")
+    data: DataConfig = _f(DataConfig, "Tokenisation (section).")
+    images: ImagesConfig | None = _f(None, "Image early fusion (section); null = text-only.")
+    prototypes: PrototypeConfig | None = _f(None, "PRIME label prototypes (section); null = plain dual encoder.")
+    mining: MiningConfig | None = _f(MiningConfig, "NGAME cluster batches (section); null = random batches.")
+    loss: LossConfig = _f(LossConfig, "The loss (section).")
+    train: TrainConfig = _f(TrainConfig, "Optimisation (section).")
+    eval: EvalConfig = _f(EvalConfig, "Prediction and metrics (section).")
+
+    def _check(self) -> list[tuple[str, str]]:
+        problems = []
+        if self.images is not None and self.model.kind != "auto":
+            place = self.images.resolve_placement(self.model.kind)
+            if place == "prompt" and self.model.kind == "encoder":
+                problems.append(("images.placement", "'prompt' needs a decoder; encoders take 'before_text'"))
+            elif place == "prompt" and "{images}" not in self.model.prompt:
+                problems.append(("model.prompt", "must contain {images} when images are placed in the prompt"))
+        return problems
