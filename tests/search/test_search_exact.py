@@ -73,10 +73,11 @@ def test_input_kinds(tmp_path):
         (q, x),
         (q.astype(np.float64), x.astype(np.float64)),
         (q, memmap),
-        (np.asfortranarray(q), x[::1]),
+        (np.asfortranarray(q), np.asfortranarray(x)),
         (np.concatenate([q, q], axis=1)[:, : q.shape[1]], x),
     ]:
-        np.testing.assert_array_equal(topk(queries, labels, 20, block_labels=128)[1], want)
+        for precision in ("fp32", "bf16-rescore"):
+            np.testing.assert_array_equal(topk(queries, labels, 20, block_labels=128, precision=precision)[1], want)
     scores_t, ids_t = topk(torch.from_numpy(q), torch.from_numpy(x), 20)
     assert isinstance(ids_t, torch.Tensor) and ids_t.dtype == torch.int64 and scores_t.dtype == torch.float32
     np.testing.assert_array_equal(ids_t.numpy(), want)

@@ -64,6 +64,19 @@ def test_running_topk_equals_stable_sort(case):
     np.testing.assert_array_equal(values.numpy(), want_v)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_running_topk_half_precision_values(dtype):
+    """The GPU half-precision route (no tie rule): the kept values are the k best; ids may permute ties."""
+    s = torch.from_numpy(_scores(5, 6000, False, seed=12)).to(dtype)
+    state = RunningTopK(5, 50, dtype, "cpu", exact_ties=False)
+    for offset in range(0, 6000, 2048):
+        state.push(s[:, offset : offset + 2048].contiguous(), offset)
+    values, ids = state.finish()
+    want_v, _ = _oracle(s.float().numpy(), 50)
+    np.testing.assert_array_equal(np.sort(values.float().numpy(), 1), np.sort(want_v, 1))
+    np.testing.assert_array_equal(torch.gather(s, 1, ids).float().numpy(), values.float().numpy())
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_reservoir_rows_split_over_threads(dtype):
     s = torch.from_numpy(_scores(70, 3000, True, seed=11)).to(dtype)
