@@ -17,7 +17,7 @@ Epoch numbers in this module count from 0 (the first epoch is epoch 0).
 
 from __future__ import annotations
 
-from vixml.config.fields import InvalidConfigError, Precision
+from vixml.config.fields import PROMPT_PLACEHOLDERS, InvalidConfigError, Precision
 from vixml.config.files import apply_overrides, describe_config, load_config, save_config
 from vixml.config.sections import (
     AugmentConfig,
@@ -48,6 +48,7 @@ __all__ = [
     "EvalConfig",
     "RunConfig",
     "Precision",
+    "PROMPT_PLACEHOLDERS",
     "load_config",
     "save_config",
     "apply_overrides",
