@@ -119,3 +119,11 @@ def test_predict_and_evaluate_reproduce_the_run(tmp_path, data_dir, tiny_model):
     pred = read_label_matrix(augmented)
     assert pred.shape == (60, N_LABELS) and np.diff(pred.indptr).max() <= 5
     assert evaluate(read_label_matrix(data_dir / "tst_X_Y.txt"), pred, k=1)["P@1"] > 0.3
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_on_cpu_trains(tmp_path, data_dir, tiny_model, precision):
+    """bf16 autocast, and fp16 autocast with a gradient scaler, run on CPU and still learn."""
+    run = train(_config(tiny_model, f"train.precision={precision}", "train.epochs=3"), data_dir, tmp_path / "run")
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["final"]["P@1"] > metrics["zero_shot"]["P@1"]

@@ -90,3 +90,20 @@ def test_decoder_run_resumes_to_identical_result(tmp_path, data_dir):
     np.testing.assert_allclose(
         np.load(full / "label_embeddings.npy"), np.load(resumed / "label_embeddings.npy"), atol=1e-6
     )
+
+
+def test_vixml_train_command_with_a_lora_decoder(tmp_path, data_dir):
+    import subprocess
+    import sys
+
+    model = make_tiny_llama(tmp_path / "llama")
+    config = tmp_path / "empty.yaml"
+    config.write_text("")
+    settings = [f"model.name_or_path={model}", "model.lora.r=4", "train.epochs=1", "train.batch_size=40"]
+    settings += ["train.device=cpu", "mining=null", "eval.topk=10", "train.precision=bf16"]
+    args = [sys.executable, "-m", "vixml.cli.main", "train", str(config), "--data", str(data_dir)]
+    args += ["--out", str(tmp_path / "run"), "--json"] + [a for s in settings for a in ("--set", s)]
+    out = subprocess.run(args, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout)
+    assert result["final"]["P@1"] >= 0 and (tmp_path / "run" / "model" / "backbone" / "vixml_adapter.json").exists()
