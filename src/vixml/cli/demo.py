@@ -26,7 +26,7 @@ def demo(
     examples: int = typer.Option(5, "--examples", min=0, help="Test queries shown with their predictions."),
     as_json: bool = typer.Option(False, "--json", help="Print the zero-shot and trained metrics as JSON."),
 ) -> None:
-    """Train on the bundled WordNet noun -> hypernym dataset (about 10 minutes on 2 CPU cores).
+    """Train on the bundled WordNet noun -> hypernym dataset (about 7 minutes on 2 CPU cores).
 
     Prints the metrics of the zero-shot encoder and of the trained model side by side, a few predictions,
     and where the run folder and plots are. A killed demo resumes from its last checkpoint when run again.
