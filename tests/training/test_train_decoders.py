@@ -73,8 +73,9 @@ class _Killed(Exception):
     pass
 
 
-def test_decoder_run_resumes_to_identical_result(tmp_path, data_dir):
-    model = make_tiny_qwen2(tmp_path / "qwen2")
+@pytest.mark.parametrize("arch", sorted(BUILDERS))
+def test_decoder_run_resumes_to_identical_result(tmp_path, data_dir, arch):
+    model = BUILDERS[arch](tmp_path / arch)
     cfg = _config(model, "train.epochs=3", "prototypes.lpn_heads=4", "prototypes.lpn_ffn=32")
     full = train(cfg, data_dir, tmp_path / "full")
 
