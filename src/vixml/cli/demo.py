@@ -48,9 +48,9 @@ def demo(
     if as_json:
         emit_json({"run": str(run), **metrics})
         return
-    from vixml.cli.train import _print_final
+    from vixml.cli.train import print_final_metrics
 
-    _print_final(metrics)
+    print_final_metrics(metrics)
     if examples:
         _show_examples(run, load_dataset(data, images=False), examples)
     err_console.print(f"run folder: {run}  (plots: {run / 'curves.png'}, metrics: {run / 'history.csv'})")

@@ -33,11 +33,11 @@ def train(
     if as_json:
         emit_json({"run": str(run), **metrics})
         return
-    _print_final(metrics)
+    print_final_metrics(metrics)
     err_console.print(f"run folder: {run} (README.md, curves.png, history.csv, model/)")
 
 
-def _print_final(metrics: dict) -> None:
+def print_final_metrics(metrics: dict) -> None:
     from vixml.reports import comparison_table
 
     columns = {
