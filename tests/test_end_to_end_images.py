@@ -15,7 +15,7 @@ from support_data import make_dataset
 from support_http import ImageServer, Route, png
 from support_models import make_tiny_bert
 from support_vision import tiny_siglip
-from vixml.data import load_dataset
+from vixml.data import load_dataset, read_manifest
 from vixml.inference import Predictor
 
 COLOURS = [(220, 20, 20), (20, 200, 20), (20, 20, 220), (230, 230, 20), (20, 220, 220), (220, 20, 220)]
@@ -29,7 +29,8 @@ def vixml(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_urls_to_fused_model(tmp_path):
-    data = make_dataset(tmp_path / "data", n_train=48, n_test=12, n_labels=6, max_labels=1, manifest=False)
+    data = make_dataset(tmp_path / "data", n_train=48, n_test=12, n_labels=6, max_labels=1)
+    before = read_manifest(data)["fingerprint"]
     ds = load_dataset(data, images=False)
     rows = {"trn": ds.trn_Y, "tst": ds.tst_Y, "lbl": None}
     routes = {}
@@ -50,6 +51,10 @@ def test_urls_to_fused_model(tmp_path):
             assert json.loads(out.stdout)["items_without_image"] == 0
     siglip = tiny_siglip(tmp_path / "siglip")
     vixml("images", "embed", str(data), "--model", str(siglip), "--num-images", "1", "--tag", "tiny", "--json")
+    manifest = read_manifest(data)  # refreshed: lists the new banks, maps and embeddings; validate stays clean
+    assert manifest["fingerprint"] != before and "trn_embs_imgs_1_32_tiny.npy" in manifest["files"]
+    assert "train_imgs_384_1.bin" in manifest["files"]
+    vixml("data", "validate", str(data))
 
     bert = make_tiny_bert(tmp_path / "bert", vocab_texts=list(ds.trn_texts) + list(ds.lbl_texts))
     config = tmp_path / "empty.yaml"

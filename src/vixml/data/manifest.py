@@ -52,6 +52,9 @@ def fingerprint(directory: str | os.PathLike, digests: dict[str, str] | None = N
     return h.hexdigest()
 
 
+_REWRITTEN = ("format", "format_version", "vixml_version", "created", "source", "counts", "files", "fingerprint")
+
+
 def write_manifest(directory: str | os.PathLike, *, source: dict, counts: dict, extra: dict | None = None) -> dict:
     """Write ``dataset.json`` (atomically) describing the folder's current data files; returns it."""
     from vixml import __version__
@@ -73,6 +76,16 @@ def write_manifest(directory: str | os.PathLike, *, source: dict, counts: dict, 
         json.dump(manifest, fh, indent=2, sort_keys=False)
         fh.write("\n")
     return manifest
+
+
+def refresh_manifest(directory: str | os.PathLike) -> dict | None:
+    """Re-describe the folder's files in its existing ``dataset.json`` (after image banks or embeddings were
+    added or replaced), keeping its source, counts and other keys; a folder without a manifest is left alone."""
+    manifest = read_manifest(directory)
+    if manifest is None:
+        return None
+    kept = {k: v for k, v in manifest.items() if k not in _REWRITTEN}
+    return write_manifest(directory, source=manifest.get("source", {}), counts=manifest.get("counts", {}), extra=kept)
 
 
 def read_manifest(directory: str | os.PathLike) -> dict | None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from vixml.atomic import atomic_path
 from vixml.data.image_maps import ImageMap, convert_image_map, read_image_map
 from vixml.data.images import MAP_SPLIT_NAMES, SPLITS
+from vixml.data.manifest import refresh_manifest
 from vixml.errors import ConfigError, DataError, Problem
 from vixml.vision.embed import BadImages, EmbedResult, embed_bank
 from vixml.vision.models import DEFAULT_VISION_MODEL, VisionEncoder, load_vision_model
@@ -206,4 +207,5 @@ def embed_dataset(
         results.append(
             dataclasses.replace(result, split=bank.split, map=map_path, num_images=bank.num_images, tag=tag)
         )
+    refresh_manifest(out)  # its dataset.json (if any) now describes the new embedding files
     return results

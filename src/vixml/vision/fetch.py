@@ -35,6 +35,7 @@ import numpy as np
 from vixml.atomic import atomic_open
 from vixml.data.image_maps import ImageMap, write_image_map
 from vixml.data.images import MAP_SPLIT_NAMES
+from vixml.data.manifest import refresh_manifest
 from vixml.errors import ConfigError
 from vixml.vision.download import DownloadPolicy, FetchFailure, read_reference
 from vixml.vision.fetch_journal import FAILED, OK, TODO, FetchJournal, UrlStates
@@ -319,6 +320,7 @@ def fetch_images(
         journal.close()
     else:
         journal.discard()
+    refresh_manifest(directory)  # the folder's dataset.json now describes the new bank and map
     return result
 
 
