@@ -45,6 +45,7 @@ from vixml.metrics.inputs import (
     Truth,
     check_filter,
     check_predictions,
+    check_train,
     check_truth,
 )
 
@@ -80,8 +81,9 @@ class Totals:
     n_queries: int
 
 
-def load_inputs(true, pred, filter=None) -> tuple[Truth, Predictions, FilterPairs]:
-    """Validate true labels, predictions and filter pairs together; raise one DataError listing every problem."""
+def load_inputs(true, pred, filter=None, train=None) -> tuple[Truth, Predictions, FilterPairs]:
+    """Validate true labels, predictions, filter pairs (and training labels, when given) together; raise one
+    DataError listing every problem."""
     truth, problems = check_truth(true)
     if truth is None:
         raise DataError(problems)
@@ -89,6 +91,8 @@ def load_inputs(true, pred, filter=None) -> tuple[Truth, Predictions, FilterPair
     problems += more
     pairs, more = check_filter(filter, truth.shape)
     problems += more
+    if train is not None:
+        problems += check_train(train, truth.shape[1])
     if problems:
         raise DataError(problems)
     return truth, preds, pairs

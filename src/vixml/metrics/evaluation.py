@@ -12,9 +12,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from vixml.errors import DataError
-from vixml.metrics.core import compute
-from vixml.metrics.inputs import check_filter, check_k, check_predictions, check_train, check_truth
+from vixml.metrics.core import compute, load_inputs
+from vixml.metrics.inputs import check_k
 from vixml.metrics.propensity import check_propensity_params, inverse_propensity
 
 __all__ = ["evaluate", "RECALL_AT"]
@@ -64,17 +63,7 @@ def evaluate(
     """
     k = check_k(k)
     A, B = check_propensity_params(A, B)
-    truth, problems = check_truth(true)
-    if truth is None:
-        raise DataError(problems)
-    preds, more = check_predictions(pred, truth.shape)
-    problems += more
-    pairs, more = check_filter(filter, truth.shape)
-    problems += more
-    if train is not None:
-        problems += check_train(train, truth.shape[1])
-    if problems:
-        raise DataError(problems)
+    truth, preds, pairs = load_inputs(true, pred, filter, train)
     weights = inverse_propensity(train if train is not None else true, A, B)
     extra = sorted({int(c) for c in recall_at if k < int(c) <= preds.width})
     totals = compute(truth, preds, k, weights, pairs, extra)
