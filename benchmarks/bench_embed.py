@@ -19,15 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import support_vision as sv  # noqa: E402
+from timing import median_time
 from vixml.vision.embed import embed_bank  # noqa: E402
 from vixml.vision.embed_inputs import bank_batches  # noqa: E402
 from vixml.vision.models import load_vision_model  # noqa: E402
@@ -49,16 +48,6 @@ def _model(folder: Path, quick: bool) -> Path:
     tf.SiglipVisionModel(tf.SiglipVisionConfig(**size, image_size=224, patch_size=16)).save_pretrained(folder)
     tf.SiglipImageProcessorPil(size={"height": 224, "width": 224}).save_pretrained(folder)
     return folder
-
-
-def _median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up: worker start, allocator, first-call costs
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def run(quick: bool) -> dict:
@@ -88,11 +77,11 @@ def run(quick: bool) -> dict:
             )
 
         seconds = {
-            "decode_w0": _median_seconds(decode(0), repeats),
-            "decode_w2": _median_seconds(decode(2), repeats),
-            "model": _median_seconds(model, repeats),
-            "end_to_end_w0": _median_seconds(end_to_end(0), repeats),
-            "end_to_end_w2": _median_seconds(end_to_end(2), repeats),
+            "decode_w0": median_time(decode(0), repeats, warmup=True),
+            "decode_w2": median_time(decode(2), repeats, warmup=True),
+            "model": median_time(model, repeats, warmup=True),
+            "end_to_end_w0": median_time(end_to_end(0), repeats, warmup=True),
+            "end_to_end_w2": median_time(end_to_end(2), repeats, warmup=True),
         }
     seconds["decode_w0"] /= DECODE_FACTOR
     seconds["decode_w2"] /= DECODE_FACTOR

@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from timing import median_time
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
@@ -56,15 +58,6 @@ def _naive_line(data: bytes, size: int = 384) -> bytes:
     return base64.b64encode(out.getvalue())
 
 
-def _median_seconds(fn, repeats: int = REPEATS) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def run(quick: bool = False) -> dict:
     import numpy as np
 
@@ -82,8 +75,8 @@ def run(quick: bool = False) -> dict:
     _naive_line(photo), thumbnail_line(photo)  # warm-up
     ours_runs, naive_runs = [], []
     for _ in range(2 * REPEATS - 1):  # interleaved, so that a noisy neighbour slows both alike
-        ours_runs.append(_median_seconds(lambda: [thumbnail_line(photo) for _ in range(n_thumbs)], 1) / n_thumbs)
-        naive_runs.append(_median_seconds(lambda: [_naive_line(photo) for _ in range(n_thumbs)], 1) / n_thumbs)
+        ours_runs.append(median_time(lambda: [thumbnail_line(photo) for _ in range(n_thumbs)], 1) / n_thumbs)
+        naive_runs.append(median_time(lambda: [_naive_line(photo) for _ in range(n_thumbs)], 1) / n_thumbs)
     ours, naive = statistics.median(ours_runs), statistics.median(naive_runs)
     out.update(
         thumbnail_ms=round(ours * 1e3, 2),

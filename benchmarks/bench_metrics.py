@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,9 +26,10 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from timing import median_time
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-REPEATS = 3
 N_LABELS = 1_000_000
 WIDTH = 100
 TRUE_PER_ROW = 5
@@ -58,15 +58,6 @@ def to_csr(scores: np.ndarray, indices: np.ndarray) -> sp.csr_matrix:
     )
     pred.sort_indices()
     return pred
-
-
-def median_time(fn, repeats: int = REPEATS) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 _COLD = """
