@@ -117,26 +117,20 @@ class DualEncoder(nn.Module):
         return self.prototypes.label_embeddings(text_emb_all.to(self.device)).to(text_emb_all.device)
 
     def save(self, directory: str | os.PathLike) -> None:
-        """Write the backbone (Hugging Face format + head) and the prototypes (safetensors) under ``directory``.
+        """Write the backbone (Hugging Face format + head), the prototypes and the image projection (safetensors).
 
         The metadata file is written last, so an interrupted save is recognised and refused by :meth:`load`.
         """
-        from safetensors.torch import save_file
-
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         (directory / _META).unlink(missing_ok=True)
         self.backbone.save(directory / "backbone")
         meta: dict = {"format": "vixml.dual_encoder", "version": 1, "prototypes": None, "image_projection": None}
         if self.prototypes is not None:
-            tensors = {k: v.detach().cpu().contiguous() for k, v in self.prototypes.state_dict().items()}
-            with atomic_path(directory / _PROTOTYPES) as tmp:
-                save_file(tensors, str(tmp))
+            _save_module(self.prototypes, directory / _PROTOTYPES)
             meta["prototypes"] = self.prototypes.hyperparameters()
         if self.image_projection is not None:
-            tensors = {k: v.detach().cpu().contiguous() for k, v in self.image_projection.state_dict().items()}
-            with atomic_path(directory / _PROJECTION) as tmp:
-                save_file(tensors, str(tmp))
+            _save_module(self.image_projection, directory / _PROJECTION)
             p = self.image_projection
             meta["image_projection"] = {"vision_dim": p.vision_dim, "hidden_size": p.hidden_size}
             meta["image_sides"] = self.image_sides
@@ -146,20 +140,32 @@ class DualEncoder(nn.Module):
     @classmethod
     def load(cls, directory: str | os.PathLike, **backbone_kwargs) -> DualEncoder:
         """Restore a dual encoder written by :meth:`save` (``backbone_kwargs`` go to ``TextBackbone.load``)."""
-        from safetensors.torch import load_file
-
         directory = Path(directory)
         meta_path = directory / _META
         if not meta_path.exists():
             raise DataError(Problem(str(meta_path), "missing: not a saved dual encoder, or its save was interrupted"))
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         backbone = TextBackbone.load(directory / "backbone", **backbone_kwargs)
-        prototypes = None
+        prototypes = projection = None
         if meta.get("prototypes"):
-            prototypes = LabelPrototypes(**meta["prototypes"])
-            prototypes.load_state_dict(load_file(str(directory / _PROTOTYPES)))
-        projection = None
+            prototypes = _load_module(LabelPrototypes(**meta["prototypes"]), directory / _PROTOTYPES)
         if meta.get("image_projection"):
-            projection = ImageProjection(**meta["image_projection"])
-            projection.load_state_dict(load_file(str(directory / _PROJECTION)))
+            projection = _load_module(ImageProjection(**meta["image_projection"]), directory / _PROJECTION)
         return cls(backbone, prototypes, projection, meta.get("image_sides", "both")).eval()
+
+
+def _save_module(module: nn.Module, path: Path) -> None:
+    """A module's state (parameters and buffers) as safetensors, atomically."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp))
+
+
+def _load_module(module: nn.Module, path: Path) -> nn.Module:
+    """``module`` with the state written by :func:`_save_module`."""
+    from safetensors.torch import load_file
+
+    module.load_state_dict(load_file(str(path)))
+    return module

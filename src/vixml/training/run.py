@@ -111,7 +111,7 @@ def train(
     _save_model(trainer, out / RUN_FILES["model"])
     final = None
     if dataset.tst_Y is not None:
-        final, predictions = trainer.evaluate(return_predictions=True)
+        final, predictions = trainer.evaluate(label_embeddings=label_emb, return_predictions=True)
         write_label_matrix(out / RUN_FILES["predictions"], predictions)
         trainer.progress.history[-1].update(final)
     _write_history(trainer.progress.history, out)

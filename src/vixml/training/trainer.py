@@ -381,10 +381,17 @@ class Trainer:
         with torch.inference_mode():
             return self.model.inference_label_embeddings(text).float().cpu().numpy()
 
-    def evaluate(self, *, return_predictions: bool = False):
-        """Metrics of the current model on the test split (and the CSR predictions when asked)."""
+    def evaluate(self, *, label_embeddings: np.ndarray | None = None, return_predictions: bool = False):
+        """Metrics of the current model on the test split (and the CSR predictions when asked).
+
+        Args:
+            label_embeddings: the (L, D) embeddings to search when the caller already has them; else computed.
+            return_predictions: also return the (n_test, L) CSR predictions.
+        """
         queries = self._embed("tst", caption="embedding test queries")
-        metrics, predictions = evaluate_split(queries, self.label_embeddings(), self.dataset, self.cfg.eval)
+        if label_embeddings is None:
+            label_embeddings = self.label_embeddings()
+        metrics, predictions = evaluate_split(queries, label_embeddings, self.dataset, self.cfg.eval)
         logger.info("epoch %d: %s", self.progress.epoch, _summary(metrics))
         return (metrics, predictions) if return_predictions else metrics
 
