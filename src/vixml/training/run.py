@@ -20,7 +20,7 @@ from pathlib import Path
 
 from vixml import __version__
 from vixml.atomic import atomic_open
-from vixml.config import RunConfig, load_config, save_config
+from vixml.config import RunConfig, apply_overrides, load_config, save_config
 from vixml.data import load_dataset, write_label_matrix
 from vixml.errors import ConfigError
 from vixml.reports import plot_training_curves
@@ -76,8 +76,6 @@ def train(
     out = Path(out_dir)
     cfg = config if isinstance(config, RunConfig) else load_config(config)
     if overrides:
-        from vixml.config import apply_overrides
-
         cfg = apply_overrides(cfg, overrides)
     has_checkpoint = latest_checkpoint(out / "checkpoints") is not None
     saved = out / RUN_FILES["config"]
