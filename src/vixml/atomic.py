@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_path", "atomic_open"]
+__all__ = ["atomic_path", "atomic_open", "clean_stale_temps"]
+
+logger = logging.getLogger(__name__)
+
+# ``tempfile.mkstemp(prefix=".NAME.", suffix=SUFFIX)`` names: "." NAME "." 8 random characters SUFFIX.
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}(?P<suffix>\.[^.]+)$")
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -47,3 +54,27 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
     with atomic_path(path) as tmp, open(tmp, mode, encoding=encoding) as fh:
         yield fh
         fh.flush()
+
+
+def clean_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files that :func:`atomic_path` left in ``folder`` when its writer was killed.
+
+    Only files named exactly as :func:`atomic_path` names them (``.NAME.<8 random>SUFFIX`` whose suffix is
+    NAME's own, or ``.tmp``) are removed. Call it only while holding the folder's write lock: a live writer's
+    temporary file looks the same. Returns the removed paths.
+    """
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for path in folder.iterdir():
+        match = _TEMP_NAME.match(path.name)
+        if match is None or not path.is_file():
+            continue
+        if match["suffix"] not in (Path(match["name"]).suffix or ".tmp", ".tmp"):
+            continue
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    if removed:
+        logger.info("removed %d stale temporary file(s) in %s", len(removed), folder)
+    return removed

@@ -1,0 +1,186 @@
+"""The run folder as a type: where every file of a trained run lives, how the model is replaced, how it is read.
+
+Training writes it, inference, serving, reports and distributed ranks read it; all of them name its files
+through :class:`RunFolder`, so no layer has to import another to learn a file name. The final model is a
+folder written beside its place and swapped in by renames, and a reader that finds the swap half done
+takes the complete copy, so there is never a moment without a model.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from vixml.atomic import clean_stale_temps
+from vixml.errors import DataError, Problem
+from vixml.locking import WriteLock
+
+if TYPE_CHECKING:
+    from vixml.config import RunConfig
+
+__all__ = ["RunFolder", "MODEL_COMPLETE"]
+
+logger = logging.getLogger(__name__)
+
+MODEL_COMPLETE = "dual_encoder.json"  # written last by DualEncoder.save: its presence means a complete model
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """The files of one run (``vixml train --out RUN``).
+
+    Attributes are paths; nothing is read or created until a method asks.
+    """
+
+    path: Path
+
+    def __init__(self, path: str | os.PathLike):
+        object.__setattr__(self, "path", Path(path))
+
+    # ------------------------------------------------------------------------------------------ the files
+    @property
+    def config(self) -> Path:
+        """The run's configuration as given (YAML; derived values are recomputed, never stored)."""
+        return self.path / "config.yaml"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def label_embeddings(self) -> Path:
+        """(L, D) float32 ``.npy`` searched at inference (prototypes with PRIME)."""
+        return self.path / "label_embeddings.npy"
+
+    @property
+    def label_texts(self) -> Path:
+        """The labels' texts, one per line in label-id order (so that predictions can be shown as text)."""
+        return self.path / "label_texts.txt"
+
+    @property
+    def label_overlay(self) -> Path:
+        """Labels added or hidden after training (``vixml labels add``, the server)."""
+        return self.path / "labels_overlay"
+
+    @property
+    def predictions(self) -> Path:
+        return self.path / "predictions_tst.npz"
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / "metrics.json"
+
+    @property
+    def history_csv(self) -> Path:
+        return self.path / "history.csv"
+
+    @property
+    def history_json(self) -> Path:
+        return self.path / "history.json"
+
+    @property
+    def curves(self) -> Path:
+        return self.path / "curves.png"
+
+    @property
+    def readme(self) -> Path:
+        return self.path / "README.md"
+
+    @property
+    def report(self) -> Path:
+        return self.path / "report.html"
+
+    @property
+    def model(self) -> Path:
+        """The final model folder (backbone in Hugging Face format + our heads); see :meth:`model_dir`."""
+        return self.path / "model"
+
+    @property
+    def _model_partial(self) -> Path:
+        return self.path / "model.partial"
+
+    @property
+    def _model_old(self) -> Path:
+        return self.path / "model.old"
+
+    # ------------------------------------------------------------------------------------------ writing
+    def lock(self, purpose: str = "vixml train") -> WriteLock:
+        """The folder's write lock (not yet acquired): one writer at a time."""
+        return WriteLock(self.path, purpose)
+
+    def clean_stale(self) -> None:
+        """Remove what a killed writer left (temporary files, a half-written model); hold the lock."""
+        clean_stale_temps(self.path)
+        clean_stale_temps(self.checkpoints)
+        self._recover_model()
+        shutil.rmtree(self._model_partial, ignore_errors=True)
+
+    def replace_model(self, save: Callable[[Path], None]) -> Path:
+        """Write a new final model with ``save(folder)`` and swap it in; readers always find a complete one.
+
+        The new model is written to ``model.partial``; then the old one moves to ``model.old``, the new one to
+        ``model`` and the old one is deleted. A reader arriving between the two renames reads ``model.old``.
+        """
+        self._recover_model()
+        partial = self._model_partial
+        shutil.rmtree(partial, ignore_errors=True)
+        save(partial)
+        if not (partial / MODEL_COMPLETE).exists():
+            raise RuntimeError(f"the model written to {partial} is incomplete (no {MODEL_COMPLETE})")
+        old = self._model_old
+        shutil.rmtree(old, ignore_errors=True)
+        if self.model.exists():
+            self.model.rename(old)
+        partial.rename(self.model)
+        shutil.rmtree(old, ignore_errors=True)
+        return self.model
+
+    def _recover_model(self) -> None:
+        """Finish a swap that a kill interrupted between its two renames."""
+        if not (self.model / MODEL_COMPLETE).exists():
+            for candidate in (self._model_partial, self._model_old):
+                if (candidate / MODEL_COMPLETE).exists():
+                    shutil.rmtree(self.model, ignore_errors=True)
+                    candidate.rename(self.model)
+                    logger.info("recovered the model of %s from %s", self.path, candidate.name)
+                    return
+
+    # ------------------------------------------------------------------------------------------ reading
+    def model_dir(self) -> Path:
+        """The complete model folder: ``model``, or ``model.old`` while a swap is between its renames."""
+        for candidate in (self.model, self._model_old):
+            if (candidate / MODEL_COMPLETE).exists():
+                return candidate
+        return self.model
+
+    def missing(self) -> list[Problem]:
+        """What a finished run has and this folder lacks (empty when it is complete)."""
+        if not self.path.is_dir():
+            return [Problem(str(self.path), "not a folder: expected a run folder written by `vixml train`")]
+        problems = []
+        if not self.config.is_file():
+            problems.append(Problem(str(self.config), "missing: is this a vixml run folder?"))
+        if not (self.model_dir() / MODEL_COMPLETE).exists():
+            problems.append(Problem(str(self.model), "missing or incomplete: the run has not finished training"))
+        if not self.label_embeddings.is_file():
+            problems.append(Problem(str(self.label_embeddings), "missing: the run has not finished training"))
+        return problems
+
+    def require_finished(self) -> RunFolder:
+        """Raise one :class:`DataError` listing every missing part, or return self."""
+        problems = self.missing()
+        if problems:
+            raise DataError(problems)
+        return self
+
+    def load_config(self) -> RunConfig:
+        from vixml.config import load_config
+
+        if not self.config.is_file():
+            raise DataError(Problem(str(self.config), "missing: is this a vixml run folder?"))
+        return load_config(self.config)
