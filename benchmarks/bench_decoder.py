@@ -36,7 +36,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from vixml.models.backbone import TextBackbone  # noqa: E402
-from vixml.models.lora import apply_lora  # noqa: E402
 
 SIZES = {
     "h256_l4": {"hidden": 256, "layers": 4, "heads": 4, "kv_heads": 2, "intermediate": 512},
@@ -48,7 +47,7 @@ NUM_IMAGES = 3
 
 def _build(path: Path, checkpointing: bool) -> TextBackbone:
     backbone = TextBackbone.from_pretrained(path, gradient_checkpointing=checkpointing)
-    apply_lora(backbone, r=LORA_R, alpha=float(LORA_R))
+    backbone.add_lora(r=LORA_R, alpha=float(LORA_R))
     return backbone.train()
 
 

@@ -12,27 +12,16 @@ import math
 import pytest
 import torch
 
-from support_models import make_tiny_bert, make_tiny_gemma3, make_tiny_llama, make_tiny_qwen2
+from support_models import make_tiny_bert, make_tiny_qwen2
 from vixml.errors import ConfigError
 from vixml.models.backbone import HEAD_CONFIG, TextBackbone
-from vixml.models.lora import ADAPTER_META, apply_lora, count_parameters, lora_targets, merge_and_export
+from vixml.models.lora import ADAPTER_META, count_parameters, lora_targets
 
 pytest.importorskip("peft")
 
 TEXTS = ["a dog barks", "the puppy plays with a red ball", "organic green tea"]
-MAKERS = {"qwen2": make_tiny_qwen2, "llama": make_tiny_llama, "gemma3_text": make_tiny_gemma3}
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 R = 4
-
-
-@pytest.fixture(scope="module", params=sorted(MAKERS))
-def decoder_path(request, tmp_path_factory):
-    return MAKERS[request.param](tmp_path_factory.mktemp(request.param))
-
-
-@pytest.fixture(scope="module")
-def qwen_path(tmp_path_factory):
-    return make_tiny_qwen2(tmp_path_factory.mktemp("qwen2"))
 
 
 def _perturb(backbone: TextBackbone, seed: int = 0) -> None:
@@ -63,7 +52,7 @@ def test_only_adapters_train_and_their_count_is_exact(decoder_path):
     layers = backbone.model.config.num_hidden_layers
     assert expected > 0 and len([n for n, _ in backbone.model.named_modules() if n.endswith("q_proj")]) == layers
     _, total_before = count_parameters(backbone.model)
-    apply_lora(backbone, r=R, alpha=8.0)
+    backbone.add_lora(r=R, alpha=8.0)
     trainable, total = count_parameters(backbone.model)
     assert trainable == expected and total == total_before + expected
     for name, p in backbone.model.named_parameters():
@@ -74,7 +63,7 @@ def test_only_adapters_train_and_their_count_is_exact(decoder_path):
 def test_adapted_model_starts_as_its_base_and_gradients_reach_only_adapters(decoder_path):
     backbone = TextBackbone.from_pretrained(decoder_path)
     before = _encode(backbone)
-    apply_lora(backbone, r=R, alpha=8.0, dropout=0.1)
+    backbone.add_lora(r=R, alpha=8.0, dropout=0.1)
     backbone.eval()
     torch.testing.assert_close(_encode(backbone), before)  # B = 0: the identity
     backbone.train()
@@ -87,8 +76,8 @@ def test_adapted_model_starts_as_its_base_and_gradients_reach_only_adapters(deco
 
 
 def test_rslora_scaling(qwen_path):
-    rs = apply_lora(TextBackbone.from_pretrained(qwen_path), r=16, alpha=32.0, rslora=True)
-    plain = apply_lora(TextBackbone.from_pretrained(qwen_path), r=16, alpha=32.0, rslora=False)
+    rs = TextBackbone.from_pretrained(qwen_path).add_lora(r=16, alpha=32.0, rslora=True)
+    plain = TextBackbone.from_pretrained(qwen_path).add_lora(r=16, alpha=32.0, rslora=False)
 
     def scaling(backbone):
         q = next(m for n, m in backbone.model.named_modules() if n.endswith("q_proj"))
@@ -98,7 +87,7 @@ def test_rslora_scaling(qwen_path):
 
 
 def test_checkpointing_with_lora_gives_the_same_gradients(decoder_path):
-    backbone = apply_lora(TextBackbone.from_pretrained(decoder_path), r=R, alpha=8.0)
+    backbone = TextBackbone.from_pretrained(decoder_path).add_lora(r=R, alpha=8.0)
     _perturb(backbone)
     backbone.train()
     batch = backbone.tokenize(TEXTS, 32)
@@ -115,7 +104,7 @@ def test_checkpointing_with_lora_gives_the_same_gradients(decoder_path):
 
 
 def test_save_adapter_then_load_gives_identical_embeddings(decoder_path, tmp_path):
-    backbone = apply_lora(TextBackbone.from_pretrained(decoder_path, pooling="last", transform_dim=16), r=R, alpha=8.0)
+    backbone = TextBackbone.from_pretrained(decoder_path, pooling="last", transform_dim=16).add_lora(r=R, alpha=8.0)
     _perturb(backbone)
     expected = _encode(backbone)
     backbone.save(tmp_path / "saved")
@@ -138,10 +127,10 @@ def test_save_adapter_then_load_gives_identical_embeddings(decoder_path, tmp_pat
 def test_merged_export_loads_with_automodel(decoder_path, tmp_path):
     from transformers import AutoModel, AutoTokenizer
 
-    backbone = apply_lora(TextBackbone.from_pretrained(decoder_path), r=R, alpha=8.0)
+    backbone = TextBackbone.from_pretrained(decoder_path).add_lora(r=R, alpha=8.0)
     _perturb(backbone)
     expected = _encode(backbone)
-    merge_and_export(backbone, tmp_path / "merged")
+    backbone.export_merged(tmp_path / "merged")
     assert backbone.has_lora  # the export did not unload the live adapters
     torch.testing.assert_close(_encode(backbone), expected, atol=0, rtol=0)
     assert not (tmp_path / "merged" / "adapter_config.json").exists()
@@ -157,30 +146,30 @@ def test_merged_export_loads_with_automodel(decoder_path, tmp_path):
 
 
 def test_default_targets_per_architecture(tmp_path, qwen_path):
-    assert lora_targets(TextBackbone.from_pretrained(qwen_path)) == list(TARGETS)
-    assert lora_targets(TextBackbone.from_pretrained(qwen_path), ["q_proj"]) == ["q_proj"]
+    assert lora_targets(None, TextBackbone.from_pretrained(qwen_path).spec.lora_targets) == list(TARGETS)
+    assert lora_targets(["q_proj"], TextBackbone.from_pretrained(qwen_path).spec.lora_targets) == ["q_proj"]
     bert = TextBackbone.from_pretrained(make_tiny_bert(tmp_path / "bert"))
-    assert lora_targets(bert) == "all-linear"  # no registered targets: every linear layer
-    apply_lora(bert, r=2, alpha=2.0)
+    assert lora_targets(None, bert.spec.lora_targets) == "all-linear"  # no registered targets: every linear layer
+    bert.add_lora(r=2, alpha=2.0)
     assert count_parameters(bert.model)[0] > 0
 
 
 def test_bad_targets_list_the_model_modules(qwen_path):
     with pytest.raises(ConfigError, match="linear modules are named: .*down_proj"):
-        apply_lora(TextBackbone.from_pretrained(qwen_path), r=R, target_modules=["query_key_value"])
+        TextBackbone.from_pretrained(qwen_path).add_lora(r=R, target_modules=["query_key_value"])
 
 
 def test_adapters_twice_and_merging_without_adapters_are_refused(qwen_path, tmp_path):
-    backbone = apply_lora(TextBackbone.from_pretrained(qwen_path), r=R)
+    backbone = TextBackbone.from_pretrained(qwen_path).add_lora(r=R)
     with pytest.raises(ConfigError, match="already has LoRA"):
-        apply_lora(backbone, r=R)
+        backbone.add_lora(r=R)
     from vixml.models.lora import merged_state_dict, save_adapter
 
     plain = TextBackbone.from_pretrained(qwen_path)
     with pytest.raises(ConfigError, match="no LoRA adapters"):
         merged_state_dict(plain.model)
     with pytest.raises(ConfigError, match="no LoRA adapters"):
-        save_adapter(plain, tmp_path)
+        save_adapter(plain.model, tmp_path, base_model=str(qwen_path))
 
 
 def test_adapter_reloads_its_base_by_the_name_it_was_given(tmp_path, monkeypatch):
@@ -195,7 +184,7 @@ def test_adapter_reloads_its_base_by_the_name_it_was_given(tmp_path, monkeypatch
         return str(local) if name == "org/tiny-qwen" else name
 
     monkeypatch.setattr(backbone_module, "resolve_pretrained", resolve)
-    backbone = apply_lora(TextBackbone.from_pretrained("org/tiny-qwen"), r=R, alpha=8.0)
+    backbone = TextBackbone.from_pretrained("org/tiny-qwen").add_lora(r=R, alpha=8.0)
     _perturb(backbone)
     expected = _encode(backbone)
     backbone.save(tmp_path / "saved")
@@ -207,7 +196,7 @@ def test_adapter_reloads_its_base_by_the_name_it_was_given(tmp_path, monkeypatch
 
 def test_checkpointing_switched_on_at_load_still_trains_the_adapters(qwen_path):
     backbone = TextBackbone.from_pretrained(qwen_path, gradient_checkpointing=True)
-    apply_lora(backbone, r=R, alpha=8.0)
+    backbone.add_lora(r=R, alpha=8.0)
     _perturb(backbone)
     assert backbone.gradient_checkpointing
     backbone.train()
@@ -245,8 +234,8 @@ def _in_memory(model_type: str) -> TextBackbone:
 def test_every_registered_target_exists_in_its_architecture(model_type):
     backbone = _in_memory(model_type)
     assert backbone.kind == "decoder"
-    targets = lora_targets(backbone)
-    apply_lora(backbone, r=2, alpha=2.0)
+    targets = lora_targets(None, backbone.spec.lora_targets)
+    backbone.add_lora(r=2, alpha=2.0)
     adapted = {n.rsplit(".", 1)[-1] for n, m in backbone.model.named_modules() if hasattr(m, "lora_A")}
     assert adapted == set(targets)
     with torch.no_grad():

@@ -8,8 +8,8 @@ kept. Both layouts come from :class:`~vixml.models.assembler.SequenceAssembler`,
 
 What differs between architectures (decoder or not, pad token, padding side, EOS, LoRA targets, Liger
 kernels) is read from :mod:`vixml.models.architectures`, keyed by ``config.model_type``. LoRA adapters are
-attached by :func:`vixml.models.lora.apply_lora`; a backbone with adapters saves the adapter only and loads
-back on its base model.
+attached by :meth:`TextBackbone.add_lora` (PEFT through :mod:`vixml.models.lora`); a backbone with adapters
+saves the adapter only and loads back on its base model.
 """
 
 from __future__ import annotations
@@ -221,6 +221,40 @@ class TextBackbone(torch.nn.Module):
 
         return has_lora(self.model)
 
+    def add_lora(
+        self,
+        *,
+        r: int = 256,
+        alpha: float = 256.0,
+        rslora: bool = True,
+        dropout: float = 0.0,
+        target_modules: Sequence[str] | None = None,
+    ) -> TextBackbone:
+        """Attach fresh LoRA adapters in place and freeze the base weights (METHOD.md 2); returns self.
+
+        Afterwards only the adapters (and this backbone's own transform, which is not part of the model) train.
+        ``target_modules`` None = the architecture's defaults (``spec.lora_targets``), else every linear layer.
+        """
+        from vixml.models.lora import attach_lora, has_lora, lora_targets
+
+        if has_lora(self.model):
+            raise ConfigError("this backbone already has LoRA adapters")
+        targets = lora_targets(target_modules, self.spec.lora_targets, self.model_type)
+        self.model = attach_lora(
+            self.model,
+            targets=targets,
+            r=r,
+            alpha=alpha,
+            rslora=rslora,
+            dropout=dropout,
+            gradient_checkpointing=self.gradient_checkpointing,
+        )
+        return self
+
+    def export_merged(self, directory: str | os.PathLike) -> None:
+        """Write the model with its LoRA updates merged in Hugging Face format (``AutoModel`` loads it)."""
+        self.save(directory, merge_lora=True)
+
     @property
     def gradient_checkpointing(self) -> bool:
         """Whether activation checkpointing is on (it acts in training mode only, as in transformers)."""
@@ -378,7 +412,7 @@ class TextBackbone(torch.nn.Module):
         if adapter_only:
             from vixml.models.lora import save_adapter
 
-            save_adapter(self, directory)
+            save_adapter(self.model, directory, base_model=self.name_or_path)
         elif self.has_lora:
             from vixml.models.lora import merged_state_dict
 
@@ -437,7 +471,7 @@ class TextBackbone(torch.nn.Module):
             from vixml.models.lora import load_adapter
 
             backbone = cls.from_pretrained(head["base_model"], **settings, **options)
-            load_adapter(backbone, directory, trainable=trainable)
+            backbone.model = load_adapter(backbone.model, directory, trainable=trainable)
         else:
             backbone = cls.from_pretrained(directory, **settings, **options)
         if backbone.transform is not None:

@@ -1,11 +1,12 @@
-"""LoRA adapters on a text backbone, through PEFT (METHOD.md 2: rsLoRA r=256 alpha=256 dropout 0 for decoders).
+"""LoRA adapters through PEFT (METHOD.md 2: rsLoRA r=256 alpha=256 dropout 0 for decoders).
 
 The paper fine-tunes decoder LLMs with low-rank adapters on the attention q, k, v, o and MLP gate, up,
-down projections; the base weights stay frozen. Target modules default to the architecture's names
-(:attr:`ArchitectureSpec.lora_targets`, keyed by ``config.model_type``; PEFT's ``all-linear`` for unknown
-types). A backbone with adapters saves the adapter only plus a reference to its base model
-(:func:`save_adapter`), loads back on that base (:func:`load_adapter`), and can be exported as one merged
-Hugging Face model (:func:`merge_and_export`) for serving without PEFT.
+down projections; the base weights stay frozen. This module knows Hugging Face modules and PEFT only:
+attach adapters to a model (:func:`attach_lora`), save the adapter alone with a note of its base
+(:func:`save_adapter`), attach a saved adapter again (:func:`load_adapter`), and compute the merged weights
+(:func:`merged_state_dict`) for an export that serves without PEFT. ``TextBackbone`` calls these; target
+modules default to the architecture's names (``ArchitectureSpec.lora_targets``, keyed by ``config.model_type``)
+and to PEFT's ``all-linear`` for unknown types (:func:`lora_targets`).
 
 QLoRA (:func:`four_bit_config`, ``TextBackbone.from_pretrained(load_in_4bit=True)``) quantises the frozen base
 to NF4 with bitsandbytes: CUDA only.
@@ -31,18 +32,15 @@ if TYPE_CHECKING:
 
     import torch
 
-    from vixml.models.backbone import TextBackbone
-
 __all__ = [
     "ADAPTER_META",
-    "apply_lora",
+    "attach_lora",
     "has_lora",
     "lora_targets",
     "count_parameters",
     "save_adapter",
     "load_adapter",
     "merged_state_dict",
-    "merge_and_export",
     "four_bit_config",
 ]
 
@@ -58,67 +56,63 @@ def has_lora(model: Any) -> bool:
     return peft is not None and isinstance(model, peft.PeftModel)
 
 
-def lora_targets(backbone: TextBackbone, target_modules: Sequence[str] | None = None) -> list[str] | str:
+def lora_targets(
+    target_modules: Sequence[str] | None, default_targets: Sequence[str] | None, model_type: str = "?"
+) -> list[str] | str:
     """The module names to adapt: ``target_modules``, else the architecture's defaults, else ``"all-linear"``."""
     if target_modules:
         return list(target_modules)
-    if backbone.spec.lora_targets:
-        return list(backbone.spec.lora_targets)
-    logger.info("no LoRA targets registered for %r: adapting every linear layer", backbone.model_type)
+    if default_targets:
+        return list(default_targets)
+    logger.info("no LoRA targets registered for %r: adapting every linear layer", model_type)
     return "all-linear"
 
 
-def apply_lora(
-    backbone: TextBackbone,
+def attach_lora(
+    model: Any,
     *,
+    targets: list[str] | str,
     r: int = 256,
     alpha: float = 256.0,
     rslora: bool = True,
     dropout: float = 0.0,
-    target_modules: Sequence[str] | None = None,
-) -> TextBackbone:
-    """Attach fresh LoRA adapters to ``backbone.model`` in place and freeze its base weights.
+    gradient_checkpointing: bool = False,
+) -> Any:
+    """Wrap ``model`` with fresh LoRA adapters and freeze its base weights; returns the ``peft.PeftModel``.
 
-    Afterwards only the adapters (and the backbone's own transform, which is not part of the model) are
-    trainable. The update is ``B @ A`` scaled by ``alpha / sqrt(r)`` with rsLoRA, ``alpha / r`` without;
-    B starts at zero, so the adapted model starts equal to its base. On a 4-bit base (QLoRA) the model is first
-    prepared by ``peft.prepare_model_for_kbit_training``.
+    The update is ``B @ A`` scaled by ``alpha / sqrt(r)`` with rsLoRA, ``alpha / r`` without; B starts at zero,
+    so the adapted model starts equal to its base. A 4-bit base (QLoRA) is first prepared by
+    ``peft.prepare_model_for_kbit_training``.
 
     Args:
-        backbone: the backbone to adapt (without adapters yet).
-        r: rank of the update.
-        alpha: scaling numerator.
-        rslora: rank-stabilised scaling.
+        model: a Hugging Face model without adapters.
+        targets: module names to adapt, or ``"all-linear"`` (see :func:`lora_targets`).
+        r: rank of the update. alpha: scaling numerator. rslora: rank-stabilised scaling.
         dropout: dropout on the adapters' input in training.
-        target_modules: module names to adapt; None = the architecture's defaults (:func:`lora_targets`).
-
-    Returns:
-        The same backbone, whose ``model`` is now a ``peft.PeftModel``.
+        gradient_checkpointing: whether the base recomputes activations (QLoRA's preparation keeps it).
     """
     peft = require("peft", "lora")
-    if backbone.has_lora:
-        raise ConfigError("this backbone already has LoRA adapters")
-    model = backbone.model
+    if has_lora(model):
+        raise ConfigError("this model already has LoRA adapters")
     if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
         model = peft.prepare_model_for_kbit_training(
             model,
-            use_gradient_checkpointing=backbone.gradient_checkpointing,
+            use_gradient_checkpointing=gradient_checkpointing,
             gradient_checkpointing_kwargs={"use_reentrant": False},
         )
-    targets = lora_targets(backbone, target_modules)
     config = peft.LoraConfig(
         r=r, lora_alpha=alpha, lora_dropout=dropout, use_rslora=rslora, target_modules=targets, bias="none"
     )
     try:
         with _quiet_peft():
-            backbone.model = peft.get_peft_model(model, config)
+            wrapped = peft.get_peft_model(model, config)
     except ValueError as exc:  # PEFT's "Target modules ... not found in the base model"
         names = sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules() if _is_linear(m)})
         raise ConfigError(
-            f"LoRA targets {targets} do not match the {backbone.model_type!r} model ({exc}); "
+            f"LoRA targets {targets} do not match the {model.config.model_type!r} model ({exc}); "
             f"its linear modules are named: {', '.join(names)}"
         ) from exc
-    trainable, total = count_parameters(backbone.model)
+    trainable, total = count_parameters(wrapped)
     logger.info(
         "LoRA r=%d alpha=%g%s on %s: %d trainable of %d parameters (%.2f%%)",
         r,
@@ -129,7 +123,7 @@ def apply_lora(
         total,
         100.0 * trainable / max(total, 1),
     )
-    return backbone
+    return wrapped
 
 
 def count_parameters(module: torch.nn.Module) -> tuple[int, int]:
@@ -140,22 +134,21 @@ def count_parameters(module: torch.nn.Module) -> tuple[int, int]:
     return sum(n for n, g in seen.values() if g), sum(n for n, _ in seen.values())
 
 
-def save_adapter(backbone: TextBackbone, directory: str | os.PathLike) -> None:
+def save_adapter(model: Any, directory: str | os.PathLike, *, base_model: str) -> None:
     """Write the adapter only (PEFT's ``adapter_config.json`` + ``adapter_model.safetensors``) and its base.
 
-    ``vixml_adapter.json`` records the base model exactly as it was named (a hub name stays a hub name, so
-    :func:`load_adapter`'s caller resolves it through ``resolve_pretrained`` on the loading machine) and the
-    adapter's hyperparameters.
+    ``vixml_adapter.json`` records the base model exactly as it was named (a hub name stays a hub name, so the
+    loading machine resolves it through ``resolve_pretrained``) and the adapter's hyperparameters.
     """
-    if not backbone.has_lora:
-        raise ConfigError("this backbone has no LoRA adapters to save; use TextBackbone.save")
+    if not has_lora(model):
+        raise ConfigError("this model has no LoRA adapters to save")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    backbone.model.save_pretrained(str(directory))
-    config = backbone.model.peft_config[_ADAPTER]
+    model.save_pretrained(str(directory))
+    config = model.peft_config[_ADAPTER]
     meta = {
-        "base_model": backbone.name_or_path,
-        "model_type": backbone.model_type,
+        "base_model": base_model,
+        "model_type": model.get_base_model().config.model_type,
         "r": config.r,
         "alpha": config.lora_alpha,
         "rslora": config.use_rslora,
@@ -169,29 +162,29 @@ def save_adapter(backbone: TextBackbone, directory: str | os.PathLike) -> None:
         fh.write("\n")
 
 
-def load_adapter(backbone: TextBackbone, directory: str | os.PathLike, *, trainable: bool = False) -> TextBackbone:
-    """Attach the adapter saved in ``directory`` to ``backbone`` (its base model), in place.
+def load_adapter(model: Any, directory: str | os.PathLike, *, trainable: bool = False) -> Any:
+    """``model`` (the adapter's base, without adapters) wrapped with the adapter saved in ``directory``.
 
     Args:
-        backbone: a backbone built on the adapter's base model, without adapters.
+        model: a Hugging Face model built from the adapter's base.
         directory: a folder written by :func:`save_adapter`.
         trainable: keep the adapter trainable (else it is frozen, for inference).
     """
     peft = require("peft", "lora")
-    if backbone.has_lora:
-        raise ConfigError("this backbone already has LoRA adapters")
-    was_training = backbone.model.training
+    if has_lora(model):
+        raise ConfigError("this model already has LoRA adapters")
+    was_training = model.training
     with _quiet_peft():
-        backbone.model = peft.PeftModel.from_pretrained(backbone.model, str(directory), is_trainable=trainable)
-    backbone.model.train(was_training)
-    return backbone
+        wrapped = peft.PeftModel.from_pretrained(model, str(directory), is_trainable=trainable)
+    wrapped.train(was_training)
+    return wrapped
 
 
 def merged_state_dict(model: Any) -> dict[str, torch.Tensor]:
     """The base model's state dict with every LoRA update merged in, in the base's own key names.
 
     Nothing is modified: each adapted weight is ``W + delta`` computed by the layer's ``get_delta_weight``
-    (its scaling included), so the backbone keeps training or serving with its adapters afterwards.
+    (its scaling included), so the model keeps training or serving with its adapters afterwards.
     """
     peft = require("peft", "lora")
     if not has_lora(model):
@@ -213,11 +206,6 @@ def merged_state_dict(model: Any) -> dict[str, torch.Tensor]:
             delta = module.get_delta_weight(_ADAPTER)
             state[f"{name}.weight"] = (weight.float() + delta.float()).to(weight.dtype).detach()
     return state
-
-
-def merge_and_export(backbone: TextBackbone, directory: str | os.PathLike) -> None:
-    """Write the merged model in Hugging Face format (``AutoModel`` loads it), with the tokenizer and our head."""
-    backbone.save(directory, merge_lora=True)
 
 
 def four_bit_config(compute_dtype: Any = None) -> Any:
