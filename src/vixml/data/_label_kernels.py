@@ -7,8 +7,9 @@ Python pass that names every problem with its line.
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
+
+from vixml._numba import numba as nb
 
 __all__ = ["count_byte", "parse_rows", "row_bytes", "format_rows"]
 

@@ -24,8 +24,9 @@ columns               per query, summed over the block
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
+
+from vixml._numba import numba as nb
 
 __all__ = ["accumulate", "filter_mask"]
 

@@ -25,8 +25,9 @@ score can win), which keeps the first block about as cheap as the others.
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
+
+from vixml._numba import numba as nb
 
 __all__ = ["GROUP", "EMPTY", "push", "push_bf16", "finish", "rescore", "encode", "decode"]
 

@@ -21,8 +21,9 @@ This module imports numba at import time; :mod:`vixml.training.clustering` impor
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
+
+from vixml._numba import numba as nb
 
 __all__ = [
     "row_inverse_norms",
