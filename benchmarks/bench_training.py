@@ -20,6 +20,7 @@ import torch
 
 from vixml.config import RunConfig, apply_overrides
 from vixml.data import load_dataset, prepare_dataset
+from vixml.models import build_dual_encoder, image_banks
 from vixml.models.amp import autocast
 from vixml.training.trainer import Trainer
 
@@ -67,7 +68,10 @@ def _trainer(data: Path, out: Path, precision: str, batch: int, *extra: str) -> 
     )
     ic = cfg.images
     ds = load_dataset(data, images=ic is not None, num_images=ic.num_images if ic else None)
-    return Trainer(cfg, ds, out)
+    banks = image_banks(cfg, ds)
+    vision_dim = next(iter(banks.values())).dim if banks else None
+    model = build_dual_encoder(cfg, num_labels=ds.n_labels, vision_dim=vision_dim, device="cpu")
+    return Trainer(cfg, ds, model, out, images=banks, precision=precision)
 
 
 def _ours(trainer: Trainer, batches: list) -> float:
@@ -88,8 +92,8 @@ def _bare(trainer: Trainer, batches: list, precision: str) -> float:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
     start = time.perf_counter()
     for batch in batches:
-        q_ids, q_mask = trainer.tokens["trn"].batch(batch.query_rows)
-        l_ids, l_mask = trainer.tokens["lbl"].batch(batch.label_ids)
+        q_ids, q_mask = trainer.encoder.tokens("trn").batch(batch.query_rows)
+        l_ids, l_mask = trainer.encoder.tokens("lbl").batch(batch.label_ids)
         with autocast(precision, "cpu"):
             q = model(input_ids=q_ids, attention_mask=q_mask).last_hidden_state.mean(1)
             u = model(input_ids=l_ids, attention_mask=l_mask).last_hidden_state.mean(1)

@@ -396,5 +396,6 @@ def test_import_is_cheap_and_base_level():
         "print(sorted(m for m in sys.modules if m.startswith('vixml')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    expected = ["vixml", "vixml.atomic", "vixml.config", "vixml.config.fields", "vixml.config.files"]
+    expected = ["vixml", "vixml.atomic", "vixml.config", "vixml.config.effects", "vixml.config.fields"]
+    expected += ["vixml.config.files"]
     assert out.strip() == str(expected + ["vixml.config.sections", "vixml.errors"])

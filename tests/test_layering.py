@@ -77,6 +77,21 @@ def test_lower_layers_never_import_higher_ones():
     assert not violations, "layering broken:\n" + "\n".join(violations)
 
 
+# Pairs that the layer order allows but the design forbids: using a trained run never needs the trainer.
+FORBIDDEN = {"inference": {"training"}, "serve": {"training"}}
+
+
+def test_using_a_run_never_imports_training():
+    violations = []
+    for package, banned in FORBIDDEN.items():
+        for path in (SRC / package).rglob("*.py") if (SRC / package).is_dir() else ():
+            for line, name in _imports(path):
+                parts = name.split(".")
+                if parts[0] == "vixml" and len(parts) > 1 and parts[1] in banned:
+                    violations.append(f"{path.relative_to(SRC.parent)}:{line} imports {name}")
+    assert not violations, "\n".join(violations)
+
+
 LIGHT = {
     "vixml vixml.data vixml.metrics": ["torch", "transformers", "numba", "faiss", "hnswlib", "fastapi"],
     "vixml.search vixml.cli.main": ["faiss", "hnswlib", "fastapi", "transformers"],

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["VixmlError", "Problem", "DataError", "MissingExtraError", "ConfigError"]
+__all__ = [
+    "VixmlError",
+    "Problem",
+    "DataError",
+    "MissingExtraError",
+    "ConfigError",
+    "TrainingInterrupted",
+    "TrainingDiverged",
+]
 
 
 class VixmlError(Exception):
@@ -36,7 +44,7 @@ class Problem:
         return f"{where}: {self.message}"
 
 
-class DataError(VixmlError):
+class DataError(VixmlError, ValueError):
     """Bad input data. Carries every problem found, not just the first."""
 
     def __init__(self, problems: list[Problem] | Problem | str):
@@ -50,8 +58,31 @@ class DataError(VixmlError):
         super().__init__(f"{len(self.problems)} problem(s) in the input:\n{shown}{more}")
 
 
-class ConfigError(VixmlError):
+class ConfigError(VixmlError, ValueError):
     """An invalid configuration value or key; the message says which and what is allowed."""
+
+
+class TrainingInterrupted(VixmlError):
+    """Training stopped on request (Ctrl-C, SIGTERM) after writing a checkpoint; ``--resume`` continues it."""
+
+    exit_code = 130
+
+    def __init__(self, epoch: int, step: int, run_dir: object):
+        self.epoch, self.step, self.run_dir = epoch, step, run_dir
+        super().__init__(
+            f"interrupted at epoch {epoch} step {step}; run the same command with --resume to continue ({run_dir})"
+        )
+
+
+class TrainingDiverged(VixmlError):
+    """The loss or the weights became non-finite; nothing after the last good checkpoint was saved."""
+
+    def __init__(self, step: int, loss: float, last_checkpoint: object | None):
+        where = f"the last good checkpoint is {last_checkpoint}" if last_checkpoint else "no checkpoint was written"
+        super().__init__(
+            f"training diverged at step {step} (loss {loss}); {where}. Lower train.lr, use train.precision=fp32, "
+            "or enable train.grad_clip, then start again (or --resume from that checkpoint)"
+        )
 
 
 class MissingExtraError(VixmlError, ImportError):

@@ -110,7 +110,8 @@ class RunFolder:
 
     # ------------------------------------------------------------------------------------------ writing
     def lock(self, purpose: str = "vixml train") -> WriteLock:
-        """The folder's write lock (not yet acquired): one writer at a time."""
+        """The folder's write lock (not yet acquired; the folder is created): one writer at a time."""
+        self.path.mkdir(parents=True, exist_ok=True)
         return WriteLock(self.path, purpose)
 
     def clean_stale(self) -> None:

@@ -12,24 +12,13 @@ import logging
 import pytest
 import torch
 
-from support_models import make_tiny_gemma3, make_tiny_gemma3_multimodal, make_tiny_llama, make_tiny_qwen2
+from support_models import make_tiny_gemma3_multimodal
 from vixml.errors import ConfigError
 from vixml.models.architectures import architecture_spec, register_architecture
 from vixml.models.backbone import TextBackbone, default_dtype
 
 TEXTS = ["a dog barks", "the puppy plays with a red ball", "organic green tea"]
 COLON_PROMPT = ("This product text:", "{text}", "and its image", "{images}", "{eos}")
-MAKERS = {"qwen2": make_tiny_qwen2, "llama": make_tiny_llama, "gemma3_text": make_tiny_gemma3}
-
-
-@pytest.fixture(scope="module", params=sorted(MAKERS))
-def decoder_path(request, tmp_path_factory):
-    return MAKERS[request.param](tmp_path_factory.mktemp(request.param))
-
-
-@pytest.fixture(scope="module")
-def qwen_path(tmp_path_factory):
-    return make_tiny_qwen2(tmp_path_factory.mktemp("qwen2"))
 
 
 def _images(backbone, seed=0):

@@ -1,6 +1,7 @@
 """The ``vixml`` command: assembles the sub-commands and turns errors into exit codes.
 
-Exit codes: 0 success, 1 bad input or failed validation (the message names file, line and field), 2 usage.
+Exit codes: 0 success, 1 bad input or failed validation (the message names file, line and field), 2 usage,
+130 training stopped by Ctrl-C / SIGTERM after a checkpoint (``--resume`` continues it).
 Only this layer exits; the library raises :class:`vixml.errors.VixmlError` subclasses.
 """
 
@@ -19,7 +20,7 @@ from vixml.cli import images as images_cmd
 from vixml.cli import images_embed
 from vixml.cli import memory as memory_cmd
 from vixml.cli import train as train_cmd
-from vixml.errors import VixmlError
+from vixml.errors import TrainingInterrupted, VixmlError
 
 __all__ = ["app", "main"]
 
@@ -68,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         app(args=argv, prog_name="vixml")
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except TrainingInterrupted as exc:
+        typer.echo(str(exc), err=True)
+        return exc.exit_code
     except VixmlError as exc:
         typer.echo(f"error: {exc}", err=True)
         return 1

@@ -21,14 +21,20 @@ def train(
     out: Path = typer.Option(..., "--out", help="Run folder to write."),
     overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --out."),
+    force: bool = typer.Option(
+        False, "--force", help="With --resume: continue even though the data differ from the run's (fingerprint)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the final metrics as one JSON object."),
 ) -> None:
-    """Train a ViXML dual encoder; writes checkpoints, metrics, plots, the model and test predictions."""
+    """Train a ViXML dual encoder; writes checkpoints, metrics, plots, the model and test predictions.
+
+    Ctrl-C or SIGTERM stops after the current step with a checkpoint (exit 130); --resume continues.
+    """
     import json
 
     from vixml.training import train as run_training
 
-    run = run_training(config, data, out, overrides=overrides, resume=resume)
+    run = run_training(config, data, out, overrides=overrides, resume=resume, force=force)
     metrics = json.loads((run / "metrics.json").read_text())
     if as_json:
         emit_json({"run": str(run), **metrics})

@@ -17,6 +17,7 @@ Epoch numbers in this module count from 0 (the first epoch is epoch 0).
 
 from __future__ import annotations
 
+from vixml.config.effects import ineffective_settings
 from vixml.config.fields import PROMPT_PLACEHOLDERS, InvalidConfigError, Precision
 from vixml.config.files import apply_overrides, describe_config, load_config, save_config
 from vixml.config.sections import (
@@ -53,5 +54,6 @@ __all__ = [
     "save_config",
     "apply_overrides",
     "describe_config",
+    "ineffective_settings",
     "InvalidConfigError",
 ]

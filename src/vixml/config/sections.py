@@ -166,6 +166,11 @@ class PrototypeConfig(_Section):
     reg_margin: float = _f(0.1, "Margin of the prototype regulariser L_r (its weight is loss.weights.r).", ge=0)
     reg_num_negatives: int = _f(10, "Hard negatives per query in the prototype regulariser L_r.", ge=1)
 
+    def free_vectors_for(self, num_labels: int) -> int:
+        """Free vectors for ``num_labels`` labels: the paper's 65,536 for 131K labels is about two labels per
+        vector, so small label sets keep that ratio (``min(num_free_vectors, L // 2)``)."""
+        return min(self.num_free_vectors, max(1, num_labels // 2))
+
 
 @dataclass(frozen=True)
 class MiningConfig(_Section):
@@ -241,6 +246,12 @@ class TrainConfig(_Section):
     propensity_B: float = _f(2.6, "Propensity parameter B of the positive sampling.", ge=0)
     eval_every: int = _f(10, "Evaluate on the test split every N epochs; 0 = only after the last epoch.", ge=0)
     checkpoint_every: int = _f(5, "Write a resumable checkpoint every N epochs; 0 = only at the end.", ge=0)
+    checkpoint_minutes: float | None = _f(
+        5.0, "Also write a checkpoint inside an epoch after this many minutes of training; null = never.", gt=0
+    )
+    checkpoint_steps: int | None = _f(
+        None, "Also write a checkpoint inside an epoch every N optimiser steps; null = never.", ge=1
+    )
     log_every: int = _f(50, "Log the running loss every N optimiser steps.", ge=1)
     grad_accumulation: int = _f(1, "Micro-batches per optimiser step (in-batch negatives stay per micro-batch).", ge=1)
     device: str = _f("auto", "'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:N' or 'mps'.")

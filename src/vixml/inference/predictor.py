@@ -11,14 +11,13 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from vixml.config import RunConfig, load_config
-from vixml.data import XMCDataset, load_dataset
-from vixml.data.tokenize import TokenCache
+from vixml.config import RunConfig
+from vixml.data import load_dataset
 from vixml.errors import DataError, Problem
 from vixml.inference.augment import augmented_scores
-from vixml.models import DualEncoder, autocast, embed_tokens, resolve_device
+from vixml.models import DualEncoder, SplitEncoder, image_banks, load_dual_encoder, resolve_device
+from vixml.run_folder import RunFolder
 from vixml.search import to_csr, topk
-from vixml.training.run import RUN_FILES
 
 __all__ = ["Predictor"]
 
@@ -42,29 +41,31 @@ class Predictor:
     label_embeddings: np.ndarray
     config: RunConfig
     device: torch.device
+    precision: str = "fp32"
     _vision: object = field(default=None, repr=False)  # the vision model, loaded on first use of image files
 
     @classmethod
     def load(cls, run_dir: str | Path, *, device: str = "auto") -> Predictor:
         """Load the final model, label embeddings and config of a run folder."""
-        run = Path(run_dir)
-        missing = [name for name in ("config", "model", "label_embeddings") if not (run / RUN_FILES[name]).exists()]
-        if missing:
-            raise DataError(
-                [Problem(str(run / RUN_FILES[m]), "missing: is this a finished vixml run folder?") for m in missing]
-            )
-        config = load_config(run / RUN_FILES["config"])
+        run = RunFolder(run_dir).require_finished()
+        config = run.load_config()
         dev = resolve_device(device)
-        model = DualEncoder.load(run / RUN_FILES["model"]).to(dev).eval()
-        label_emb = np.load(run / RUN_FILES["label_embeddings"])
-        return cls(model, label_emb, config, dev)
+        model = load_dual_encoder(run.model_dir(), config, device=dev)
+        label_emb = np.load(run.label_embeddings)
+        return cls(model, label_emb, config, dev, precision=_inference_precision(config))
+
+    def encoder(self, dataset=None) -> SplitEncoder:
+        """The split encoder of this model (of ``dataset``'s splits and image banks, or of free texts)."""
+        banks = image_banks(self.config, dataset) if dataset is not None and self.model.image_projection else {}
+        return SplitEncoder(
+            self.model, self.config, precision=self.precision, device=self.device, dataset=dataset, images=banks
+        )
 
     @property
     def num_labels(self) -> int:
         return self.label_embeddings.shape[0]
 
-    @torch.inference_mode()
-    def encode(self, texts: Sequence[str], images=None, *, batch_size: int | None = None) -> np.ndarray:
+    def encode(self, texts: Sequence[str], images=None) -> np.ndarray:
         """Query texts (and their image embeddings) -> (n, D) float32 normalised embeddings.
 
         Args:
@@ -72,24 +73,11 @@ class Predictor:
             images: None (text only); precomputed pooled image embeddings: ``(emb (n, N, D), mask (n, N))``,
                 or ``emb (n, D)`` for one image per query (rows of zeros = no image); or image files / PIL
                 images: one list per query (possibly empty), embedded with the run's ``images.vision_model``.
-            batch_size: queries per forward pass.
         """
-        batch_size = batch_size or self.config.eval.encode_batch_size
         if isinstance(images, list):
             images = self._embed_image_files(images)
-        emb_all, mask_all = _as_image_batch(images, len(texts))
-        backbone = self.model.backbone
-        out = []
-        for start in range(0, len(texts), batch_size):
-            batch = backbone.tokenize(list(texts[start : start + batch_size]), self.config.data.max_length)
-            extra = ()
-            if emb_all is not None:
-                stop = start + batch_size
-                extra = (torch.from_numpy(emb_all[start:stop]), torch.from_numpy(mask_all[start:stop]))
-            with autocast(self.config.train.precision, self.device):
-                emb = self.model.encode_queries(batch["input_ids"].to(self.device), batch["attention_mask"], *extra)
-            out.append(emb.float().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, self.model.embedding_dim), dtype=np.float32)
+        image_batch = _as_image_batch(images, len(texts))
+        return self.encoder().embed_texts(list(texts), None if image_batch[0] is None else image_batch)
 
     def _embed_image_files(self, per_query: list) -> tuple[np.ndarray, np.ndarray]:
         """One list of image files (or PIL images) per query -> (emb (n, N, D), mask (n, N)) with the run's N."""
@@ -140,7 +128,8 @@ class Predictor:
             raise DataError(
                 Problem(str(data_dir), f"has {dataset.n_labels} labels but the run was trained on {self.num_labels}")
             )
-        queries = self._embed_split(dataset, split)
+        encoder = self.encoder(dataset)
+        queries = encoder.embed_split(split, progress=f"embedding {split} queries")
         if not augment:
             scores, indices = topk(queries, self.label_embeddings, k)
             return to_csr(scores, indices, self.num_labels)
@@ -148,7 +137,7 @@ class Predictor:
 
         ac = self.config.eval.augment or AugmentConfig()
         label_scores, label_indices = topk(queries, self.label_embeddings, ac.num_labels)
-        train_queries = self._embed_split(dataset, "trn")
+        train_queries = encoder.embed_split("trn", progress="embedding trn queries")
         query_scores, query_indices = topk(queries, train_queries, ac.num_queries)
         if split == "trn":  # a training query must not vote for itself
             self_hit = query_indices == np.arange(queries.shape[0])[:, None]
@@ -164,23 +153,11 @@ class Predictor:
             k=k,
         )
 
-    def _embed_split(self, dataset: XMCDataset, split: str) -> np.ndarray:
-        texts = {"trn": dataset.trn_texts, "tst": dataset.tst_texts}.get(split)
-        if texts is None:
-            raise DataError(Problem(str(dataset.path), f"has no '{split}' split (expected 'trn' or 'tst')"))
-        root = self.config.data.cache_dir
-        cache = TokenCache(root) if root else TokenCache.for_dataset(dataset.path)
-        tokens = cache.get(texts, split, texts.path, self.model.backbone.tokenizer, self.config.data.max_length)
-        bank = (dataset.images or {}).get(split) if self.model.uses_images("query") else None
-        return embed_tokens(
-            self.model.encode_queries,
-            tokens,
-            images=bank,
-            batch_size=self.config.eval.encode_batch_size,
-            precision=self.config.train.precision,
-            device=self.device,
-            progress=f"embedding {split} queries",
-        )
+
+def _inference_precision(config: RunConfig) -> str:
+    """The autocast precision of prediction: the run's, with ``auto`` resolved for this machine."""
+    precision = config.train.precision
+    return precision if precision != "auto" else "fp32"
 
 
 def _as_image_batch(images, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:

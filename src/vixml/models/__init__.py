@@ -7,13 +7,14 @@ from vixml.models.amp import Precision, autocast, resolve_device
 from vixml.models.architectures import ArchitectureSpec, architecture_spec, register_architecture
 from vixml.models.assembler import ENCODER_SEGMENTS, Assembled, SequenceAssembler
 from vixml.models.backbone import TextBackbone, default_dtype
+from vixml.models.build import backbone_kind, build_dual_encoder, image_banks, load_dual_encoder, segments_for
 from vixml.models.dual_encoder import DualEncoder
 from vixml.models.encode import embed_tokens
 from vixml.models.fusion import ImageProjection, drop_images
 from vixml.models.hub import resolve_pretrained
-from vixml.models.lora import apply_lora, load_adapter, merge_and_export, save_adapter
 from vixml.models.pooling import PoolingMode, pool
 from vixml.models.prototypes import LabelPrototypes
+from vixml.models.split_encoder import SplitEncoder
 
 __all__ = [
     "ENCODER_SEGMENTS",
@@ -26,17 +27,19 @@ __all__ = [
     "Precision",
     "SequenceAssembler",
     "TextBackbone",
-    "apply_lora",
+    "backbone_kind",
+    "build_dual_encoder",
+    "image_banks",
+    "load_dual_encoder",
+    "segments_for",
+    "SplitEncoder",
     "architecture_spec",
     "autocast",
     "default_dtype",
     "drop_images",
     "embed_tokens",
-    "load_adapter",
-    "merge_and_export",
     "pool",
     "register_architecture",
     "resolve_device",
     "resolve_pretrained",
-    "save_adapter",
 ]

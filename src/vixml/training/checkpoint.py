@@ -1,6 +1,7 @@
 """Complete, atomic checkpoints: everything a killed run needs to end exactly as an uninterrupted one.
 
-A checkpoint is a folder ``checkpoints/epoch-NNNN`` holding ``state.pt`` (weights, optimizer, scheduler,
+A checkpoint is a folder ``checkpoints/ckpt-eEEEE-sSSSSSSSSS`` (completed epochs, optimiser steps: written at
+epoch ends and inside epochs) holding ``state.pt`` (weights, optimizer, scheduler,
 scaler, every RNG, sampler state, epoch/step, history) and ``bank.npy`` (the query-embedding bank). It is
 written under a temporary name and renamed when complete; ``checkpoints/latest`` names the newest one and
 is replaced atomically after the rename. Older checkpoints are removed after that.
@@ -60,21 +61,25 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(folder: Path, epoch: int, state: dict[str, Any], bank: np.ndarray | None, keep: int = 1) -> Path:
-    """Write checkpoint ``epoch`` under ``folder`` atomically and point ``folder/latest`` at it.
+def save_checkpoint(
+    folder: Path, epoch: int, state: dict[str, Any], bank: np.ndarray | None, *, step: int = 0, keep: int = 1
+) -> Path:
+    """Write the checkpoint of (``epoch``, ``step``) under ``folder`` atomically and point ``folder/latest`` at it.
 
     Args:
         folder: the run's ``checkpoints`` folder.
         epoch: the number of completed epochs.
+        step: the number of optimiser steps.
         state: tensors, numbers, strings, lists and dicts only (it is read back with ``weights_only=True``).
         bank: the (N, D) query-embedding bank, or None.
         keep: how many of the newest checkpoints to keep.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    name = f"epoch-{epoch:04d}"
+    name = f"ckpt-e{epoch:04d}-s{step:09d}"
     final = folder / name
     tmp = folder / f".{name}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
+    for stale in folder.glob(".*.partial"):  # left by a writer killed mid-save (the caller holds the run's lock)
+        shutil.rmtree(stale, ignore_errors=True)
     tmp.mkdir()
     torch.save(state, tmp / "state.pt")
     if bank is not None:
@@ -83,7 +88,7 @@ def save_checkpoint(folder: Path, epoch: int, state: dict[str, Any], bank: np.nd
     tmp.rename(final)
     with atomic_open(folder / "latest") as fh:
         fh.write(name + "\n")
-    for old in sorted(p for p in folder.glob("epoch-*") if p.is_dir())[:-keep]:
+    for old in sorted(p for p in folder.glob("ckpt-*") if p.is_dir())[:-keep]:  # names sort by (epoch, step)
         shutil.rmtree(old, ignore_errors=True)
     logger.info("checkpoint %s written", final)
     return final

@@ -1,47 +1,47 @@
 """``train(config, data_dir, out_dir)``: a complete, traceable run folder from a config and a dataset.
 
-The run folder holds the resolved config, checkpoints, the metrics of every evaluation (CSV and JSON),
-training curves (PNG), the final model, the label embeddings, the test predictions and a README that
-says how every number was made (versions, git commit, data fingerprint, timings).
+The run folder (:class:`vixml.run_folder.RunFolder`) holds the config as given, checkpoints, the metrics of
+every evaluation (CSV and JSON), training curves (PNG), the final model, the label embeddings and texts,
+the test predictions, ``run.json`` (data fingerprint, precision, wall time of every segment) and a README that
+says how every number was made. One writer at a time (a lock naming its holder); the inputs are checked
+before anything is written; a killed run resumes from its last checkpoint (``resume=True``) and ends
+bit-identical to an uninterrupted one; a finished run asked to resume returns at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import logging
 import platform
-import shutil
+import random
+import signal
 import subprocess
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from vixml import __version__
 from vixml.atomic import atomic_open
-from vixml.config import RunConfig, apply_overrides, load_config, save_config
-from vixml.data import load_dataset, write_label_matrix
-from vixml.errors import ConfigError
+from vixml.config import RunConfig, apply_overrides, ineffective_settings, load_config, save_config
+from vixml.data import XMCDataset, load_dataset, write_label_matrix
+from vixml.errors import ConfigError, DataError, Problem, TrainingInterrupted
 from vixml.reports import plot_training_curves
+from vixml.run_folder import RunFolder
 from vixml.training.checkpoint import latest_checkpoint, save_array
 from vixml.training.trainer import EpochEnd, Trainer
 
-__all__ = ["train", "RUN_FILES"]
+__all__ = ["train", "resolve_precision"]
 
 logger = logging.getLogger(__name__)
 
-RUN_FILES = {
-    "config": "config.yaml",
-    "model": "model",
-    "label_embeddings": "label_embeddings.npy",
-    "predictions": "predictions_tst.npz",
-    "metrics": "metrics.json",
-    "history_csv": "history.csv",
-    "history_json": "history.json",
-    "curves": "curves.png",
-    "readme": "README.md",
-}
+RUN_STATE = "run.json"
 
 
 def train(
@@ -51,6 +51,7 @@ def train(
     *,
     overrides: Sequence[str] = (),
     resume: bool = False,
+    force: bool = False,
     callbacks: Sequence[Callable[[EpochEnd], None]] = (),
     step_callbacks: Sequence[Callable[[int], None]] = (),
 ) -> Path:
@@ -61,7 +62,8 @@ def train(
         data_dir: a dataset folder (see ``vixml data prepare``).
         out_dir: the run folder to write.
         overrides: ``key=value`` settings applied on top of ``config`` (``--set``).
-        resume: continue from the newest checkpoint in ``out_dir`` (the run's own config is used).
+        resume: continue from the newest checkpoint in ``out_dir`` (with the run's own config and data).
+        force: resume even though the dataset's fingerprint differs from the one the run was trained on.
         callbacks: called after every epoch.
         step_callbacks: called after every optimiser step with the step number.
 
@@ -69,64 +71,217 @@ def train(
         ``out_dir``.
 
     Raises:
-        ConfigError: ``out_dir`` already holds a run and ``resume`` is False, or the config differs from
-            the one saved in the run being resumed.
+        ConfigError: ``out_dir`` holds a run and ``resume`` is False; the config or the data differ from the
+            run being resumed.
+        LockedError: another process writes ``out_dir``.
+        TrainingInterrupted: SIGINT/SIGTERM stopped the run after a checkpoint (``resume=True`` continues).
     """
-    started = time.perf_counter()
-    out = Path(out_dir)
-    cfg = config if isinstance(config, RunConfig) else load_config(config)
-    if overrides:
-        cfg = apply_overrides(cfg, overrides)
-    has_checkpoint = latest_checkpoint(out / "checkpoints") is not None
-    saved = out / RUN_FILES["config"]
-    if resume and saved.exists():
-        previous = load_config(saved)
-        if previous != cfg:
-            raise ConfigError(
-                f"{saved} differs from the config given; resume a run with its own config (omit changes)"
-            )
-    elif has_checkpoint and not resume:
-        raise ConfigError(f"{out} already holds a run with checkpoints: pass --resume, or choose another folder")
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, saved)
-
+    cfg = _as_config(config, overrides)
+    run = RunFolder(out_dir)
+    if run.path.exists() and not run.path.is_dir():
+        raise DataError(Problem(str(run.path), "exists and is not a folder: --out must name a run folder"))
     ic = cfg.images
-    dataset = load_dataset(
+    dataset = load_dataset(  # every input is checked before anything is written
         data_dir,
         images=ic is not None,
         num_images=ic.num_images if ic else None,
         image_model=ic.embedding_model if ic else None,
     )
-    trainer = Trainer(cfg, dataset, out, callbacks=callbacks, step_callbacks=step_callbacks)
-    if not (resume and trainer.resume()) and dataset.tst_Y is not None:
-        metrics = trainer.evaluate()  # epoch 0: the zero-shot encoder, the baseline of every curve
-        trainer.progress.history.append({"epoch": 0, "step": 0, **metrics})
-    trainer.fit()
+    from vixml.models import backbone_kind, build_dual_encoder, image_banks, resolve_device
+
+    backbone_kind(cfg.model)  # the model exists (a clear error before anything is written)
+    device = resolve_device(cfg.train.device)
+    precision, reason = resolve_precision(cfg.train.precision, device)
+    banks = image_banks(cfg, dataset)
+    for warning in ineffective_settings(cfg):
+        logger.warning("%s", warning)
+    with run.lock("vixml train"):
+        run.clean_stale()
+        state = _RunState.read(run)
+        _check_resumable(run, cfg, dataset, state, resume=resume, force=force)
+        if resume and state.get("finished") and not run.missing():
+            logger.info("%s has already finished training: nothing to do", run.path)
+            return run.path
+        save_config(cfg, run.config)
+        state.begin(dataset, precision, reason)
+        logger.info("precision %s (%s)", precision, reason)
+        _seed_everything(cfg.train.seed)
+        vision_dim = next(iter(banks.values())).dim if banks else None
+        model = build_dual_encoder(cfg, num_labels=dataset.n_labels, vision_dim=vision_dim, device=device)
+        trainer = Trainer(
+            cfg,
+            dataset,
+            model,
+            run.path,
+            images=banks,
+            precision=precision,
+            callbacks=[*callbacks, lambda _: state.save()],
+            step_callbacks=step_callbacks,
+        )
+        try:
+            with _stop_on_signals(trainer):
+                if not (resume and trainer.resume()) and dataset.tst_Y is not None:
+                    metrics = trainer.evaluate()  # epoch 0: the zero-shot encoder, the baseline of every curve
+                    trainer.progress.history.append({"epoch": 0, "step": 0, **metrics})
+                trainer.fit()
+                _finish(trainer, run, dataset, cfg, state)
+        finally:
+            state.end()
+    logger.info("run written to %s", run.path)
+    return run.path
+
+
+def resolve_precision(requested: str, device) -> tuple[str, str]:
+    """The autocast precision to train with, and why (``auto``: what the device runs natively)."""
+    if requested != "auto":
+        return requested, "as configured"
+    return "fp32", "auto: fp32"
+
+
+def _as_config(config: Any, overrides: Sequence[str]) -> RunConfig:
+    if isinstance(config, RunConfig):
+        cfg = config
+    elif isinstance(config, str | Path):
+        cfg = load_config(config)
+    else:
+        raise ConfigError(
+            f"train() takes a RunConfig or the path of a YAML config, not a {type(config).__name__}: "
+            "build one with vixml.config.RunConfig(...) or apply_overrides(RunConfig(), ['key=value', ...])"
+        )
+    return apply_overrides(cfg, overrides) if overrides else cfg
+
+
+def _check_resumable(run: RunFolder, cfg: RunConfig, dataset: XMCDataset, state: _RunState, *, resume, force) -> None:
+    """Refuse to mix runs: a second run into a used folder, or a resume with another config or dataset."""
+    has_checkpoint = latest_checkpoint(run.checkpoints) is not None
+    if not resume:
+        if has_checkpoint:
+            raise ConfigError(
+                f"{run.path} already holds a run with checkpoints: pass --resume, or choose another folder"
+            )
+        return
+    if run.config.exists() and load_config(run.config) != cfg:
+        raise ConfigError(f"{run.config} differs from the config given; resume a run with its own config")
+    recorded = state.get("data", {}).get("fingerprint")
+    if recorded and recorded != dataset.fingerprint and has_checkpoint:
+        message = (
+            f"{run.path} was trained on data with fingerprint {recorded} ({state['data'].get('path')}), but "
+            f"{dataset.path} has fingerprint {dataset.fingerprint}: resume with the run's own data"
+        )
+        if not force:
+            raise ConfigError(message + ", or pass --force to continue on this data")
+        logger.warning("%s; continuing because of --force", message)
+
+
+def _finish(trainer: Trainer, run: RunFolder, dataset: XMCDataset, cfg: RunConfig, state: _RunState) -> None:
+    """The final model, its label embeddings and texts, test predictions, metrics, curves and README."""
+
+    def stop_if_requested() -> None:  # the last epoch's checkpoint exists: a stop loses only this final work
+        if trainer.stop_requested:
+            raise TrainingInterrupted(trainer.progress.epoch, trainer.progress.step, run.path)
+
     trainer.finalize()
-
+    stop_if_requested()
     label_emb = trainer.label_embeddings()
-    save_array(out / RUN_FILES["label_embeddings"], label_emb)
-    _save_model(trainer, out / RUN_FILES["model"])
+    save_array(run.label_embeddings, label_emb)
+    run.replace_model(trainer.model.save)
+    _write_label_texts(run, dataset)
     final = None
+    history = trainer.progress.history
     if dataset.tst_Y is not None:
-        final, predictions = trainer.evaluate(label_embeddings=label_emb, return_predictions=True)
-        write_label_matrix(out / RUN_FILES["predictions"], predictions)
-        trainer.progress.history[-1].update(final)
-    _write_history(trainer.progress.history, out)
-    _write_json(out / RUN_FILES["metrics"], {"final": final, "zero_shot": _zero_shot(trainer.progress.history)})
-    plot_training_curves(trainer.progress.history, out / RUN_FILES["curves"], title=str(cfg.model.name_or_path))
-    _write_readme(out, cfg, dataset, final, time.perf_counter() - started)
-    logger.info("run written to %s", out)
-    return out
+        stop_if_requested()
+        final, predictions = trainer.evaluate_with_predictions(label_emb)
+        write_label_matrix(run.predictions, predictions)
+        history[-1].update(final)
+    _write_history(history, run)
+    _write_json(run.metrics, {"final": final, "zero_shot": _zero_shot(history)})
+    plot_training_curves(history, run.curves, title=str(cfg.model.name_or_path))
+    state.finish()
+    _write_readme(run, cfg, dataset, final, state)
 
 
-def _save_model(trainer: Trainer, path: Path) -> None:
-    """Write the model beside its final place, then swap it in: a reader never sees half a model."""
-    partial = path.with_name(path.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    trainer.model.save(partial)
-    shutil.rmtree(path, ignore_errors=True)
-    partial.rename(path)
+# ---------------------------------------------------------------------------------------------- run state
+class _RunState:
+    """``run.json``: what the run was trained on and with, and the wall time of every segment (resumes add up)."""
+
+    def __init__(self, run: RunFolder, data: dict[str, Any]):
+        self.path = run.path / RUN_STATE
+        self.data = data
+        self._started: float | None = None
+
+    @classmethod
+    def read(cls, run: RunFolder) -> _RunState:
+        path = run.path / RUN_STATE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        except (OSError, ValueError):
+            logger.warning("%s is unreadable: starting its record afresh", path)
+            data = {}
+        return cls(run, data)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def begin(self, dataset: XMCDataset, precision: str, reason: str) -> None:
+        self.data["data"] = {"path": str(dataset.path), "fingerprint": dataset.fingerprint}
+        self.data["precision"] = {"value": precision, "reason": reason}
+        self.data["finished"] = False
+        self.data.setdefault("segments", [])
+        self.data["segments"].append({"started": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": 0.0})
+        self._started = time.perf_counter()
+        self.save()
+
+    def save(self) -> None:
+        if self._started is not None:
+            self.data["segments"][-1]["seconds"] = round(time.perf_counter() - self._started, 1)
+        self.data["seconds"] = round(sum(s["seconds"] for s in self.data.get("segments", [])), 1)
+        _write_json(self.path, self.data)
+
+    def finish(self) -> None:
+        self.data["finished"] = True
+        self.save()
+
+    def end(self) -> None:
+        if self._started is not None:
+            self.save()
+            self._started = None
+
+
+# ---------------------------------------------------------------------------------------------- signals
+@contextlib.contextmanager
+def _stop_on_signals(trainer: Trainer) -> Iterator[None]:
+    """SIGINT / SIGTERM ask the trainer to stop after its current step (it checkpoints first); a second one
+    stops at once. Only in the main thread (signal handlers cannot be installed elsewhere)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if trainer.stop_requested:
+            raise KeyboardInterrupt
+        trainer.stop_requested = signal.Signals(signum).name
+        logger.warning(
+            "%s: stopping after the current step, with a checkpoint (again: stop at once)", trainer.stop_requested
+        )
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+# ---------------------------------------------------------------------------------------------- files
+def _seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
 
 
 def _zero_shot(history: list[dict]) -> dict | None:
@@ -140,14 +295,20 @@ def _write_json(path: Path, obj: object) -> None:
         fh.write("\n")
 
 
-def _write_history(history: list[dict], out: Path) -> None:
-    _write_json(out / RUN_FILES["history_json"], history)
+def _write_label_texts(run: RunFolder, dataset: XMCDataset) -> None:
+    with atomic_open(run.label_texts) as fh:
+        for text in dataset.lbl_texts:
+            fh.write(text.replace("\n", " ") + "\n")
+
+
+def _write_history(history: list[dict], run: RunFolder) -> None:
+    _write_json(run.history_json, history)
     keys = list(dict.fromkeys(k for rec in history for k in rec))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=keys)
     writer.writeheader()
     writer.writerows(history)
-    with atomic_open(out / RUN_FILES["history_csv"]) as fh:
+    with atomic_open(run.history_csv) as fh:
         fh.write(buffer.getvalue())
 
 
@@ -161,10 +322,12 @@ def _git_commit() -> str:
     return result.stdout.strip() if result.returncode == 0 else "unknown (not a git checkout)"
 
 
-def _write_readme(out: Path, cfg: RunConfig, dataset, final: dict | None, seconds: float) -> None:
+def _write_readme(run: RunFolder, cfg: RunConfig, dataset: XMCDataset, final: dict | None, state: _RunState) -> None:
     import torch
     import transformers
 
+    segments = state.get("segments", [])
+    precision = state.get("precision", {})
     lines = [
         f"# vixml run: {cfg.model.name_or_path}",
         "",
@@ -172,19 +335,20 @@ def _write_readme(out: Path, cfg: RunConfig, dataset, final: dict | None, second
         f"{dataset.n_test} test, {dataset.n_labels} labels",
         f"- vixml {__version__} (git {_git_commit()}), torch {torch.__version__}, "
         f"transformers {transformers.__version__}, python {platform.python_version()}",
-        f"- wall time {seconds / 60:.1f} min; epochs {cfg.train.epochs}, batch {cfg.train.batch_size}, "
-        f"precision {cfg.train.precision}, seed {cfg.train.seed}",
+        f"- wall time {state.get('seconds', 0.0) / 60:.1f} min in {len(segments)} segment(s); epochs "
+        f"{cfg.train.epochs}, batch {cfg.train.batch_size}, precision {precision.get('value')} "
+        f"({precision.get('reason')}), seed {cfg.train.seed}",
         "",
         "Reproduce: `vixml train config.yaml --data DATA --out RUN`; predictions again: "
         "`vixml predict RUN --data DATA --out pred.npz`.",
         "",
-        "Files: `config.yaml` (the resolved config), `model/` (backbone in Hugging Face format + heads), "
-        "`label_embeddings.npy`, `predictions_tst.npz`, `metrics.json`, `history.csv`, `curves.png`, "
-        "`checkpoints/`.",
+        "Files: `config.yaml` (the config as given), `run.json` (data fingerprint, precision, wall time), "
+        "`model/` (backbone in Hugging Face format + heads), `label_embeddings.npy`, `label_texts.txt`, "
+        "`predictions_tst.npz`, `metrics.json`, `history.csv`, `curves.png`, `checkpoints/`.",
         "",
     ]
     if final:
         lines += ["## Final test metrics (%)", "", "| metric | value |", "|---|---|"]
         lines += [f"| {k} | {100 * v:.2f} |" for k, v in final.items()]
-    with atomic_open(out / RUN_FILES["readme"]) as fh:
+    with atomic_open(run.readme) as fh:
         fh.write("\n".join(lines) + "\n")

@@ -317,19 +317,20 @@ class EpochBatchSampler:
         labels[rows] = self._indices[pos]
         return labels
 
-    def epoch_batches(self, epoch: int) -> Iterator[Batch]:
+    def epoch_batches(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         """The batches of (0-based) ``epoch``; the same ``(seed, epoch)`` always gives the same batches.
 
         Every labelled query appears exactly once per epoch (but for the dropped tail with ``drop_last``).
+        ``start`` skips the epoch's first batches (a run resumed inside an epoch continues with the same ones).
         """
         if epoch < 0:
             raise ValueError(f"epoch must be >= 0, got {epoch}")
         rng = np.random.default_rng([self.seed, epoch])
         order = self._epoch_order(rng)
         labels = self._sample_positives(rng)[order]
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
-            rows = order[start : start + self.batch_size]
-            label_ids = labels[start : start + self.batch_size]
+        for first in range(start * self.batch_size, len(self) * self.batch_size, self.batch_size):
+            rows = order[first : first + self.batch_size]
+            label_ids = labels[first : first + self.batch_size]
             yield Batch(rows, label_ids, _targets(self._indptr, self._indices, rows, label_ids))
 
     def state_dict(self) -> dict[str, Any]:

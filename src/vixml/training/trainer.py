@@ -1,15 +1,17 @@
 """The one training loop of vixml (METHOD.md 4): encoder or decoder, plain or PRIME, by configuration.
 
-Per epoch: batches from the sampler (random, or NGAME clusters of the stale query bank), queries and the
-batch's positive labels encoded by the shared backbone, the named loss parts summed with their weights,
-AdamW with warm-up/decay. Between epochs: the query bank is re-clustered on the mining schedule, PRIME
-centroids are recomputed from the bank, the test split is evaluated and a complete checkpoint is written.
+The trainer is given its model (``vixml.models.build_dual_encoder``) and only trains it. Per epoch: batches
+from the sampler (random, or NGAME clusters of the stale query bank), queries and the batch's positive
+labels encoded by the shared backbone, the loss, AdamW with warm-up/decay. Between epochs: the query bank is
+re-clustered on the mining schedule, PRIME centroids are recomputed from the bank, the test split is
+evaluated and a checkpoint is written. Checkpoints are also written inside an epoch (every N steps or T
+minutes, and when a stop is requested by SIGINT/SIGTERM), and a run resumes from any of them bit-identically.
 """
 
 from __future__ import annotations
 
 import logging
-import random
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,19 +19,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from vixml.config import RunConfig
 from vixml.data import XMCDataset
-from vixml.data.tokenize import TokenArrays, TokenCache
-from vixml.errors import ConfigError
-from vixml.models.amp import autocast, needs_grad_scaler, resolve_device
-from vixml.models.backbone import TextBackbone
+from vixml.errors import ConfigError, TrainingDiverged, TrainingInterrupted
+from vixml.models.amp import autocast, needs_grad_scaler
 from vixml.models.dual_encoder import DualEncoder
-from vixml.models.encode import embed_tokens
-from vixml.models.fusion import ImageProjection, drop_images
-from vixml.models.lora import apply_lora
-from vixml.models.prototypes import LabelPrototypes
+from vixml.models.fusion import drop_images
+from vixml.models.split_encoder import SplitEncoder
 from vixml.training import checkpoint as ckpt
 from vixml.training.clustering import balanced_kmeans
 from vixml.training.evaluation import evaluate_split
@@ -40,8 +39,6 @@ from vixml.training.sampler import Batch, EpochBatchSampler, MiningSchedule
 __all__ = ["Trainer", "EpochEnd"]
 
 logger = logging.getLogger(__name__)
-
-_DTYPES = {"auto": None, "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
@@ -59,17 +56,24 @@ class EpochEnd:
 class _Progress:
     epoch: int = 0  # completed epochs
     step: int = 0  # optimiser steps
+    batch: int = 0  # batches done in the current epoch (a checkpoint inside an epoch)
+    sums: dict[str, float] = field(default_factory=dict)  # the current epoch's loss sums so far
+    count: int = 0  # batches in those sums
+    epoch_seconds: float = 0.0  # training time of the current epoch so far
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Trainer:
-    """Train a :class:`DualEncoder` on a dataset and write checkpoints under ``out_dir``.
+    """Train a :class:`DualEncoder` on a dataset and write checkpoints under ``out_dir/checkpoints``.
 
     Args:
         config: the run configuration.
         dataset: the loaded dataset (test split optional: then there is no periodic evaluation).
-        out_dir: the run folder (``checkpoints/`` is created inside).
-        callbacks: called with an :class:`EpochEnd` after every epoch (after its checkpoint), e.g. to stop.
+        model: the dual encoder to train, on its device (``vixml.models.build_dual_encoder``).
+        out_dir: the run folder.
+        images: the dataset's image banks per split (``vixml.models.image_banks``); ``{}`` = text only.
+        precision: the resolved autocast precision (``fp32``, ``bf16``, ``fp16``).
+        callbacks: called with an :class:`EpochEnd` after every epoch (after its checkpoint).
         step_callbacks: called with the global step after every optimiser step (tests use it to simulate kills).
     """
 
@@ -77,21 +81,26 @@ class Trainer:
         self,
         config: RunConfig,
         dataset: XMCDataset,
-        out_dir: Path,
+        model: DualEncoder,
+        out_dir: str | Path,
         *,
+        images: dict | None = None,
+        precision: str = "fp32",
         callbacks: Sequence[Callable[[EpochEnd], None]] = (),
         step_callbacks: Sequence[Callable[[int], None]] = (),
     ):
         self.cfg = config
         self.dataset = dataset
+        self.model = model
         self.out_dir = Path(out_dir)
         self.callbacks = list(callbacks)
         self.step_callbacks = list(step_callbacks)
-        self.device = resolve_device(config.train.device)
-        _seed_everything(config.train.seed)
-        self.images = self._image_banks()
-        self.model = self._build_model().to(self.device)
-        self.tokens = self._tokenize()
+        self.device = model.device
+        self.precision = precision
+        self.images = dict(images or {})
+        self.encoder = SplitEncoder(
+            model, config, precision=precision, device=self.device, dataset=dataset, images=self.images
+        )
         tc = config.train
         self.sampler = EpochBatchSampler(
             dataset.trn_Y,
@@ -112,7 +121,7 @@ class Trainer:
         if config.images is not None:
             lr_by_pattern[r"^image_projection\."] = config.images.projection_lr
         self.optimizer = build_optimizer(
-            self.model, lr=tc.lr, weight_decay=tc.weight_decay, eps=tc.adam_eps, lr_by_pattern=lr_by_pattern
+            model, lr=tc.lr, weight_decay=tc.weight_decay, eps=tc.adam_eps, lr_by_pattern=lr_by_pattern
         )
         self.scheduler = build_scheduler(
             self.optimizer,
@@ -120,134 +129,40 @@ class Trainer:
             warmup_steps=tc.warmup_steps,
             total_steps=max(1, self.steps_per_epoch * tc.epochs),
         )
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=needs_grad_scaler(tc.precision))
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=needs_grad_scaler(precision))
         self.loss_generator = torch.Generator(device=self.device).manual_seed(tc.seed)
-        self.bank = np.zeros((dataset.n_train, self.model.embedding_dim), dtype=np.float32)
+        self.bank = _query_bank(dataset.n_train, model.embedding_dim, self.device)
         self.progress = _Progress()
+        self.stop_requested: str | None = None  # set (to the signal's name) by a signal handler
+        self._last_checkpoint = time.monotonic()
 
     # ------------------------------------------------------------------------------------------ set-up
-    def _image_banks(self) -> dict:
-        """The dataset's image banks per split when the config fuses images (METHOD.md 3), else {}."""
-        ic = self.cfg.images
-        if ic is None:
-            return {}
-        banks = dict(self.dataset.images or {})
-        if "trn" not in banks and "lbl" not in banks:
-            raise ConfigError(
-                f"images are configured but {self.dataset.path} has no image embeddings "
-                "({split}_embs_imgs_<N>_<D>_<model>.npy + map): run `vixml images embed`, or set images=null"
-            )
-        dims = {bank.dim for bank in banks.values()}
-        if len(dims) != 1 or (ic.embedding_dim is not None and dims != {ic.embedding_dim}):
-            raise ConfigError(
-                f"image embedding sizes {sorted(dims)} disagree (images.embedding_dim={ic.embedding_dim})"
-            )
-        for split in ("trn", "tst", "lbl"):
-            if split not in banks:
-                logger.warning("no image embeddings for split '%s': its items are encoded from text only", split)
-        return banks
-
-    def _build_model(self) -> DualEncoder:
-        mc = self.cfg.model
-        backbone = TextBackbone.from_pretrained(
-            mc.name_or_path,
-            pooling=mc.pooling,
-            transform_dim=mc.transform,
-            normalize=mc.normalize,
-            kind=mc.kind,
-            dtype=_DTYPES[mc.dtype],
-            device=self.device,
-            attn_implementation=mc.attn_implementation,
-            gradient_checkpointing=mc.gradient_checkpointing,
-            liger=mc.liger,
-            load_in_4bit=mc.lora is not None and mc.lora.quantize == "4bit",
-        )
-        ic = self.cfg.images
-        placement = ic.resolve_placement(backbone.kind) if ic is not None else None
-        if backbone.kind == "decoder" and placement != "before_text":
-            backbone.set_prompt(mc.prompt)  # METHOD.md 2: the same prompt for queries and labels
-        elif placement == "prompt":
-            raise ConfigError("images.placement=prompt needs a decoder backbone; encoders take 'before_text'")
-        if mc.lora is not None:
-            lc = mc.lora
-            apply_lora(
-                backbone,
-                r=lc.r,
-                alpha=lc.alpha,
-                rslora=lc.rslora,
-                dropout=lc.dropout,
-                target_modules=lc.target_modules,
-            )
-        prototypes = None
-        pc = self.cfg.prototypes
-        if pc is not None:
-            num_free = min(pc.num_free_vectors, max(1, self.dataset.n_labels // 2))
-            prototypes = LabelPrototypes(
-                self.dataset.n_labels,
-                backbone.embedding_dim,
-                num_free,
-                heads=pc.lpn_heads,
-                ffn_dim=pc.lpn_ffn,
-                dropout=pc.lpn_dropout,
-            )
-        projection = None
-        if self.images:
-            vision_dim = next(iter(self.images.values())).dim
-            projection = ImageProjection(vision_dim, backbone.hidden_size)
-        sides = self.cfg.images.sides if self.cfg.images is not None else "both"
-        return DualEncoder(backbone, prototypes, projection, sides)
-
-    def _tokenize(self) -> dict[str, TokenArrays]:
-        cache_root = self.cfg.data.cache_dir
-        cache = TokenCache(cache_root) if cache_root else TokenCache.for_dataset(self.dataset.path)
-        tokenizer = self.model.backbone.tokenizer
-        out = {}
-        for split, texts in (("trn", self.dataset.trn_texts), ("tst", self.dataset.tst_texts)):
-            if texts is not None:
-                out[split] = cache.get(texts, split, texts.path, tokenizer, self.cfg.data.max_length)
-        lbl = self.dataset.lbl_texts
-        out["lbl"] = cache.get(lbl, "lbl", lbl.path, tokenizer, self.cfg.data.label_length())
-        return out
-
-    def _embed(self, split: str, rows: np.ndarray | None = None, caption: str | None = None) -> np.ndarray:
-        encode = self.model.encode_labels if split == "lbl" else self.model.encode_queries
-        side = "label" if split == "lbl" else "query"
-        images = self.images.get(split) if self.model.uses_images(side) else None
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            return embed_tokens(
-                encode,
-                self.tokens[split],
-                rows=rows,
-                images=images,
-                batch_size=self.cfg.eval.encode_batch_size,
-                precision=self.cfg.train.precision,
-                device=self.device,
-                progress=caption,
-            )
-        finally:
-            self.model.train(was_training)
-
     def _init_prototypes(self) -> None:
         """PRIME's start: free vectors by balanced clustering of the label embeddings; centroids from queries."""
         protos = self.model.prototypes
-        pc = self.cfg.prototypes
-        label_emb = self._embed("lbl", caption="embedding labels")
+        label_emb = self.encoder.embed_split("lbl", progress="embedding labels")
         clusters = balanced_kmeans(label_emb, num_clusters=protos.num_free_vectors, seed=self.cfg.train.seed)
-        protos.assign_free_vectors(torch.from_numpy(clusters.labels()), init=pc.free_init, label_embeddings=label_emb)
-        self.bank[:] = self._embed("trn", caption="embedding training queries")
-        protos.update_centroids(torch.from_numpy(self.bank), self.dataset.trn_Y)
+        init = self.cfg.prototypes.free_init
+        protos.assign_free_vectors(torch.from_numpy(clusters.labels()), init=init, label_embeddings=label_emb)
+        self._refill_bank()
+
+    def _refill_bank(self) -> None:
+        """Every training query embedded by the current model (eval mode), then the centroids from them."""
+        self.bank.copy_(torch.from_numpy(self.encoder.embed_split("trn", progress="embedding training queries")))
+        self.model.prototypes.update_centroids(self.bank, self.dataset.trn_Y)
 
     # ------------------------------------------------------------------------------------------ the loop
-    def fit(self) -> dict[str, float] | None:
-        """Train from the current state to ``train.epochs``; returns the last evaluation's metrics."""
+    def fit(self) -> None:
+        """Train from the current state to ``train.epochs`` (the history holds every epoch's record).
+
+        Raises:
+            TrainingInterrupted: a stop was requested (:attr:`stop_requested`); a checkpoint was written first.
+            TrainingDiverged: the loss or the weights became non-finite; the last good checkpoint is named.
+        """
         tc = self.cfg.train
-        if self.progress.epoch == 0 and self.model.prototypes is not None and self.progress.step == 0:
+        if self.progress.epoch == 0 and self.progress.step == 0 and self.model.prototypes is not None:
             self._init_prototypes()
-        metrics = None
         for epoch in range(self.progress.epoch, tc.epochs):
-            start = time.perf_counter()
             losses = self._train_epoch(epoch)
             self._between_epochs(epoch)
             self.progress.epoch = epoch + 1
@@ -256,46 +171,77 @@ class Trainer:
             if self.dataset.tst_Y is not None and not last and tc.eval_every and (epoch + 1) % tc.eval_every == 0:
                 metrics = self.evaluate()
             record = {"epoch": epoch + 1, "step": self.progress.step, **losses, **(metrics or {})}
-            record["seconds"] = round(time.perf_counter() - start, 3)
+            record["seconds"] = round(self.progress.epoch_seconds, 3)
             self.progress.history.append(record)
-            if last or (tc.checkpoint_every and (epoch + 1) % tc.checkpoint_every == 0):
+            self.progress.epoch_seconds = 0.0
+            saved = last or (tc.checkpoint_every and (epoch + 1) % tc.checkpoint_every == 0)
+            if saved or self.stop_requested:
                 self.save_checkpoint()
             for callback in self.callbacks:
                 callback(EpochEnd(epoch + 1, self.progress.step, losses, metrics, record["seconds"]))
-        return metrics
+            if self.stop_requested and not last:
+                raise TrainingInterrupted(epoch + 1, self.progress.step, self.out_dir)
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         from tqdm.auto import tqdm
 
         tc = self.cfg.train
         self.model.train()
-        sums: dict[str, torch.Tensor] = {}
-        count = 0
-        batches = self.sampler.epoch_batches(epoch)
-        bar = tqdm(batches, total=len(self.sampler), desc=f"epoch {epoch + 1}/{tc.epochs}", unit="batch", leave=False)
+        p = self.progress
+        sums = {k: torch.tensor(v, dtype=torch.float32, device=self.device) for k, v in p.sums.items()}
+        bar = tqdm(
+            total=len(self.sampler), initial=p.batch, desc=f"epoch {epoch + 1}/{tc.epochs}", unit="batch", leave=False
+        )
+        started = time.perf_counter()
         seen = 0
-        start = time.perf_counter()
-        for i, batch in enumerate(bar):
+        for i, batch in enumerate(self.sampler.epoch_batches(epoch, start=p.batch), start=p.batch):
             parts = self._loss(batch, np.random.default_rng([tc.seed, epoch, i]))
-            loss = parts["loss"] / tc.grad_accumulation
-            self.scaler.scale(loss).backward()
+            self.scaler.scale(parts["loss"] / tc.grad_accumulation).backward()
             for name, value in parts.items():
-                sums[name] = sums.get(name, 0.0) + value.detach()
-            count += 1
+                sums[name] = sums[name] + value.detach() if name in sums else value.detach().float()
+            p.count += 1
             seen += len(batch)
-            if (i + 1) % tc.grad_accumulation == 0 or i + 1 == len(self.sampler):
-                self._optimizer_step()
-                if self.progress.step % tc.log_every == 0:  # host sync only at the log interval
-                    rate = seen / (time.perf_counter() - start)
-                    bar.set_postfix(loss=f"{float(sums['loss']) / count:.4f}", q_per_s=f"{rate:.0f}")
+            bar.update(1)
+            if (i + 1) % tc.grad_accumulation != 0 and i + 1 != len(self.sampler):
+                continue
+            self._optimizer_step()
+            p.batch = i + 1
+            if p.step % tc.log_every == 0:  # host synchronisation only at the log interval
+                loss = float(sums["loss"]) / p.count
+                self._check_finite_loss(loss)
+                bar.set_postfix(loss=f"{loss:.4f}", q_per_s=f"{seen / (time.perf_counter() - started):.0f}")
+            if p.batch < len(self.sampler) and (self.stop_requested or self._checkpoint_due()):
+                p.epoch_seconds += time.perf_counter() - started
+                started = time.perf_counter()
+                p.sums = {k: float(v) for k, v in sums.items()}
+                self.save_checkpoint()
+                if self.stop_requested:
+                    bar.close()
+                    raise TrainingInterrupted(epoch + 1, p.step, self.out_dir)
         bar.close()
-        return {f"train/{k}": float(v) / max(count, 1) for k, v in sums.items()}
+        p.epoch_seconds += time.perf_counter() - started
+        losses = {f"train/{k}": float(v) / max(p.count, 1) for k, v in sums.items()}
+        self._check_finite_loss(losses.get("train/loss", 0.0))
+        p.batch, p.sums, p.count = 0, {}, 0
+        return losses
+
+    def _checkpoint_due(self) -> bool:
+        tc = self.cfg.train
+        if tc.checkpoint_steps and self.progress.step % tc.checkpoint_steps == 0:
+            return True
+        minutes = tc.checkpoint_minutes
+        return bool(minutes) and time.monotonic() - self._last_checkpoint >= 60 * minutes
+
+    def _check_finite_loss(self, loss: float) -> None:
+        """Stop on a non-finite loss (fp16 overflows are the gradient scaler's business, not a divergence)."""
+        if math.isfinite(loss) or self.precision == "fp16":
+            return
+        raise TrainingDiverged(self.progress.step, loss, ckpt.latest_checkpoint(self.out_dir / "checkpoints"))
 
     def _batch_images(self, split: str, rows: np.ndarray, rng: np.random.Generator) -> tuple:
         """(images, mask) tensors of a batch's items, with image dropout; () when the side has no images."""
-        side = "label" if split == "lbl" else "query"
-        bank = self.images.get(split)
-        if bank is None or not self.model.uses_images(side):
+        bank = self.encoder.image_bank(split)
+        if bank is None:
             return ()
         emb, mask = bank.gather(rows)
         mask = drop_images(mask, self.cfg.images.dropout, rng)
@@ -303,15 +249,14 @@ class Trainer:
 
     def _loss(self, batch: Batch, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         cfg = self.cfg
-        q_ids, q_mask = self.tokens["trn"].batch(batch.query_rows)
-        l_ids, l_mask = self.tokens["lbl"].batch(batch.label_ids)
+        q_ids, q_mask = self.encoder.tokens("trn").batch(batch.query_rows)
+        l_ids, l_mask = self.encoder.tokens("lbl").batch(batch.label_ids)
         q_images = self._batch_images("trn", batch.query_rows, rng)
         l_images = self._batch_images("lbl", batch.label_ids, rng)
         targets = torch.from_numpy(batch.targets).to(self.device)
         lc = cfg.loss
-        base_kwargs: dict[str, Any] = {}
         if lc.name == "triplet":
-            base_kwargs = {
+            base_kwargs: dict[str, Any] = {
                 "num_negatives": lc.num_negatives,
                 "margin_min": lc.margin_min,
                 "margin_max": lc.margin_max,
@@ -322,7 +267,7 @@ class Trainer:
         else:
             base_kwargs = {"temperature": lc.infonce_temperature}
         w = lc.weights
-        with autocast(cfg.train.precision, self.device):
+        with autocast(self.precision, self.device):
             q = self.model.encode_queries(q_ids.to(self.device), q_mask.to(self.device), *q_images)
             u = self.model.encode_labels(l_ids.to(self.device), l_mask.to(self.device), *l_images)
             if self.model.prototypes is not None:
@@ -346,7 +291,8 @@ class Trainer:
                 )
                 total = w.u * parts["L_u"] + (w.i * parts["L_i"] if "L_i" in parts else 0.0)
         parts["loss"] = total
-        self.bank[batch.query_rows] = q.detach().float().cpu().numpy()
+        rows = torch.from_numpy(batch.query_rows).to(self.bank.device)
+        self.bank[rows] = q.detach().float().to(self.bank.device, non_blocking=True)
         return parts
 
     def _optimizer_step(self) -> None:
@@ -367,42 +313,46 @@ class Trainer:
         if self.schedule is not None and self.schedule.should_recluster(epoch):
             size = self.schedule.cluster_size_at(epoch)
             rows = np.flatnonzero(np.diff(self.dataset.trn_Y.indptr) > 0)
-            clusters = balanced_kmeans(self.bank[rows], cluster_size=size, seed=self.cfg.train.seed + epoch)
+            bank = self.bank.cpu().numpy()
+            clusters = balanced_kmeans(bank[rows], cluster_size=size, seed=self.cfg.train.seed + epoch)
             self.sampler.set_clusters([rows[c] for c in clusters.clusters()], cluster_size=size)
             logger.info("epoch %d: %d query clusters of size %d", epoch + 1, clusters.num_clusters, size)
         pc = self.cfg.prototypes
         if pc is not None and (epoch + 1) % pc.centroid_refresh_every == 0:
-            self.model.prototypes.update_centroids(torch.from_numpy(self.bank), self.dataset.trn_Y)
+            self.model.prototypes.update_centroids(self.bank, self.dataset.trn_Y)
 
     # ------------------------------------------------------------------------------------------ evaluation
     def label_embeddings(self) -> np.ndarray:
         """(L, D) embeddings searched at inference: prototypes with PRIME, text embeddings otherwise."""
-        text = torch.from_numpy(self._embed("lbl", caption="embedding labels"))
+        text = torch.from_numpy(self.encoder.embed_split("lbl", progress="embedding labels"))
         with torch.inference_mode():
             return self.model.inference_label_embeddings(text).float().cpu().numpy()
 
-    def evaluate(self, *, label_embeddings: np.ndarray | None = None, return_predictions: bool = False):
-        """Metrics of the current model on the test split (and the CSR predictions when asked).
+    def evaluate(self, label_embeddings: np.ndarray | None = None) -> dict[str, float]:
+        """Metrics of the current model on the test split (``label_embeddings``: reuse them when known)."""
+        return self.evaluate_with_predictions(label_embeddings)[0]
 
-        Args:
-            label_embeddings: the (L, D) embeddings to search when the caller already has them; else computed.
-            return_predictions: also return the (n_test, L) CSR predictions.
-        """
-        queries = self._embed("tst", caption="embedding test queries")
+    def evaluate_with_predictions(
+        self, label_embeddings: np.ndarray | None = None
+    ) -> tuple[dict[str, float], sp.csr_matrix]:
+        """Metrics on the test split and the (n_test, L) CSR predictions they were computed from."""
+        queries = self.encoder.embed_split("tst", progress="embedding test queries")
         if label_embeddings is None:
             label_embeddings = self.label_embeddings()
         metrics, predictions = evaluate_split(queries, label_embeddings, self.dataset, self.cfg.eval)
         logger.info("epoch %d: %s", self.progress.epoch, _summary(metrics))
-        return (metrics, predictions) if return_predictions else metrics
+        return metrics, predictions
 
     def finalize(self) -> None:
         """Exact PRIME centroids from the final model (the bank holds stale training-mode embeddings)."""
         if self.model.prototypes is not None:
-            self.bank[:] = self._embed("trn", caption="embedding training queries")
-            self.model.prototypes.update_centroids(torch.from_numpy(self.bank), self.dataset.trn_Y)
+            self._refill_bank()
 
     # ------------------------------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> Path:
+        """Write a complete checkpoint of the current state (after a finiteness check of the weights)."""
+        self._check_finite_weights()
+        p = self.progress
         state = {
             "model": self._trainable_state(),
             "optimizer": self.optimizer.state_dict(),
@@ -411,11 +361,24 @@ class Trainer:
             "sampler": self.sampler.state_dict(),
             "loss_generator": self.loss_generator.get_state(),
             "rng": ckpt.rng_state(),
-            "epoch": self.progress.epoch,
-            "step": self.progress.step,
-            "history": self.progress.history,
+            "epoch": p.epoch,
+            "step": p.step,
+            "batch": p.batch,
+            "sums": dict(p.sums),
+            "count": p.count,
+            "epoch_seconds": p.epoch_seconds,
+            "history": p.history,
         }
-        return ckpt.save_checkpoint(self.out_dir / "checkpoints", self.progress.epoch, state, self.bank)
+        path = ckpt.save_checkpoint(self.out_dir / "checkpoints", p.epoch, state, self.bank.cpu().numpy(), step=p.step)
+        self._last_checkpoint = time.monotonic()
+        return path
+
+    def _check_finite_weights(self) -> None:
+        flags = [torch.isfinite(t).all() for t in self._trainable_state().values() if t.is_floating_point()]
+        if flags and not bool(torch.stack(flags).all()):
+            raise TrainingDiverged(
+                self.progress.step, float("nan"), ckpt.latest_checkpoint(self.out_dir / "checkpoints")
+            )
 
     def _trainable_state(self) -> dict[str, torch.Tensor]:
         """What training changes: trainable parameters and buffers (not a LoRA run's frozen base weights)."""
@@ -438,17 +401,35 @@ class Trainer:
         self.sampler.load_state_dict(state["sampler"])
         self.loss_generator.set_state(state["loss_generator"])
         ckpt.set_rng_state(state["rng"])
-        self.progress = _Progress(state["epoch"], state["step"], list(state["history"]))
+        self.progress = _Progress(
+            epoch=state["epoch"],
+            step=state["step"],
+            batch=state.get("batch", 0),
+            sums=dict(state.get("sums", {})),
+            count=state.get("count", 0),
+            epoch_seconds=state.get("epoch_seconds", 0.0),
+            history=list(state["history"]),
+        )
         if bank is not None:
-            self.bank[:] = bank
-        logger.info("resumed from %s (epoch %d, step %d)", path, self.progress.epoch, self.progress.step)
+            self.bank.copy_(torch.from_numpy(bank))
+        where = f"epoch {self.progress.epoch}" + (f" + {self.progress.batch} batches" if self.progress.batch else "")
+        logger.info("resumed from %s (%s, step %d)", path, where, self.progress.step)
         return True
 
 
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+def _query_bank(n: int, dim: int, device: torch.device) -> torch.Tensor:
+    """The (N, D) float32 bank of the epoch's query embeddings: on the device when it fits comfortably.
+
+    Kept on a GPU, filling it costs no device->host copy (no synchronisation) per step.
+    """
+    size = n * dim * 4
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        if size < free // 4:
+            return torch.zeros(n, dim, dtype=torch.float32, device=device)
+        logger.info("query bank (%.1f GiB) kept in pinned host memory", size / 2**30)
+        return torch.zeros(n, dim, dtype=torch.float32).pin_memory()
+    return torch.zeros(n, dim, dtype=torch.float32)
 
 
 def _summary(metrics: dict[str, float]) -> str:

@@ -1,0 +1,164 @@
+"""Build the dual encoder a run configuration describes: one function for training, inference, serving and ranks.
+
+Everything that turns a :class:`~vixml.config.RunConfig` into modules lives here: the backbone kind and its
+segment list (decided *before* loading, so nothing patches the prompt afterwards), LoRA, the PRIME
+prototypes sized for the label count, the image projection sized for the image banks, and the checks that
+the dataset's image banks fit the config (METHOD.md 2-4).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Literal
+
+import torch
+
+from vixml.errors import ConfigError
+from vixml.models.architectures import architecture_spec, is_decoder_type
+from vixml.models.assembler import ENCODER_SEGMENTS
+from vixml.models.backbone import TextBackbone
+from vixml.models.dual_encoder import DualEncoder
+from vixml.models.fusion import ImageProjection
+from vixml.models.hub import resolve_pretrained
+from vixml.models.prototypes import LabelPrototypes
+
+if TYPE_CHECKING:
+    from vixml.config import ModelConfig, RunConfig
+    from vixml.data import XMCDataset
+    from vixml.data.images import ImageBank
+
+__all__ = ["backbone_kind", "segments_for", "build_dual_encoder", "load_dual_encoder", "image_banks"]
+
+logger = logging.getLogger(__name__)
+
+
+def backbone_kind(model: ModelConfig) -> Literal["encoder", "decoder"]:
+    """``model.kind``, or for ``auto`` the family read from the model's Hugging Face config (no weights loaded)."""
+    if model.kind != "auto":
+        return model.kind
+    from transformers import AutoConfig
+
+    resolved = resolve_pretrained(model.name_or_path)
+    try:
+        model_type = AutoConfig.from_pretrained(resolved).model_type
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"model.name_or_path={model.name_or_path!r} is neither a local model folder nor an installed packaged "
+            f"model, and it cannot be fetched (offline?): {exc}"
+        ) from None
+    return "decoder" if is_decoder_type(model_type, architecture_spec(model_type)) else "encoder"
+
+
+def segments_for(config: RunConfig, kind: Literal["encoder", "decoder"]) -> tuple[str, ...]:
+    """The input layout of a backbone of ``kind`` under ``config`` (METHOD.md 2-3).
+
+    Encoders see ``{images} {text}``. Decoders see ``model.prompt``; with ``images.placement=before_text`` the
+    images move in front of the prompt's text part (the paper's "images first" ablation).
+    """
+    ic = config.images
+    placement = ic.resolve_placement(kind) if ic is not None else None
+    if kind == "encoder":
+        if placement == "prompt":
+            raise ConfigError("images.placement=prompt needs a decoder backbone; encoders take 'before_text'")
+        return ENCODER_SEGMENTS
+    prompt = config.model.prompt
+    if placement == "before_text":
+        return ("{images}", *config.model.prompt_segments(with_images=False))
+    return prompt
+
+
+def build_dual_encoder(
+    config: RunConfig,
+    *,
+    num_labels: int,
+    vision_dim: int | None = None,
+    device: torch.device | str = "cpu",
+) -> DualEncoder:
+    """A fresh dual encoder for training: the pretrained backbone, LoRA, prototypes and image projection.
+
+    Args:
+        config: the run configuration.
+        num_labels: L, the label count (sizes the PRIME prototypes and their free vectors).
+        vision_dim: size of one image embedding when the run fuses images (sizes the projection); None =
+            text-only even when ``config.images`` is set (no image banks were found).
+        device: where the model goes.
+
+    Random initialisation (LoRA, LPN, free vectors, projection) draws from torch's global RNG in that order:
+    seed it first for a reproducible model.
+    """
+    mc = config.model
+    kind = backbone_kind(mc)
+    backbone = TextBackbone.from_pretrained(
+        mc.name_or_path,
+        pooling=mc.pooling,
+        transform_dim=mc.transform,
+        normalize=mc.normalize,
+        kind=kind,
+        prompt=segments_for(config, kind),
+        dtype=None if mc.dtype == "auto" else mc.dtype,
+        device=device,
+        attn_implementation=mc.attn_implementation,
+        gradient_checkpointing=mc.gradient_checkpointing,
+        liger=mc.liger,
+        load_in_4bit=mc.lora is not None and mc.lora.quantize == "4bit",
+    )
+    if mc.lora is not None:
+        lc = mc.lora
+        backbone.add_lora(
+            r=lc.r, alpha=lc.alpha, rslora=lc.rslora, dropout=lc.dropout, target_modules=lc.target_modules
+        )
+    prototypes = None
+    pc = config.prototypes
+    if pc is not None:
+        prototypes = LabelPrototypes(
+            num_labels,
+            backbone.embedding_dim,
+            pc.free_vectors_for(num_labels),
+            heads=pc.lpn_heads,
+            ffn_dim=pc.lpn_ffn,
+            dropout=pc.lpn_dropout,
+        )
+    projection = None
+    if config.images is not None and vision_dim is not None:
+        projection = ImageProjection(vision_dim, backbone.hidden_size)
+    sides = config.images.sides if config.images is not None else "both"
+    return DualEncoder(backbone, prototypes, projection, sides).to(device)
+
+
+def load_dual_encoder(model_dir, config: RunConfig, *, device: torch.device | str = "cpu") -> DualEncoder:
+    """The final model of a run (``RunFolder.model_dir()``), with the run's runtime options, in eval mode."""
+    mc = config.model
+    return (
+        DualEncoder.load(
+            model_dir,
+            device=device,
+            attn_implementation=mc.attn_implementation,
+            load_in_4bit=mc.lora is not None and mc.lora.quantize == "4bit",
+        )
+        .to(device)
+        .eval()
+    )
+
+
+def image_banks(config: RunConfig, dataset: XMCDataset) -> dict[str, ImageBank]:
+    """The dataset's image banks per split when the config fuses images (METHOD.md 3), else ``{}``.
+
+    Raises:
+        ConfigError: images are configured but the dataset has none, or the banks' sizes disagree.
+    """
+    ic = config.images
+    if ic is None:
+        return {}
+    banks = dict(dataset.images or {})
+    if "trn" not in banks and "lbl" not in banks:
+        raise ConfigError(
+            f"images are configured but {dataset.path} has no image embeddings "
+            "({split}_embs_imgs_<N>_<D>_<model>.npy + map): run `vixml images embed`, or set images=null"
+        )
+    dims = {bank.dim for bank in banks.values()}
+    if len(dims) != 1 or (ic.embedding_dim is not None and dims != {ic.embedding_dim}):
+        raise ConfigError(f"image embedding sizes {sorted(dims)} disagree (images.embedding_dim={ic.embedding_dim})")
+    for split in ("trn", "tst", "lbl"):
+        if split not in banks:
+            logger.warning("no image embeddings for split '%s': its items are encoded from text only", split)
+    return banks
