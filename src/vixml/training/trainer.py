@@ -41,8 +41,6 @@ __all__ = ["Trainer", "EpochEnd"]
 
 logger = logging.getLogger(__name__)
 
-_DTYPES = {"auto": None, "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
 
 @dataclass
 class EpochEnd:
@@ -155,7 +153,7 @@ class Trainer:
             transform_dim=mc.transform,
             normalize=mc.normalize,
             kind=mc.kind,
-            dtype=_DTYPES[mc.dtype],
+            dtype=None if mc.dtype == "auto" else mc.dtype,  # names resolved by vixml.devices.torch_dtype
             device=self.device,
             attn_implementation=mc.attn_implementation,
             gradient_checkpointing=mc.gradient_checkpointing,
