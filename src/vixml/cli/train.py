@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from vixml.cli.output import console, emit_json, err_console
+from vixml.cli.output import FRACTION, console, emit_json, err_console
 
 __all__ = ["train", "predict", "config_app"]
 
@@ -21,7 +21,7 @@ def train(
     out: Path = typer.Option(..., "--out", help="Run folder to write."),
     overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --out."),
-    as_json: bool = typer.Option(False, "--json", help="Print the final metrics as one JSON object."),
+    as_json: bool = typer.Option(False, "--json", help="Print the final metrics as one JSON object (fractions, 0-1)."),
 ) -> None:
     """Train a ViXML dual encoder; writes checkpoints, metrics, plots, the model and test predictions."""
     import json
@@ -31,7 +31,7 @@ def train(
     run = run_training(config, data, out, overrides=overrides, resume=resume)
     metrics = json.loads((run / "metrics.json").read_text())
     if as_json:
-        emit_json({"run": str(run), **metrics})
+        emit_json({"run": str(run), **metrics, "units": FRACTION})
         return
     print_final_metrics(metrics)
     err_console.print(f"run folder: {run} (README.md, curves.png, history.csv, model/)")
