@@ -1,4 +1,9 @@
-"""Shared, session-scoped test inputs: tiny random-weight models and a planted dataset, built once.
+"""Suite-wide settings and shared, session-scoped test inputs (tiny random-weight models, a planted dataset).
+
+Precision ``auto`` follows the CPU (bf16 on CPUs with AVX512_BF16/AMX, fp32 elsewhere, see vixml.devices).
+The suite pins the "no native bf16" answer so that every machine (an AMX one, an AVX2-only CI runner)
+trains the same fp32 models; tests of the bf16 route ask for it explicitly or set the variable themselves.
+Set here, before any test runs, so that the CLI subprocesses inherit it.
 
 Model fixtures are folders (``from_pretrained`` loads a fresh copy each time, so no test sees another's
 weights); ``train_config`` gives the small, fast training config that the end-to-end tests share.
@@ -6,11 +11,15 @@ weights); ``train_config`` gives the small, fast training config that the end-to
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from support_data import make_dataset
 from support_models import make_tiny_bert, make_tiny_gemma3, make_tiny_llama, make_tiny_qwen2
 from vixml.config import RunConfig, apply_overrides
+
+os.environ.setdefault("VIXML_NATIVE_BF16", "0")
 
 PLANTED_LABELS = 24
 DECODERS = {"qwen2": make_tiny_qwen2, "llama": make_tiny_llama, "gemma3_text": make_tiny_gemma3}

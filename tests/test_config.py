@@ -73,7 +73,7 @@ def test_defaults_of_the_contract_keys():
     assert cfg.model.pooling == "mean" and cfg.model.lora is None
     assert cfg.data.max_length == 32 and cfg.data.label_length() == 32
     assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.lr, cfg.train.seed) == (300, 2048, 2e-4, 0)
-    assert cfg.train.precision == "fp32"
+    assert cfg.train.precision == "auto" and cfg.model.dtype == "auto"  # resolved per device (vixml.devices)
     assert cfg.images is None and cfg.prototypes is None and cfg.eval.augment is None
     assert cfg.mining == MiningConfig(cluster_size=16, double_at=(20, 40, 60, 80, 100, 120))
     assert (cfg.eval.A, cfg.eval.B, cfg.eval.k) == (0.55, 1.5, 5)
@@ -132,6 +132,7 @@ CONTRACT_OVERRIDES = [
     ("train.lr", "1e-4", 1e-4),
     ("train.seed", "7", 7),
     ("train.precision", "fp32", "fp32"),
+    ("train.precision", "auto", "auto"),
     ("train.precision", "bf16", "bf16"),
     ("train.precision", "fp16", "fp16"),
     ("images", "{}", ImagesConfig()),
@@ -378,7 +379,7 @@ def test_describe_lists_every_field_with_its_help(make):
         for f in dataclasses.fields(cls):
             assert re.search(rf"^[\s#]*{f.name}:", text, re.M), f"{cls.__name__}.{f.name} missing"
             assert " ".join(f.metadata["help"].split()) in flat, f"help of {cls.__name__}.{f.name} missing"
-    assert "[one of 'fp32', 'bf16', 'fp16']" in flat
+    assert "[one of 'auto', 'fp32', 'bf16', 'fp16']" in flat
     assert RunConfig.from_dict(yaml.safe_load(text)) == make()
 
 
@@ -397,5 +398,5 @@ def test_import_is_cheap_and_base_level():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     expected = ["vixml", "vixml.atomic", "vixml.config", "vixml.config.effects", "vixml.config.fields"]
-    expected += ["vixml.config.files"]
-    assert out.strip() == str(expected + ["vixml.config.sections", "vixml.errors"])
+    expected += ["vixml.config.files", "vixml.config.sections", "vixml.devices", "vixml.errors"]
+    assert out.strip() == str(expected)

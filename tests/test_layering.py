@@ -11,7 +11,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "vixml"
 
-# Lower number = lower layer. Base modules (vixml/*.py) are below every package.
+# Lower number = lower layer. Base modules (vixml/*.py: errors, atomic, optional, devices) are below every package.
 LAYERS = {
     "config": 0,
     "data": 1,
@@ -93,7 +93,7 @@ def test_using_a_run_never_imports_training():
 
 
 LIGHT = {
-    "vixml vixml.data vixml.metrics": ["torch", "transformers", "numba", "faiss", "hnswlib", "fastapi"],
+    "vixml vixml.devices vixml.data vixml.metrics": ["torch", "transformers", "numba", "faiss", "hnswlib", "fastapi"],
     "vixml.search vixml.cli.main": ["faiss", "hnswlib", "fastapi", "transformers"],
 }
 

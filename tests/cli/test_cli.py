@@ -81,11 +81,12 @@ def test_evaluate_json_matches_the_library(tmp_path):
     assert out.returncode == 0, out.stderr
     expected = evaluate(true, pred, train=train, k=3, A=0.6, B=2.6, filter=pairs)
     got = json.loads(out.stdout)
+    assert got.pop("units") == "fraction"  # the table shows %, JSON keeps fractions and says so
     assert got.keys() == expected.keys()
     for key in expected:
         assert got[key] == pytest.approx(expected[key], abs=1e-9)
     table = vixml("evaluate", "--pred", str(tmp_path / "pred.npz"), "--true", str(tmp_path / "true.txt"))
-    assert table.returncode == 0 and "PSnDCG" in table.stdout
+    assert table.returncode == 0 and "PSnDCG" in table.stdout and "(%)" in table.stdout
 
 
 def test_bad_input_exits_1_naming_the_file(tmp_path):

@@ -147,3 +147,23 @@ def test_cuda_matches_cpu(precision):
     np.testing.assert_array_equal(scores, want[0])
     scores_t, _ = topk(torch.from_numpy(q).cuda(), torch.from_numpy(x).cuda(), 40, precision=precision)
     assert scores_t.device.type == "cuda"
+
+
+@pytest.mark.parametrize("native", ["1", "0"])
+def test_bf16_rescore_becomes_fp32_where_bf16_is_emulated(monkeypatch, caplog, native):
+    """On a CPU without AVX512_BF16/AMX a bf16 shortlist would be slow: fp32 instead, said in the log."""
+    rescore, calls = exact._rescore, []
+    monkeypatch.setattr(exact, "_rescore", lambda *args: calls.append(1) or rescore(*args))
+    monkeypatch.setattr(exact, "_said", set())
+    monkeypatch.setenv("VIXML_NATIVE_BF16", native)
+    q, x = integer_data(12, 700, 8, seed=6, high=2)
+    with caplog.at_level("INFO", logger="vixml.search.exact"):
+        scores, ids = topk(q, x, 20, precision="bf16-rescore", device="cpu")
+    want_scores, want_ids = oracle_topk(q, x, 20)
+    np.testing.assert_array_equal(ids, want_ids)
+    np.testing.assert_array_equal(scores, want_scores)
+    said = [r.getMessage() for r in caplog.records if "'bf16-rescore' -> 'fp32'" in r.getMessage()]
+    if native == "1":
+        assert calls and not said  # the bf16 shortlist was re-scored in fp32
+    else:
+        assert not calls and len(said) == 1  # the plain fp32 route ran

@@ -18,6 +18,7 @@ from PIL import Image  # noqa: E402
 
 import support_vision as sv  # noqa: E402
 from vixml.data import ImageBank, ImageMap, discover_image_files, write_image_map  # noqa: E402
+from vixml.devices import native_bf16  # noqa: E402
 from vixml.errors import ConfigError, DataError  # noqa: E402
 from vixml.vision.embed import embed_bank, embed_images  # noqa: E402
 from vixml.vision.embed_dataset import default_tag, embed_dataset, find_banks  # noqa: E402
@@ -292,10 +293,10 @@ def test_asking_for_cuda_without_one_says_what_to_do(models):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_fp16_on_gpu_is_the_default_and_close_to_fp32(models, siglip):
+def test_half_precision_on_gpu_is_the_default_and_close_to_fp32(models, siglip):
     images = sv.coloured_images(4, seed=9)
     gpu = load_vision_model(str(models["siglip"]), device="cuda")
-    assert gpu.precision == "fp16"
+    assert gpu.precision == ("bf16" if native_bf16("cuda") else "fp16")  # the vixml.devices rule
     np.testing.assert_allclose(
         embed_images(gpu, images, pad_to=None), embed_images(siglip, images, pad_to=None), atol=0.05
     )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from vixml.cli.output import console, emit_json, err_console
+from vixml.cli.output import FRACTION, console, emit_json, err_console
 
 __all__ = ["demo", "DEMO_DATA", "DEMO_CONFIG"]
 
@@ -24,7 +24,9 @@ def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Folder for the dataset copy and the run."),
     overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
     examples: int = typer.Option(5, "--examples", min=0, help="Test queries shown with their predictions."),
-    as_json: bool = typer.Option(False, "--json", help="Print the zero-shot and trained metrics as JSON."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the zero-shot and trained metrics as JSON (fractions, 0-1)."
+    ),
 ) -> None:
     """Train on the bundled WordNet noun -> hypernym dataset (about 7 minutes on 2 CPU cores).
 
@@ -46,7 +48,7 @@ def demo(
     run = train(cfg, data, run_dir, resume=resume)
     metrics = json.loads((run / "metrics.json").read_text())
     if as_json:
-        emit_json({"run": str(run), **metrics})
+        emit_json({"run": str(run), **metrics, "units": FRACTION})
         return
     from vixml.cli.train import print_final_metrics
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from vixml.cli.output import console, emit_json
+from vixml.cli.output import FRACTION, console, emit_json
 
 __all__ = ["evaluate"]
 
@@ -23,9 +23,14 @@ def evaluate(
     a: float = typer.Option(0.55, "--A", help="Propensity A (Amazon 0.6, Wikipedia 0.5, others 0.55)."),
     b: float = typer.Option(1.5, "--B", help="Propensity B (Amazon 2.6, Wikipedia 0.4, others 1.5)."),
     k: int = typer.Option(5, "--k", min=1, help="Report metrics @1..@k."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout and nothing else."),
+    as_json: bool = typer.Option(
+        False, "--json", help='Print one JSON object on stdout and nothing else (fractions, "units": "fraction").'
+    ),
 ) -> None:
-    """Compute P@k, nDCG@k, PSP@k, PSnDCG@k, R@k (and MRR, R@100 when predictions reach 100)."""
+    """Compute P@k, nDCG@k, PSP@k, PSnDCG@k, R@k (and MRR, R@100 when predictions reach 100).
+
+    The table shows percentages; --json gives fractions (0-1), as metrics.json and history.csv do.
+    """
     from vixml.data import read_filter, read_label_matrix
     from vixml.metrics import evaluate as evaluate_metrics
     from vixml.reports import metrics_table
@@ -36,6 +41,6 @@ def evaluate(
     pairs = read_filter(filter_path) if filter_path is not None else None
     metrics = evaluate_metrics(truth, predictions, train=train_y, k=k, A=a, B=b, filter=pairs)
     if as_json:
-        emit_json(metrics)
+        emit_json({**metrics, "units": FRACTION})
     else:
         console.print(metrics_table({str(pred.name): metrics}, title=f"{pred} vs {true} (A={a}, B={b})"))

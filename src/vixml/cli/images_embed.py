@@ -7,12 +7,13 @@ from pathlib import Path
 import typer
 
 from vixml.cli.output import console, emit_json, err_console
+from vixml.devices import PRECISIONS
 
 __all__ = ["embed"]
 
 _DEFAULT_MODEL = "google/siglip2-so400m-patch14-384"  # = vixml.vision.models.DEFAULT_VISION_MODEL (kept light)
 _SPLITS = ("trn", "tst", "lbl", "all")
-_PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+_PRECISIONS = PRECISIONS
 
 
 def embed(
@@ -34,7 +35,12 @@ def embed(
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per forward pass."),
     workers: int = typer.Option(2, "--workers", min=0, help="Processes decoding and resizing images (0: inline)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
-    precision: str = typer.Option("auto", "--precision", help="auto (fp16 on GPU, fp32 on CPU) | fp32 | fp16 | bf16."),
+    precision: str = typer.Option(
+        "auto",
+        "--precision",
+        help="auto (bf16 where native: CUDA with bf16, CPUs with AVX512_BF16/AMX; else fp16 on GPU, fp32 on CPU) "
+        "| fp32 | fp16 | bf16.",
+    ),
     chunk_rows: int = typer.Option(
         8192, "--chunk-rows", min=1, help="Rows between progress commits (a rerun resumes from the last one)."
     ),

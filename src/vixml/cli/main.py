@@ -20,6 +20,7 @@ from vixml.cli import images as images_cmd
 from vixml.cli import images_embed
 from vixml.cli import memory as memory_cmd
 from vixml.cli import train as train_cmd
+from vixml.cli.help import flags_take_no_value
 from vixml.errors import TrainingInterrupted, VixmlError
 
 __all__ = ["app", "main"]
@@ -40,6 +41,7 @@ app.command("predict")(train_cmd.predict)
 app.command("evaluate")(evaluate_cmd.evaluate)
 app.command("demo")(demo_cmd.demo)
 app.command("memory")(memory_cmd.memory)
+flags_take_no_value(app)  # `--json`, not `--json <bool>`, in every help page
 
 
 def _version(value: bool) -> None:

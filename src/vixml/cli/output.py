@@ -9,7 +9,10 @@ from typing import Any
 import typer
 from rich.console import Console
 
-__all__ = ["emit_json", "console", "err_console"]
+__all__ = ["FRACTION", "emit_json", "console", "err_console"]
+
+#: The ``"units"`` value of every JSON object holding metrics: fractions in [0, 1] (tables show %).
+FRACTION = "fraction"
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from vixml.cli.output import console, emit_json, err_console
+from vixml.cli.output import FRACTION, console, emit_json, err_console
 
 __all__ = ["train", "predict", "config_app"]
 
@@ -24,7 +24,7 @@ def train(
     force: bool = typer.Option(
         False, "--force", help="With --resume: continue even though the data differ from the run's (fingerprint)."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print the final metrics as one JSON object."),
+    as_json: bool = typer.Option(False, "--json", help="Print the final metrics as one JSON object (fractions, 0-1)."),
 ) -> None:
     """Train a ViXML dual encoder; writes checkpoints, metrics, plots, the model and test predictions.
 
@@ -37,7 +37,7 @@ def train(
     run = run_training(config, data, out, overrides=overrides, resume=resume, force=force)
     metrics = json.loads((run / "metrics.json").read_text())
     if as_json:
-        emit_json({"run": str(run), **metrics})
+        emit_json({"run": str(run), **metrics, "units": FRACTION})
         return
     print_final_metrics(metrics)
     err_console.print(f"run folder: {run} (README.md, curves.png, history.csv, model/)")

@@ -11,11 +11,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import field, fields
 from typing import Any, ClassVar, Literal, TypeVar, Union
 
+from vixml.devices import Precision
 from vixml.errors import ConfigError
 
 __all__ = ["InvalidConfigError", "Precision", "PROMPT_PLACEHOLDERS"]
 
-Precision = Literal["fp32", "bf16", "fp16"]
 PROMPT_PLACEHOLDERS = ("{text}", "{images}", "{eos}")
 _S = TypeVar("_S", bound="_Section")
 _BOUNDS = {"gt": (operator.gt, ">"), "ge": (operator.ge, ">="), "lt": (operator.lt, "<"), "le": (operator.le, "<=")}

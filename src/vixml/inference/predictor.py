@@ -13,6 +13,7 @@ import torch
 
 from vixml.config import RunConfig
 from vixml.data import load_dataset
+from vixml.devices import resolve_precision
 from vixml.errors import DataError, Problem
 from vixml.inference.augment import augmented_scores
 from vixml.models import DualEncoder, SplitEncoder, image_banks, load_dual_encoder, resolve_device
@@ -52,7 +53,7 @@ class Predictor:
         dev = resolve_device(device)
         model = load_dual_encoder(run.model_dir(), config, device=dev)
         label_emb = np.load(run.label_embeddings)
-        return cls(model, label_emb, config, dev, precision=_inference_precision(config))
+        return cls(model, label_emb, config, dev, precision=_inference_precision(config, dev))
 
     def encoder(self, dataset=None) -> SplitEncoder:
         """The split encoder of this model (of ``dataset``'s splits and image banks, or of free texts)."""
@@ -154,10 +155,11 @@ class Predictor:
         )
 
 
-def _inference_precision(config: RunConfig) -> str:
-    """The autocast precision of prediction: the run's, with ``auto`` resolved for this machine."""
-    precision = config.train.precision
-    return precision if precision != "auto" else "fp32"
+def _inference_precision(config: RunConfig, device: torch.device) -> str:
+    """The autocast precision of prediction: the run's, with ``auto`` resolved for this machine (logged)."""
+    precision, reason = resolve_precision(config.train.precision, device, purpose="prediction")
+    logger.info("prediction in %s (%s)", precision, reason)
+    return precision
 
 
 def _as_image_batch(images, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:

@@ -3,7 +3,7 @@ prototypes and the dual encoder (METHOD.md 2-4)."""
 
 from __future__ import annotations
 
-from vixml.models.amp import Precision, autocast, resolve_device
+from vixml.models.amp import Precision, ResolvedPrecision, autocast, resolve_device
 from vixml.models.architectures import ArchitectureSpec, architecture_spec, register_architecture
 from vixml.models.assembler import ENCODER_SEGMENTS, Assembled, SequenceAssembler
 from vixml.models.backbone import TextBackbone, default_dtype
@@ -25,6 +25,7 @@ __all__ = [
     "LabelPrototypes",
     "PoolingMode",
     "Precision",
+    "ResolvedPrecision",
     "SequenceAssembler",
     "TextBackbone",
     "backbone_kind",

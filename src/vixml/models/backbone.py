@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 
 from vixml.atomic import atomic_open, atomic_path
+from vixml.devices import native_bf16, torch_dtype
 from vixml.errors import ConfigError, DataError, Problem
 from vixml.models.architectures import (
     ArchitectureSpec,
@@ -68,7 +69,7 @@ Kind = Literal["auto", "encoder", "decoder"]
 def default_dtype(decoder: bool, device: torch.device | str | None = None) -> torch.dtype:
     """The weights' dtype when none is asked for: bf16 for decoders on a bf16-capable GPU, float32 otherwise."""
     device = torch.device(device) if device is not None else torch.device("cpu")
-    if decoder and device.type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+    if decoder and device.type == "cuda" and native_bf16(device):
         return torch.bfloat16
     return torch.float32
 
@@ -505,22 +506,14 @@ def _read_head(path: Path) -> dict[str, Any]:
     return head
 
 
-_DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-}
-
-
 def _resolve_dtype(dtype: torch.dtype | str) -> torch.dtype | str:
+    """A torch dtype, ``"auto"`` (the checkpoint's own dtype), or a name from :func:`vixml.devices.torch_dtype`."""
     if isinstance(dtype, torch.dtype) or dtype == "auto":
         return dtype
-    if dtype not in _DTYPES:
-        raise ConfigError(f"unknown dtype {dtype!r}; valid: auto, {', '.join(_DTYPES)} or a torch.dtype")
-    return _DTYPES[dtype]
+    try:
+        return torch_dtype(dtype)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (or auto, or a torch.dtype)") from None
 
 
 def _dtype_keyword() -> str:

@@ -248,8 +248,10 @@ def estimate_memory(
     full_ft = lora is None
     weight_dtype = mc.dtype if mc.dtype != "auto" else ("bf16" if shape.decoder else "fp32")
     n = 4 if weight_dtype == "fp32" else 2
-    e = 2 if config.train.precision != "fp32" else n
-    compute_dtype = config.train.precision if config.train.precision != "fp32" else weight_dtype
+    # auto on a GPU is bf16 (fp16 on GPUs without bf16): 2-byte activations either way (vixml.devices)
+    precision = "bf16" if config.train.precision == "auto" else config.train.precision
+    e = 2 if precision != "fp32" else n
+    compute_dtype = precision if precision != "fp32" else weight_dtype
     h, d = shape.hidden_size, mc.transform or shape.hidden_size
 
     lengths = []

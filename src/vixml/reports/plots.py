@@ -1,4 +1,4 @@
-"""Training curves as a PNG: the loss parts and the test metrics against the epoch."""
+"""Training curves as a PNG: the loss parts (named in words) and the test metrics in % against the epoch."""
 
 from __future__ import annotations
 
@@ -8,9 +8,17 @@ from typing import Any
 
 from vixml.atomic import atomic_path
 
-__all__ = ["plot_training_curves"]
+__all__ = ["LOSS_NAMES", "plot_training_curves", "training_curves_figure"]
 
 METRICS_SHOWN = ("P@1", "P@5", "nDCG@5", "PSP@1", "PSP@5", "R@100")
+#: The loss parts (METHOD.md 4; history keys ``train/<part>``) in words.
+LOSS_NAMES = {
+    "loss": "total (weighted sum)",
+    "L_u": "query → label text (L_u)",
+    "L_uv": "query → prototype (L_uv)",
+    "L_i": "label text → query (L_i)",
+    "L_r": "prototype regulariser (L_r)",
+}
 
 
 def plot_training_curves(history: Sequence[dict[str, Any]], path: str | Path, title: str | None = None) -> Path:
@@ -21,32 +29,36 @@ def plot_training_curves(history: Sequence[dict[str, Any]], path: str | Path, ti
         path: the PNG to write (atomically).
         title: the figure's title.
     """
-    import matplotlib
+    fig = training_curves_figure(history, title)
+    path = Path(path)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    return path
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(11, 4))
-    loss_keys = sorted({k for rec in history for k in rec if k.startswith("train/")})
-    for key in loss_keys:
-        points = [(r["epoch"], r[key]) for r in history if key in r]
-        if points:
-            ax_loss.plot(*zip(*points, strict=True), marker=".", label=key.removeprefix("train/"))
+def training_curves_figure(history: Sequence[dict[str, Any]], title: str | None = None):
+    """The figure of :func:`plot_training_curves` (a ``matplotlib.figure.Figure``: no pyplot, no global backend)."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(11, 4))
+    ax_loss, ax_metric = fig.subplots(1, 2)
+    parts = {k.removeprefix("train/") for rec in history for k in rec if k.startswith("train/")}
+    for part in [p for p in LOSS_NAMES if p in parts] + sorted(parts - set(LOSS_NAMES)):
+        points = [(r["epoch"], r[f"train/{part}"]) for r in history if f"train/{part}" in r]
+        ax_loss.plot(*zip(*points, strict=True), marker=".", label=LOSS_NAMES.get(part, part))
     ax_loss.set(xlabel="epoch", ylabel="loss", title="training loss")
     for key in METRICS_SHOWN:
         points = [(r["epoch"], 100 * r[key]) for r in history if key in r]
         if points:
             ax_metric.plot(*zip(*points, strict=True), marker="o", label=key)
-    ax_metric.set(xlabel="epoch", ylabel="%", title="test metrics (epoch 0 = before training)")
+    ax_metric.set(xlabel="epoch", ylabel="%", title="test metrics in % (epoch 0 = before training)")
     for ax in (ax_loss, ax_metric):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
+    return fig

@@ -18,7 +18,9 @@ Precisions:
         lower id). About 1.6x faster than fp32 on CPUs with AVX512-BF16 (bf16 GEMM runs at twice
         the float32 rate there) and on GPUs. Recall@k against exact: 1.0 on random unit vectors,
         >= 0.9999 on clustered ones (see ``benchmarks/bench_search.py``); a label can be missed only
-        if its bf16 score falls below the ``2k``-th best, i.e. among near-ties.
+        if its bf16 score falls below the ``2k``-th best, i.e. among near-ties. On a CPU that emulates
+        bf16 (no AVX512_BF16/AMX, :func:`vixml.devices.native_bf16`) it searches in ``"fp32"``
+        instead, exact and many times faster there, and logs it once.
     ``"bf16"`` / ``"fp16"``: score and select in half precision; scores returned as float32 copies
         of the half values (ties by lower id on CPU, in any order on GPU). ``"fp16"`` needs CUDA
         (CPU float16 matmul is orders of magnitude slower than float32).
@@ -37,6 +39,7 @@ from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
 
+from vixml.devices import native_bf16
 from vixml.errors import ConfigError, DataError, Problem
 from vixml.search.blocks import LabelBlocks, onednn_available
 from vixml.search.reservoir import Reservoir, RowPool
@@ -124,6 +127,7 @@ def topk(
     lab = _as_tensor(labels, "labels")
     _check_shapes(q, lab)
     dev = _resolve_device(device, q, lab)
+    precision = _native_precision(precision, dev)
     if precision == "fp16" and dev.type != "cuda":
         raise ConfigError(
             "precision='fp16' needs a CUDA device (float16 matmul on CPU is about 100x slower than float32); "
@@ -147,6 +151,31 @@ def topk(
     if return_torch:
         return out_v, out_i
     return out_v.numpy(), out_i.numpy()
+
+
+def _native_precision(precision: str, dev) -> str:
+    """bf16-rescore -> fp32 where bf16 is emulated (CPUs without AVX512_BF16/AMX): the same answer, faster."""
+    if precision not in ("bf16-rescore", "bf16") or dev.type != "cpu" or native_bf16(dev):
+        return precision
+    if precision == "bf16":  # scores in bf16 were asked for: keep them, say what they cost
+        _say_once("bf16", logging.WARNING, "search precision 'bf16' on a CPU that emulates bf16 is slow; use fp32")
+        return precision
+    _say_once(
+        "bf16-rescore",
+        logging.INFO,
+        "search precision 'bf16-rescore' -> 'fp32': this CPU emulates bf16 (no AVX512_BF16/AMX), fp32 is faster "
+        "here and exact",
+    )
+    return "fp32"
+
+
+_said: set[str] = set()
+
+
+def _say_once(key: str, level: int, message: str) -> None:
+    if key not in _said:
+        _said.add(key)
+        logger.log(level, message)
 
 
 @dataclass

@@ -31,13 +31,14 @@ from vixml import __version__
 from vixml.atomic import atomic_open
 from vixml.config import RunConfig, apply_overrides, ineffective_settings, load_config, save_config
 from vixml.data import XMCDataset, load_dataset, write_label_matrix
+from vixml.devices import resolve_device, resolve_precision
 from vixml.errors import ConfigError, DataError, Problem, TrainingInterrupted
 from vixml.reports import plot_training_curves
 from vixml.run_folder import RunFolder
 from vixml.training.checkpoint import latest_checkpoint, save_array
 from vixml.training.trainer import EpochEnd, Trainer
 
-__all__ = ["train", "resolve_precision"]
+__all__ = ["train"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ def train(
         num_images=ic.num_images if ic else None,
         image_model=ic.embedding_model if ic else None,
     )
-    from vixml.models import backbone_kind, build_dual_encoder, image_banks, resolve_device
+    from vixml.models import backbone_kind, build_dual_encoder, image_banks
 
     backbone_kind(cfg.model)  # the model exists (a clear error before anything is written)
     device = resolve_device(cfg.train.device)
@@ -129,13 +130,6 @@ def train(
             state.end()
     logger.info("run written to %s", run.path)
     return run.path
-
-
-def resolve_precision(requested: str, device) -> tuple[str, str]:
-    """The autocast precision to train with, and why (``auto``: what the device runs natively)."""
-    if requested != "auto":
-        return requested, "as configured"
-    return "fp32", "auto: fp32"
 
 
 def _as_config(config: Any, overrides: Sequence[str]) -> RunConfig:

@@ -149,7 +149,8 @@ def embed_dataset(
         batch_size, workers, chunk_rows, bad_images, overwrite, progress, on_chunk: see
             :func:`vixml.vision.embed.embed_bank`.
         device: ``auto``, ``cpu``, ``cuda``, ... (when ``model`` is a name).
-        precision: ``auto`` (fp16 on GPU, fp32 on CPU), ``fp32``, ``fp16``, ``bf16`` (when ``model`` is a name).
+        precision: ``auto`` (bf16 where native, else fp16 on GPU and fp32 on CPU), ``fp32``, ``fp16``, ``bf16``
+            (when ``model`` is a name).
         trust_pickle: allow converting a released pickled map (unpickling runs code from the file).
 
     Returns:

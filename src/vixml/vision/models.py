@@ -24,8 +24,10 @@ import inspect
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
+from vixml import devices
+from vixml.devices import Precision
 from vixml.errors import ConfigError
 from vixml.optional import require
 
@@ -47,8 +49,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_VISION_MODEL = "google/siglip2-so400m-patch14-384"
-Precision = Literal["auto", "fp32", "fp16", "bf16"]
-_PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
 
 @dataclass(frozen=True)
@@ -92,22 +92,17 @@ def register_vision_family(model_type: str, family: VisionFamily) -> None:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` -> fp16 on CUDA, fp32 elsewhere; anything else is checked and returned.
+    """The weights' precision for image embedding, by the rule of :func:`vixml.devices.resolve_precision`.
+
+    ``auto`` -> bf16 where the device runs it natively (CUDA with bf16, CPUs with AVX512_BF16/AMX), else
+    fp16 on CUDA and fp32 on CPU; an explicit bf16 where it is emulated logs a warning with its cost.
 
     Raises:
-        ConfigError: an unknown name, or bf16 on a GPU without bf16 support.
+        ConfigError: an unknown name.
     """
-    import torch
-
-    if precision not in _PRECISIONS:
-        raise ConfigError(f"precision must be one of {', '.join(_PRECISIONS)}, got {precision!r}")
-    if precision == "auto":
-        return "fp16" if device.type == "cuda" else "fp32"
-    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ConfigError("this GPU has no bf16 support: use --precision fp16 or fp32")
-    if precision != "fp32" and device.type == "cpu":
-        logger.warning("%s on CPU is slow for most models; fp32 is the CPU default", precision)
-    return precision
+    chosen, reason = devices.resolve_precision(precision, device, purpose="image embedding", setting="--precision")
+    logger.info("image embedding precision %s", reason)
+    return chosen
 
 
 @dataclass(frozen=True, eq=False)
@@ -204,20 +199,18 @@ def load_vision_model(
     Args:
         name_or_path: a Hugging Face hub name or a local folder (config, weights, image processor).
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``, ...
-        precision: ``auto`` (fp16 on CUDA, fp32 on CPU), ``fp32``, ``fp16`` or ``bf16``: the dtype the
-            weights are cast to; features are returned as float32 either way.
+        precision: ``auto`` (bf16 where native, else fp16 on CUDA and fp32 on CPU: see
+            :func:`resolve_precision`), ``fp32``, ``fp16`` or ``bf16``: the dtype the weights are cast to;
+            features are returned as float32 either way.
 
     Raises:
         ConfigError: the model or its processor cannot be loaded, weights of the vision tower are missing
             from the checkpoint, or no pooled output can be found.
     """
-    import torch
     import transformers
 
     Image = require("PIL.Image", "vision")
-    torch_device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
-    if torch_device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} asked for, but torch sees no CUDA device: use --device auto or cpu")
+    torch_device = devices.resolve_device(device, setting="--device")
     precision = resolve_precision(precision, torch_device)
     source = str(Path(name_or_path).expanduser()) if Path(name_or_path).expanduser().is_dir() else name_or_path
     try:
@@ -247,7 +240,7 @@ def load_vision_model(
             f"{name_or_path!r} lacks weights of {type(model).__name__}: {missing[:5]}"
             f"{' ...' if len(missing) > 5 else ''}; they would be random. Is it a {model_type} vision checkpoint?"
         )
-    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+    dtype = devices.torch_dtype(precision)
     model = model.to(torch_device, dtype=dtype).eval().requires_grad_(False)
     if family is None and callable(getattr(model, "get_image_features", None)):
         output = "get_image_features"
