@@ -15,13 +15,12 @@ import os
 
 import pytest
 
-from support_data import make_dataset
+from support_data import PLANTED_LABELS, make_dataset
 from support_models import make_tiny_bert, make_tiny_gemma3, make_tiny_llama, make_tiny_qwen2
 from vixml.config import RunConfig, apply_overrides
 
 os.environ.setdefault("VIXML_NATIVE_BF16", "0")
 
-PLANTED_LABELS = 24
 DECODERS = {"qwen2": make_tiny_qwen2, "llama": make_tiny_llama, "gemma3_text": make_tiny_gemma3}
 
 

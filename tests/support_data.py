@@ -42,6 +42,9 @@ _SYLLABLES = ["ka", "lo", "mi", "ne", "pu", "ra", "si", "to", "vu", "ze", "bo", 
 _FILLER = ["the", "with", "for", "new", "set", "pack", "and", "of"]
 
 
+PLANTED_LABELS = 24  # the label count of the shared planted dataset (tests/conftest.py)
+
+
 def label_word(j: int) -> str:
     """A unique pronounceable word for label ``j`` (``"kaka"``, ``"kalo"``, ...), at least two syllables."""
     parts = []

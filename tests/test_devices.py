@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from vixml import devices
-from vixml.devices import CpuFeatures, cpu_features, native_bf16, resolve_device, resolve_precision, torch_dtype
+from vixml.devices import CpuFeatures, cpu_features, native_bf16, resolve_device, resolve_precision
 from vixml.errors import ConfigError
 from vixml.models import autocast
 from vixml.models.amp import needs_grad_scaler

@@ -21,6 +21,8 @@ from vixml.data.image_maps import ImageMap, write_image_map
 from vixml.inference import Predictor
 from vixml.training import train
 
+pytestmark = pytest.mark.slow  # every test here trains a model end to end (make test runs them)
+
 GROUPS = ["kettle", "lamp", "sofa", "rug"]
 COLOURS = 6
 DIM = 16

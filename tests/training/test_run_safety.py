@@ -53,6 +53,7 @@ def _assert_identical(a, b) -> None:
     assert strip[0] == strip[1]
 
 
+@pytest.mark.slow
 def test_a_run_killed_inside_an_epoch_resumes_from_its_mid_epoch_checkpoint(
     tmp_path, planted_data, tiny_bert, train_config, uninterrupted
 ):
@@ -71,6 +72,7 @@ def test_a_run_killed_inside_an_epoch_resumes_from_its_mid_epoch_checkpoint(
     assert "2 segment(s)" in (resumed / "README.md").read_text()
 
 
+@pytest.mark.slow
 def test_sigterm_stops_after_the_step_with_a_checkpoint_and_resumes_identically(
     tmp_path, planted_data, tiny_bert, train_config, uninterrupted
 ):
@@ -90,6 +92,7 @@ def test_sigterm_stops_after_the_step_with_a_checkpoint_and_resumes_identically(
     _assert_identical(uninterrupted, train(cfg, planted_data, tmp_path / "run", resume=True))
 
 
+@pytest.mark.slow
 def test_ctrl_c_through_the_command_line_exits_130_with_the_resume_hint(
     tmp_path, planted_data, tiny_bert, train_config
 ):
@@ -109,6 +112,7 @@ def test_ctrl_c_through_the_command_line_exits_130_with_the_resume_hint(
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.slow
 def test_a_second_writer_is_refused_and_nothing_is_written(tmp_path, planted_data, tiny_bert, train_config):
     cfg = train_config(tiny_bert, *SHORT)
     with WriteLock(tmp_path / "run", "another vixml train"):
@@ -117,6 +121,7 @@ def test_a_second_writer_is_refused_and_nothing_is_written(tmp_path, planted_dat
     assert not (tmp_path / "run" / "config.yaml").exists()
 
 
+@pytest.mark.slow
 def test_resume_refuses_other_data_of_the_same_shape_unless_forced(tmp_path, planted_data, tiny_bert, train_config):
     cfg = train_config(tiny_bert, *SHORT)
     with pytest.raises(_Killed):
@@ -127,6 +132,7 @@ def test_resume_refuses_other_data_of_the_same_shape_unless_forced(tmp_path, pla
     train(cfg, other, tmp_path / "run", resume=True, force=True)
 
 
+@pytest.mark.slow
 def test_bad_inputs_fail_before_anything_is_written(tmp_path, planted_data, tiny_bert, train_config):
     with pytest.raises(ConfigError, match="neither a local model folder"):
         train(train_config(tmp_path / "no-such-model"), planted_data, tmp_path / "run")
@@ -138,6 +144,7 @@ def test_bad_inputs_fail_before_anything_is_written(tmp_path, planted_data, tiny
         train({"train": {"epochs": 1}}, planted_data, tmp_path / "run")
 
 
+@pytest.mark.slow
 def test_a_finished_run_asked_to_resume_returns_at_once(
     tmp_path, planted_data, tiny_bert, train_config, uninterrupted
 ):
@@ -148,6 +155,7 @@ def test_a_finished_run_asked_to_resume_returns_at_once(
     assert steps == [] and (uninterrupted / "metrics.json").stat().st_mtime_ns == before
 
 
+@pytest.mark.slow
 def test_a_diverging_run_stops_naming_the_last_good_checkpoint(
     tmp_path, planted_data, tiny_bert, train_config, monkeypatch
 ):
@@ -167,17 +175,3 @@ def test_a_diverging_run_stops_naming_the_last_good_checkpoint(
         TrainingDiverged, match=r"diverged at step 10 \(loss nan\); the last good checkpoint is .*ckpt-e0001"
     ):
         train(cfg, planted_data, tmp_path / "run")
-
-
-def test_numba_kernels_leave_torch_threads_alone(tmp_path):
-    code = (
-        "import torch, numpy as np, scipy.sparse as sp; n0 = torch.get_num_threads(); "
-        "from vixml.metrics import evaluate; from vixml.search import topk; "
-        "y = sp.random(50, 30, density=0.1, format='csr', random_state=0); y.data[:] = 1; "
-        "evaluate(y, sp.random(50, 30, density=0.3, format='csr', random_state=1), train=y); "
-        "topk(np.ones((8, 4), np.float32), np.ones((20, 4), np.float32), 3); "
-        "print(n0, torch.get_num_threads())"
-    )
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    assert out.stdout.split() == ["1", "1"]

@@ -9,11 +9,13 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import PLANTED_LABELS
+from support_data import PLANTED_LABELS
 from vixml.data import read_label_matrix
 from vixml.errors import ConfigError
 from vixml.metrics import evaluate
 from vixml.training import train
+
+pytestmark = pytest.mark.slow  # every test here trains a model end to end (make test runs them)
 
 N_LABELS = PLANTED_LABELS
 

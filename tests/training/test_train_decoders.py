@@ -19,6 +19,8 @@ from vixml.metrics import evaluate
 from vixml.training import train
 from vixml.training.checkpoint import latest_checkpoint
 
+pytestmark = pytest.mark.slow  # every test here trains a model end to end (make test runs them)
+
 BUILDERS = {"qwen2": make_tiny_qwen2, "llama": make_tiny_llama, "gemma3": make_tiny_gemma3}
 
 
