@@ -179,6 +179,26 @@ class RunFolder:
             raise DataError(problems)
         return self
 
+    def load_label_embeddings(self, *, mmap: bool = False):
+        """The (L, D) label embeddings; ``mmap`` maps them read-only (shared by server workers).
+
+        Raises:
+            DataError: the file is missing, truncated or not a 2-D float array.
+        """
+        import numpy as np
+
+        path = self.label_embeddings
+        fix = f"delete it and run `vixml train ... --out {self.path} --resume` to write it again"
+        try:
+            array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        except FileNotFoundError:
+            raise DataError(Problem(str(path), "missing: the run has not finished training")) from None
+        except (ValueError, OSError, EOFError) as exc:
+            raise DataError(Problem(str(path), f"unreadable label embeddings ({exc}); {fix}")) from None
+        if array.ndim != 2 or array.dtype.kind != "f":
+            raise DataError(Problem(str(path), f"expected a 2-D float array, got {array.dtype} {array.shape}; {fix}"))
+        return array
+
     def load_config(self) -> RunConfig:
         from vixml.config import load_config
 

@@ -52,7 +52,7 @@ class Predictor:
         config = run.load_config()
         dev = resolve_device(device)
         model = load_dual_encoder(run.model_dir(), config, device=dev)
-        label_emb = np.load(run.label_embeddings)
+        label_emb = run.load_label_embeddings()
         return cls(model, label_emb, config, dev, precision=_inference_precision(config, dev))
 
     def encoder(self, dataset=None) -> SplitEncoder:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Literal
 
 import torch
 
-from vixml.errors import ConfigError
+from vixml.errors import ConfigError, DataError, Problem, VixmlError
 from vixml.models.architectures import architecture_spec, is_decoder_type
 from vixml.models.assembler import ENCODER_SEGMENTS
 from vixml.models.backbone import TextBackbone
@@ -126,18 +126,30 @@ def build_dual_encoder(
 
 
 def load_dual_encoder(model_dir, config: RunConfig, *, device: torch.device | str = "cpu") -> DualEncoder:
-    """The final model of a run (``RunFolder.model_dir()``), with the run's runtime options, in eval mode."""
+    """The final model of a run (``RunFolder.model_dir()``), with the run's runtime options, in eval mode.
+
+    Raises:
+        DataError: the model files are damaged (truncated weights, broken JSON), naming the folder.
+    """
     mc = config.model
-    return (
-        DualEncoder.load(
+    try:
+        model = DualEncoder.load(
             model_dir,
             device=device,
             attn_implementation=mc.attn_implementation,
             load_in_4bit=mc.lora is not None and mc.lora.quantize == "4bit",
         )
-        .to(device)
-        .eval()
-    )
+    except VixmlError:
+        raise
+    except Exception as exc:  # safetensors' own error type, json, torch and transformers: all mean damaged files
+        raise DataError(
+            Problem(
+                str(model_dir),
+                f"unreadable model files ({type(exc).__name__}: {exc}); restore the folder, or delete it and run "
+                "`vixml train ... --resume` to write it again from the last checkpoint",
+            )
+        ) from None
+    return model.to(device).eval()
 
 
 def image_banks(config: RunConfig, dataset: XMCDataset) -> dict[str, ImageBank]:
