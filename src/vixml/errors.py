@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["VixmlError", "Problem", "DataError", "MissingExtraError", "ConfigError"]
+__all__ = ["VixmlError", "Problem", "DataError", "MissingExtraError", "ConfigError", "StorageError"]
 
 
 class VixmlError(Exception):
@@ -56,3 +56,7 @@ class ConfigError(VixmlError):
 
 class MissingExtraError(VixmlError, ImportError):
     """An optional dependency is missing; the message names the pip extra that provides it."""
+
+
+class StorageError(VixmlError, OSError):
+    """A write that the storage refused (disk full, quota exceeded); the message names the path and the space."""
