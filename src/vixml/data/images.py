@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vixml.data.file_kinds import NUMPY_READ_ERRORS
 from vixml.data.image_maps import ImageMap, read_image_map
 from vixml.errors import DataError, Problem
 
@@ -133,8 +134,10 @@ def open_embeddings(path: str | os.PathLike) -> np.ndarray:
         emb = np.load(path, mmap_mode="r", allow_pickle=False)
     except FileNotFoundError as exc:
         raise DataError(Problem(str(path), "embedding file not found")) from exc
-    except (OSError, ValueError) as exc:
-        raise DataError(Problem(str(path), f"not a plain numpy .npy array: {exc}")) from exc
+    except NUMPY_READ_ERRORS as exc:
+        raise DataError(
+            Problem(str(path), f"not a plain numpy .npy array (truncated, or holding Python objects): {exc}")
+        ) from exc
     if emb.ndim != 2 or emb.dtype.kind != "f":
         raise DataError(Problem(str(path), f"expected a 2-D float array, got {emb.dtype} of shape {emb.shape}"))
     return emb
