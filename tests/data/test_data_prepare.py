@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -206,9 +208,44 @@ def test_killed_prepare_does_not_look_complete(tmp_path, monkeypatch):
     monkeypatch.setattr(prepare_module, "copy_image_files", killed)  # dies after texts and labels
     with pytest.raises(KeyboardInterrupt):
         prepare_dataset(src, tmp_path / "out")
-    assert (tmp_path / "out" / "trn.raw.txt").exists()
-    assert not (tmp_path / "out" / "dataset.json").exists()
-    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no temporary leftovers
+    assert not (tmp_path / "out").exists()  # built aside: nothing where later commands look
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["LF-K"]  # the build folder and its lock are gone
+
+
+def test_build_folder_of_a_killed_prepare_is_removed_by_the_next(tmp_path):
+    src, _ = support_data.make_xc_raw(tmp_path / "LF-K")
+    dead = tmp_path / ".out.preparing-0badc0de"  # what kill -9 leaves: a build folder whose lock is free
+    dead.mkdir()
+    (dead / "trn.raw.txt").write_text("half\n")
+    prepare_dataset(src, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["LF-K", "out"]
+
+
+def test_interrupted_overwrite_is_refused_by_every_reader(tmp_path, monkeypatch):
+    src, _ = support_data.make_xc_raw(tmp_path / "LF-K")
+    out = prepare_dataset(src, tmp_path / "out")
+
+    replace = os.replace
+
+    def killed(source, target):
+        if Path(target) == out / "lbl.raw.txt":  # dies while moving the new files in
+            raise KeyboardInterrupt
+        replace(source, target)
+
+    monkeypatch.setattr(prepare_module.os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_dataset(src, out, overwrite=True)
+    monkeypatch.undo()
+    for check in (lambda: load_dataset(out), lambda: _raise(validate_dataset(out))):
+        with pytest.raises(DataError, match="interrupted while replacing this folder: run it again"):
+            check()
+    prepare_dataset(src, out, overwrite=True)  # the remedy the message gives
+    assert load_dataset(out).n_train == 30
+
+
+def _raise(problems):
+    if problems:
+        raise DataError(problems)
 
 
 def test_link_mode_hard_links_large_files(tmp_path):
