@@ -123,7 +123,7 @@ def prepare_catalogue(files: CatalogueFiles, out: Path, *, text_mode: str = "aut
     for name, roles in columns.items():
         used = ", ".join(f"{role}={column}" for role, column in roles.items() if role != "ignored")
         ignored = f"; ignored: {', '.join(roles['ignored'])}" if roles["ignored"] else ""
-        logger.info("%s: columns %s%s", name, used, ignored)
+        logger.debug("%s: columns %s%s", name, used, ignored)
     return {**counts, "columns": columns}
 
 
