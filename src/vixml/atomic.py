@@ -41,7 +41,10 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None, size_hint: i
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp", dir=path.parent)
     except OSError as exc:
-        raise _storage_error(exc, path, None, size_hint) or exc
+        error = _storage_error(exc, path, None, size_hint)
+        if error is None:
+            raise
+        raise error from exc
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the final file the usual mode
