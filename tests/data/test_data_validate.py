@@ -38,7 +38,7 @@ def _plant_defects(ds):
         ("trn_X_Y.txt", 6, "bad token 'bad-token'"),
         ("trn_X_Y.txt", 10, "label id 25 out of range"),
         ("tst_X_Y.txt", None, "12 rows but tst.raw.txt has 13 lines"),
-        ("lbl_embs_imgs_2_8_synthetic.npy", None, "1 embedding row(s) with NaN or inf values; the first is row 4"),
+        ("lbl_embs_imgs_2_8_synthetic.npy", None, "1 of 19 embedding rows hold NaN or inf values (row(s) 4)"),
         ("test_imgs_384_2_map.npz", None, "out of range"),
         ("filter_labels_test.txt", 3, "row 50 out of range [0, 12)"),
         ("tst.raw.txt", None, "differs from the manifest"),
