@@ -226,6 +226,8 @@ def _read_npz(path: Path) -> sp.csr_matrix:
             reason = f"this is {what} (.npz files are zip archives); write it again"
         elif "pickle" in str(exc):
             reason = f"this is {what} with Python objects (pickles), which vixml never loads; {EXPECTED}"
+        elif what.startswith("a zip archive"):
+            reason = f"this is {what}, not a scipy sparse matrix; {EXPECTED}"
         else:
             reason = f"this is {what}, not a scipy sparse matrix ({type(exc).__name__}: {exc}); {EXPECTED}"
         raise DataError(Problem(str(path), reason)) from exc
@@ -236,8 +238,12 @@ def _read_npz(path: Path) -> sp.csr_matrix:
         raise DataError(Problem(str(path), f"malformed CSR: {exc}")) from exc
     if not np.isfinite(matrix.data).all():
         bad = np.flatnonzero(~np.isfinite(matrix.data))
-        row = int(np.searchsorted(matrix.indptr, bad[0], side="right") - 1)
-        problems.add(f"{bad.size} non-finite value(s), the first in row {row}", field="data")
+        rows = np.unique(np.searchsorted(matrix.indptr, bad, side="right") - 1)
+        shown = ", ".join(str(int(r)) for r in rows[:5]) + (", ..." if rows.size > 5 else "")
+        problems.add(
+            f"{bad.size} NaN or infinite value(s) in {rows.size} row(s) ({shown}); every value must be a finite number",
+            field="data",
+        )
     matrix.sort_indices()
     _note_duplicates(matrix, problems)
     problems.raise_if_any()
