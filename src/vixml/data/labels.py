@@ -241,7 +241,8 @@ def _read_npz(path: Path) -> sp.csr_matrix:
         rows = np.unique(np.searchsorted(matrix.indptr, bad, side="right") - 1)
         shown = ", ".join(str(int(r)) for r in rows[:5]) + (", ..." if rows.size > 5 else "")
         problems.add(
-            f"{bad.size} NaN or infinite value(s) in {rows.size} row(s) ({shown}); every value must be a finite number",
+            f"{bad.size} non-finite (NaN or infinite) value(s) in {rows.size} row(s) ({shown}); every value must "
+            "be a finite number",
             field="data",
         )
     matrix.sort_indices()
