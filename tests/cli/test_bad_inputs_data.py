@@ -59,7 +59,7 @@ def test_disk_full_names_the_path_and_the_space_needed(tmp_path, monkeypatch, ca
     monkeypatch.setattr(shutil, "copyfile", full_disk)
     code, _, err = run(capsys, "data", "prepare", str(src), str(tmp_path / "out"))
     assert code == 1
-    assert "no space left on device while writing" in err and "trn.raw.txt" in err
+    assert f"no space left on device while writing {tmp_path / 'out' / 'trn.raw.txt'}:" in err
     size = (src / "trn.raw.txt").stat().st_size
     assert f"{size} bytes were needed" in err and "free there" in err
     assert "Traceback" not in err

@@ -42,7 +42,7 @@ from vixml.data.manifest import read_manifest, write_manifest
 from vixml.data.rules import check_folder
 from vixml.data.texts import read_texts, write_texts
 from vixml.data.xc_repo import TextMode, find_xc_json, prepare_xc_repo
-from vixml.errors import DataError, Problem
+from vixml.errors import DataError, Problem, StorageError
 from vixml.locking import LockedError, WriteLock
 
 __all__ = ["prepare_dataset", "detect_source"]
@@ -199,10 +199,14 @@ def _build(src, out, kind, text_mode, trust_pickle, link, validate, encoding, fa
         extra["family"] = family if family is not None else _family_of(src, kind)
         source = {"kind": kind, "path": str(src.resolve())}
         write_manifest(work, source=source, counts=counts, extra=extra)
-    except BaseException:
+    except BaseException as exc:
         lock.release()
         shutil.rmtree(work, ignore_errors=True)
         _build_lock_path(work).unlink(missing_ok=True)
+        if isinstance(exc, StorageError):  # name the file where the user asked for it, not the hidden build
+            error = StorageError(str(exc).replace(str(work), str(out)))
+            error.errno = exc.errno
+            raise error from exc
         raise
     lock.release()
     _build_lock_path(work).unlink(missing_ok=True)
