@@ -254,3 +254,22 @@ def test_link_mode_hard_links_large_files(tmp_path):
     name = "trn_embs_imgs_2_8_synthetic.npy"
     assert (out / name).stat().st_ino == (src / name).stat().st_ino
     assert load_dataset(out).images["trn"].n_items == 40
+
+
+def test_a_catalogue_image_cell_and_a_url_table_cell_read_alike(tmp_path):
+    from vixml.vision.image_refs import refs_from_table
+
+    src = tmp_path / "cat"
+    src.mkdir()
+    cells = ["img/a.jpg|img/b.jpg", '["img/c.jpg", "http://x.example/d.jpg"]', "data:image/png;base64,AA|AA", ""]
+    queries = [{"id": f"q{i}", "text": f"query {i}", "image": cell} for i, cell in enumerate(cells)]
+    support_data.write_table(src / "queries.csv", queries)
+    support_data.write_table(src / "labels.csv", [{"id": "L", "text": "label"}])
+    support_data.write_table(src / "train_pairs.csv", [{"query_id": q["id"], "label_id": "L"} for q in queries])
+    out = prepare_dataset(src, tmp_path / "out")
+    prepared = [json.loads(line) for line in (out / "trn.images.jsonl").read_text().splitlines()]
+    table = refs_from_table(src / "queries.csv", url_column="image")
+    assert prepared == [table[f"q{i}"] for i in range(len(cells))]
+    assert prepared[0] == [str((src / "img" / "a.jpg").resolve()), str((src / "img" / "b.jpg").resolve())]
+    assert prepared[1][1] == "http://x.example/d.jpg" and prepared[2] == ["data:image/png;base64,AA|AA"]
+    assert prepared[3] == []
