@@ -18,7 +18,7 @@ import numpy as np
 
 from vixml.data.file_kinds import NUMPY_READ_ERRORS
 from vixml.data.image_maps import ImageMap, read_image_map
-from vixml.errors import DataError, Problem
+from vixml.errors import ConfigError, DataError, Problem
 from vixml.finite import nonfinite_problem
 
 __all__ = [
@@ -167,7 +167,7 @@ class ImageBank:
 
     def __init__(self, embeddings_path: str | os.PathLike, map_path: str | os.PathLike | ImageMap, num_images: int):
         if num_images < 1:
-            raise ValueError(f"num_images must be >= 1, got {num_images}")
+            raise ConfigError(f"num_images must be >= 1, got {num_images}")
         self.embeddings_path = Path(embeddings_path)
         self.map_path = None if isinstance(map_path, ImageMap) else Path(map_path)
         self.map = map_path if isinstance(map_path, ImageMap) else read_image_map(map_path)

@@ -27,7 +27,7 @@ from vixml.data.encoding import utf8_problem
 from vixml.data.labels import write_label_matrix
 from vixml.data.layout import ID_FILES, LABEL_STEMS, TEXT_FILES
 from vixml.data.texts import clean_text
-from vixml.errors import DataError, Problem
+from vixml.errors import ConfigError, DataError, Problem
 
 __all__ = ["TextMode", "find_xc_json", "resolve_text_mode", "prepare_xc_repo", "iter_json_lines"]
 
@@ -48,7 +48,7 @@ def find_xc_json(directory: Path, split: str) -> Path | None:
 def resolve_text_mode(src: Path, text_mode: TextMode) -> Literal["title", "title+content"]:
     """``auto`` -> ``title`` when the folder's name contains ``Titles`` (as the XC tooling decides), else both."""
     if text_mode not in ("auto", "title", "title+content"):
-        raise ValueError(f"text_mode must be 'auto', 'title' or 'title+content', got {text_mode!r}")
+        raise ConfigError(f"text_mode must be 'auto', 'title' or 'title+content', got {text_mode!r}")
     if text_mode != "auto":
         return text_mode
     return "title" if "Titles" in Path(src).resolve().name else "title+content"

@@ -122,7 +122,7 @@ class BankPaths:
 def bank_paths(directory: str | os.PathLike, split: str, size: int, num_images: int) -> BankPaths:
     """The released names (``train_imgs_384_3.bin``, ``..._map.npz``) of ``split`` in ``directory``."""
     if split not in MAP_SPLIT_NAMES:
-        raise ValueError(f"split must be one of {', '.join(MAP_SPLIT_NAMES)}, got {split!r}")
+        raise ConfigError(f"split must be one of {', '.join(MAP_SPLIT_NAMES)}, got {split!r}")
     directory = Path(directory)
     stem = f"{MAP_SPLIT_NAMES[split]}_imgs_{size}_{num_images}"
     return BankPaths(

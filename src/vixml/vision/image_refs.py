@@ -43,7 +43,7 @@ from vixml.data.layout import ID_FILES, IMAGE_REF_FILES, TEXT_FILES
 from vixml.data.rules import repeated_ids
 from vixml.data.tables import iter_table
 from vixml.data.texts import read_texts
-from vixml.errors import DataError, Problem
+from vixml.errors import ConfigError, DataError, Problem
 
 __all__ = ["ImageRefs", "load_image_refs", "refs_from_table", "refs_from_folder", "read_ids", "order_refs"]
 
@@ -261,7 +261,7 @@ def load_image_refs(
     """
     directory = Path(directory)
     if split not in ID_FILES:
-        raise ValueError(f"split must be one of {', '.join(ID_FILES)}, got {split!r}")
+        raise ConfigError(f"split must be one of {', '.join(ID_FILES)}, got {split!r}")
     default_ids = directory / ID_FILES[split]
     ids_path = Path(ids_file) if ids_file is not None else (default_ids if default_ids.is_file() else None)
     ids = read_ids(ids_path) if ids_path is not None else None
