@@ -237,7 +237,9 @@ def test_interrupted_overwrite_is_refused_by_every_reader(tmp_path, monkeypatch)
         prepare_dataset(src, out, overwrite=True)
     monkeypatch.undo()
     for check in (lambda: load_dataset(out), lambda: _raise(validate_dataset(out))):
-        with pytest.raises(DataError, match="interrupted while replacing this folder: run it again"):
+        with pytest.raises(
+            DataError, match="is replacing this folder, or was interrupted doing so: wait for it, or run it again"
+        ):
             check()
     prepare_dataset(src, out, overwrite=True)  # the remedy the message gives
     assert load_dataset(out).n_train == 30

@@ -158,7 +158,10 @@ def _check_output(out: Path, *, overwrite: bool) -> bool:
     if not entries:
         return False
     looks_like_dataset = (
-        (out / MANIFEST_NAME).exists() or bool(dataset_files(out)) or (out / PREPARING_MARKER).exists()
+        (out / MANIFEST_NAME).exists()
+        or bool(dataset_files(out))
+        or (out / PREPARING_MARKER).exists()
+        or (out / ".cache").is_dir()  # a dataset's token cache
     )
     if not overwrite:
         state = (
@@ -242,10 +245,14 @@ def _write(src: Path, work: Path, kind: str, text_mode, trust_pickle: bool, link
 def _commit(work: Path, out: Path, replacing: bool) -> None:
     """Put the built folder at ``out``: one rename for a new folder; file by file behind a marker otherwise."""
     if not replacing:
-        if out.is_dir():
-            (out / ".vixml.lock").unlink(missing_ok=True)
-            out.rmdir()  # empty: rename() cannot replace a folder with content
-        os.rename(work, out)
+        try:
+            if out.is_dir():
+                (out / ".vixml.lock").unlink(missing_ok=True)
+                out.rmdir()  # empty: rename() cannot replace a folder with content
+            os.rename(work, out)
+        except OSError as exc:  # another process wrote OUT meanwhile
+            message = f"the output folder changed while it was prepared ({exc}): run again"
+            raise DataError(Problem(str(out), message)) from exc
         return
     marker = out / PREPARING_MARKER
     marker.write_text("a `vixml data prepare --overwrite` is replacing this folder's files\n")

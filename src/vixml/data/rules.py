@@ -95,7 +95,8 @@ def check_folder(
         found.problems.append(
             Problem(
                 str(directory),
-                "a `vixml data prepare --overwrite` was interrupted while replacing this folder: run it again",
+                "a `vixml data prepare --overwrite` is replacing this folder, or was interrupted doing so: wait "
+                "for it, or run it again",
             )
         )
         return found

@@ -297,7 +297,7 @@ def _check_folder(directory: Path) -> None:
         raise DataError(Problem(str(directory), "is a run folder (config.yaml, checkpoints/), not a dataset folder"))
     if (directory / PREPARING_MARKER).exists():
         raise DataError(
-            Problem(str(directory), "a `vixml data prepare --overwrite` was interrupted here: run it again")
+            Problem(str(directory), "a `vixml data prepare --overwrite` is replacing this folder, or was interrupted")
         )
 
 
