@@ -15,6 +15,7 @@ from vixml.errors import Problem
 __all__ = ["nonfinite_rows", "nonfinite_problem", "SHOWN"]
 
 _BLOCK_BYTES = 1 << 26
+_NUMPY_FLOATS = ("torch.float32", "torch.float64", "torch.float16")
 SHOWN = 5
 
 
@@ -33,6 +34,8 @@ def nonfinite_rows(x, limit: int = SHOWN) -> tuple[int, list[int]]:
     count, first = 0, []
     for start in range(0, n, step):
         block = x[start : start + step]
+        if hasattr(block, "isfinite") and block.device.type == "cpu" and str(block.dtype) in _NUMPY_FLOATS:
+            block = block.detach().numpy()  # a view; numpy's isfinite is ~10x faster than torch's on CPU
         if hasattr(block, "isfinite"):  # a torch tensor: stay on its device, bring back one flag per row
             ok = block.isfinite()
             ok = ok.reshape(ok.shape[0], -1).all(1).cpu().numpy() if ok.dim() > 1 else ok.cpu().numpy()
