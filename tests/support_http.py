@@ -1,8 +1,9 @@
 """A local HTTP server of test images on 127.0.0.1 (ephemeral port), and the images it serves.
 
 Routes are ``path -> Route``; a route answers with fixed bytes, a status code, a number of failures
-before success, or a delay. The server counts hits per path (thread-safe), runs in a daemon thread, and
-shuts itself down after ``lifetime`` seconds even if a test forgets to, so a broken test cannot hang.
+before success, a delay, a redirect, or headers trickled one byte at a time (a hostile server). The
+server counts hits per path and clients that hung up on a trickle (thread-safe), runs in a daemon thread,
+and shuts itself down after ``lifetime`` seconds even if a test forgets to, so a broken test cannot hang.
 """
 
 from __future__ import annotations
@@ -72,6 +73,9 @@ class Route:
         delay: seconds to wait before answering (a slow server, to trigger timeouts).
         content_type: the answer's Content-Type.
         length: a Content-Length to announce instead of the true one (None: the true one).
+        redirect: answer 302 with this Location instead.
+        trickle: send the status line, then one byte of a header every ``trickle`` seconds for
+            ``trickle_for`` seconds (0: off), then the rest of the answer.
     """
 
     body: bytes = b""
@@ -80,6 +84,9 @@ class Route:
     delay: float = 0.0
     content_type: str = "image/png"
     length: int | None = None
+    redirect: str | None = None
+    trickle: float = 0.0
+    trickle_for: float = 20.0
 
 
 class ImageServer:
@@ -88,6 +95,7 @@ class ImageServer:
     def __init__(self, routes: dict[str, Route], lifetime: float = 60.0, delay_all: float = 0.0):
         self.routes = dict(routes)
         self.hits: dict[str, int] = {}
+        self.hung_up: dict[str, int] = {}  # path -> clients that closed the connection during a trickle
         self.delay_all = delay_all
         self._lock = threading.Lock()
         server = self
@@ -109,6 +117,15 @@ class ImageServer:
                 if hit < route.fail_first:
                     self.send_error(500)
                     return
+                if route.redirect is not None:
+                    self.send_response(302)
+                    self.send_header("Location", route.redirect)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if route.trickle:
+                    self._trickle(path, route)
+                    return
                 if route.status != 200:
                     self.send_error(route.status)
                     return
@@ -120,6 +137,19 @@ class ImageServer:
                     self.wfile.write(route.body)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (timeout, size cap)
+
+            def _trickle(self, path: str, route: Route) -> None:
+                end = time.monotonic() + route.trickle_for
+                try:
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow-")
+                    while time.monotonic() < end:
+                        self.wfile.write(b"x")
+                        self.wfile.flush()
+                        time.sleep(route.trickle)
+                    self.wfile.write(f": 1\r\nContent-Length: {len(route.body)}\r\n\r\n".encode() + route.body)
+                except (BrokenPipeError, ConnectionResetError):
+                    with server._lock:
+                        server.hung_up[path] = server.hung_up.get(path, 0) + 1
 
             def log_message(self, *args):  # keep test output clean
                 pass

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
+
+from vixml.errors import StorageError
 
 __all__ = ["atomic_path", "atomic_open", "clean_stale_temps"]
 
@@ -23,27 +27,75 @@ os.umask(_UMASK)
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, suffix: str | None = None, size_hint: int | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success fsync and rename it over ``path``.
 
     Use it with writers that want a file name (``np.save``, ``scipy.sparse.save_npz``, ``torch.save``).
     ``suffix`` keeps an extension that a writer insists on (``np.save`` appends ``.npy`` otherwise).
-    On an exception the temporary file is removed and ``path`` is untouched.
+    On an exception the temporary file is removed and ``path`` is untouched. A full disk or an exceeded
+    quota (``ENOSPC``/``EDQUOT``) becomes a :class:`~vixml.errors.StorageError` naming ``path``, the bytes
+    written when it struck (or ``size_hint``, the size the writer meant to write) and the space left.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp", dir=path.parent)
+    except OSError as exc:
+        error = _storage_error(exc, path, None, size_hint)
+        if error is None:
+            raise
+        raise error from exc
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the final file the usual mode
     try:
-        yield tmp_path
-        with open(tmp_path, "rb+") as fh:
-            os.fsync(fh.fileno())
+        try:
+            yield tmp_path
+            with open(tmp_path, "rb+") as fh:
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            error = _storage_error(exc, path, tmp_path, size_hint)
+            if error is None:
+                raise
+            raise error from exc
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+_NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def _storage_error(exc: OSError, path: Path, tmp: Path | None, size_hint: int | None) -> StorageError | None:
+    """A :class:`StorageError` saying what did not fit where, or None for another kind of OSError."""
+    if isinstance(exc, StorageError) or exc.errno not in _NO_SPACE:
+        return None
+    try:
+        written = tmp.stat().st_size if tmp is not None else 0
+    except OSError:
+        written = 0
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        free = None
+    if size_hint is not None:
+        need = f"{_size(size_hint)} were needed"
+    else:
+        need = f"more than {_size(written)} were needed ({_size(written)} written when the space ran out)"
+    left = f", {_size(free)} free there" if free is not None else ""
+    what = "quota exceeded" if exc.errno != errno.ENOSPC else "no space left on device"
+    error = StorageError(f"{what} while writing {path}: {need}{left}; free some space or write elsewhere")
+    error.errno = exc.errno
+    return error
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} bytes"
 
 
 @contextlib.contextmanager

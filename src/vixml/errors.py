@@ -12,6 +12,7 @@ __all__ = [
     "ConfigError",
     "TrainingInterrupted",
     "TrainingDiverged",
+    "StorageError",
 ]
 
 
@@ -87,3 +88,7 @@ class TrainingDiverged(VixmlError):
 
 class MissingExtraError(VixmlError, ImportError):
     """An optional dependency is missing; the message names the pip extra that provides it."""
+
+
+class StorageError(VixmlError, OSError):
+    """A write that the storage refused (disk full, quota exceeded); the message names the path and the space."""

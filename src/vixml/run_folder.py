@@ -197,6 +197,11 @@ class RunFolder:
             raise DataError(Problem(str(path), f"unreadable label embeddings ({exc}); {fix}")) from None
         if array.ndim != 2 or array.dtype.kind != "f":
             raise DataError(Problem(str(path), f"expected a 2-D float array, got {array.dtype} {array.shape}; {fix}"))
+        from vixml.finite import nonfinite_problem
+
+        problem = nonfinite_problem(array, str(path), "label embeddings")
+        if problem is not None:  # checked once here, so that every search can skip the label side
+            raise DataError(problem)
         return array
 
     def load_config(self) -> RunConfig:

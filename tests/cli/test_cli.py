@@ -85,7 +85,10 @@ def test_evaluate_json_matches_the_library(tmp_path):
     assert got.keys() == expected.keys()
     for key in expected:
         assert got[key] == pytest.approx(expected[key], abs=1e-9)
-    table = vixml("evaluate", "--pred", str(tmp_path / "pred.npz"), "--true", str(tmp_path / "true.txt"))
+    table = vixml(
+        "evaluate", "--pred", str(tmp_path / "pred.npz"), "--true", str(tmp_path / "true.txt"),
+        "--train", str(tmp_path / "train.txt"),
+    )  # fmt: skip
     assert table.returncode == 0 and "PSnDCG" in table.stdout and "(%)" in table.stdout
 
 

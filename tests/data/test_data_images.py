@@ -105,21 +105,31 @@ def test_bank_is_memory_mapped_and_pickles_light(tmp_path):
     np.testing.assert_array_equal(clone.gather([1])[0], bank.gather([1])[0])
 
 
+def test_gathering_a_non_finite_embedding_row_is_refused(tmp_path):
+    bank, emb = _bank(tmp_path, [[0], [1, 2], -1])
+    emb[2, 0] = np.nan
+    np.save(bank.embeddings_path, emb)
+    bank = ImageBank(bank.embeddings_path, bank.map_path, bank.num_images)
+    assert bank.gather([0, 2])[1].sum() == 1  # rows without NaN gather as before
+    with pytest.raises(DataError, match=r"embedding row\(s\) 2 hold NaN or inf values"):
+        bank.gather([1])
+
+
 def test_bank_rejects_out_of_range_map(tmp_path):
     with pytest.raises(DataError, match="out of range"):
         _bank(tmp_path, [[0], [6]])
 
 
-def test_embedding_scan_reports_count_and_first_row(tmp_path, monkeypatch):
-    from vixml.data import images
+def test_embedding_scan_reports_count_and_first_rows(tmp_path, monkeypatch):
+    from vixml import finite
 
-    monkeypatch.setattr(images, "_SCAN_BYTES", 24)  # two rows per chunk: the scan spans chunks
+    monkeypatch.setattr(finite, "_BLOCK_BYTES", 24)  # two rows per chunk: the scan spans chunks
     emb = np.ones((7, 3), dtype=np.float32)
     emb[3, 1] = np.nan
     emb[6, 0] = np.inf
     np.save(tmp_path / "e.npy", emb)
     (problem,) = embedding_problems(tmp_path / "e.npy")
-    assert "2 embedding row(s)" in problem.message and "first is row 3" in problem.message
+    assert "2 of 7 embedding rows hold NaN or inf values (row(s) 3, 6)" in problem.message
     np.save(tmp_path / "ok.npy", np.ones((4, 2), dtype=np.float32))
     assert embedding_problems(tmp_path / "ok.npy") == []
     np.save(tmp_path / "obj.npy", np.array([None, 1], dtype=object), allow_pickle=True)

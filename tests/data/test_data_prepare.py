@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -206,9 +208,46 @@ def test_killed_prepare_does_not_look_complete(tmp_path, monkeypatch):
     monkeypatch.setattr(prepare_module, "copy_image_files", killed)  # dies after texts and labels
     with pytest.raises(KeyboardInterrupt):
         prepare_dataset(src, tmp_path / "out")
-    assert (tmp_path / "out" / "trn.raw.txt").exists()
-    assert not (tmp_path / "out" / "dataset.json").exists()
-    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no temporary leftovers
+    assert not (tmp_path / "out").exists()  # built aside: nothing where later commands look
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["LF-K"]  # the build folder and its lock are gone
+
+
+def test_build_folder_of_a_killed_prepare_is_removed_by_the_next(tmp_path):
+    src, _ = support_data.make_xc_raw(tmp_path / "LF-K")
+    dead = tmp_path / ".out.preparing-0badc0de"  # what kill -9 leaves: a build folder whose lock is free
+    dead.mkdir()
+    (dead / "trn.raw.txt").write_text("half\n")
+    prepare_dataset(src, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["LF-K", "out"]
+
+
+def test_interrupted_overwrite_is_refused_by_every_reader(tmp_path, monkeypatch):
+    src, _ = support_data.make_xc_raw(tmp_path / "LF-K")
+    out = prepare_dataset(src, tmp_path / "out")
+
+    replace = os.replace
+
+    def killed(source, target):
+        if Path(target) == out / "lbl.raw.txt":  # dies while moving the new files in
+            raise KeyboardInterrupt
+        replace(source, target)
+
+    monkeypatch.setattr(prepare_module.os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_dataset(src, out, overwrite=True)
+    monkeypatch.undo()
+    for check in (lambda: load_dataset(out), lambda: _raise(validate_dataset(out))):
+        with pytest.raises(
+            DataError, match="is replacing this folder, or was interrupted doing so: wait for it, or run it again"
+        ):
+            check()
+    prepare_dataset(src, out, overwrite=True)  # the remedy the message gives
+    assert load_dataset(out).n_train == 30
+
+
+def _raise(problems):
+    if problems:
+        raise DataError(problems)
 
 
 def test_link_mode_hard_links_large_files(tmp_path):
@@ -217,3 +256,22 @@ def test_link_mode_hard_links_large_files(tmp_path):
     name = "trn_embs_imgs_2_8_synthetic.npy"
     assert (out / name).stat().st_ino == (src / name).stat().st_ino
     assert load_dataset(out).images["trn"].n_items == 40
+
+
+def test_a_catalogue_image_cell_and_a_url_table_cell_read_alike(tmp_path):
+    from vixml.vision.image_refs import refs_from_table
+
+    src = tmp_path / "cat"
+    src.mkdir()
+    cells = ["img/a.jpg|img/b.jpg", '["img/c.jpg", "http://x.example/d.jpg"]', "data:image/png;base64,AA|AA", ""]
+    queries = [{"id": f"q{i}", "text": f"query {i}", "image": cell} for i, cell in enumerate(cells)]
+    support_data.write_table(src / "queries.csv", queries)
+    support_data.write_table(src / "labels.csv", [{"id": "L", "text": "label"}])
+    support_data.write_table(src / "train_pairs.csv", [{"query_id": q["id"], "label_id": "L"} for q in queries])
+    out = prepare_dataset(src, tmp_path / "out")
+    prepared = [json.loads(line) for line in (out / "trn.images.jsonl").read_text().splitlines()]
+    table = refs_from_table(src / "queries.csv", url_column="image")
+    assert prepared == [table[f"q{i}"] for i in range(len(cells))]
+    assert prepared[0] == [str((src / "img" / "a.jpg").resolve()), str((src / "img" / "b.jpg").resolve())]
+    assert prepared[1][1] == "http://x.example/d.jpg" and prepared[2] == ["data:image/png;base64,AA|AA"]
+    assert prepared[3] == []

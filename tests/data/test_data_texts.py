@@ -57,12 +57,45 @@ def test_scan_chunks_agree_with_whole_file(tmp_path, monkeypatch):
     assert list(store) == texts
 
 
-def test_latin1_file_is_detected(tmp_path):
+def test_one_invalid_byte_is_an_error_naming_line_and_offset_not_mojibake(tmp_path):
     path = tmp_path / "l.txt"
+    path.write_bytes("café ok\n".encode() + b"caf\xe9 cr\xe8me\n")  # line 2 holds a latin-1 byte at offset 12
+    with pytest.raises(DataError) as err:
+        read_texts(path)
+    (problem,) = err.value.problems
+    assert (problem.line, problem.field) == (2, "encoding")
+    assert "not valid UTF-8 at byte offset 12" in problem.message and "--encoding latin-1" in problem.message
+    store = read_texts(path, encoding="latin-1")  # asked for: every byte is a character
+    assert (store.encoding, store.encoding_reason) == ("latin-1", "latin-1 (asked)")
+    assert list(store) == ["cafÃ© ok", "café crème"]
+
+
+@pytest.mark.parametrize(
+    "folder, name, known",
+    [
+        ("LF-AmazonTitles-131K", "trn.raw.txt", True),
+        ("LF-Amazon-131K", "lbl.raw.txt", True),
+        ("lf-amazontitles-1.3M", "tst.raw.txt", True),
+        ("MM-AmazonTitles-300K", "trn.raw.txt", True),
+        ("AmazonTitles-670K", "lbl.raw.txt", True),
+        ("LF-AmazonTitles-131K", "trn_ids.txt", False),  # not one of the text files the XC tooling writes
+        ("my-amazon-copy", "trn.raw.txt", False),  # a renamed folder: ask for latin-1 explicitly
+        ("LF-WikiSeeAlso-320K", "trn.raw.txt", False),
+    ],
+)
+def test_latin1_only_for_the_known_public_files(tmp_path, folder, name, known):
+    path = tmp_path / folder / name
+    path.parent.mkdir()
     path.write_bytes("caf\xe9 cr\xe8me\nna\xefve\n".encode("latin-1"))
-    store = read_texts(path)
-    assert store.encoding == "latin-1"
-    assert list(store) == ["café crème", "naïve"]
+    if known:
+        store = read_texts(path)
+        assert store.encoding_reason == "latin-1 (known public XC file)"
+        assert list(store) == ["café crème", "naïve"]
+    else:
+        with pytest.raises(DataError, match="line 1|not valid UTF-8"):
+            read_texts(path)
+    with pytest.raises(DataError, match="not valid UTF-8"):
+        read_texts(path, encoding="utf-8")  # strict even for the known files
 
 
 def test_utf8_forced_on_latin1_is_a_problem(tmp_path):

@@ -38,7 +38,7 @@ def _plant_defects(ds):
         ("trn_X_Y.txt", 6, "bad token 'bad-token'"),
         ("trn_X_Y.txt", 10, "label id 25 out of range"),
         ("tst_X_Y.txt", None, "12 rows but tst.raw.txt has 13 lines"),
-        ("lbl_embs_imgs_2_8_synthetic.npy", None, "1 embedding row(s) with NaN or inf values; the first is row 4"),
+        ("lbl_embs_imgs_2_8_synthetic.npy", None, "1 of 19 embedding rows hold NaN or inf values (row(s) 4)"),
         ("test_imgs_384_2_map.npz", None, "out of range"),
         ("filter_labels_test.txt", 3, "row 50 out of range [0, 12)"),
         ("tst.raw.txt", None, "differs from the manifest"),
@@ -88,8 +88,20 @@ def test_missing_files(tmp_path):
 
 def test_text_encoding_and_id_line_problems(tmp_path):
     ds = support_data.make_dataset(tmp_path / "ds", latin1=True, manifest=False)
-    assert validate_dataset(ds) == []  # latin-1 is accepted
-    assert load_dataset(ds).trn_texts[0].endswith("café")
+    problems = validate_dataset(ds)  # latin-1 only when asked for (or a known public folder)
+    assert {(p.file.rsplit("/", 1)[-1], p.line, p.field) for p in problems} == {
+        ("trn.raw.txt", 1, "encoding"),
+        ("tst.raw.txt", 1, "encoding"),
+        ("lbl.raw.txt", 1, "encoding"),
+    }
+    with pytest.raises(DataError, match="not valid UTF-8"):
+        load_dataset(ds)
+    assert validate_dataset(ds, encoding="latin-1") == []
+    assert load_dataset(ds, encoding="latin-1").trn_texts[0].endswith("café")
+    public = support_data.make_dataset(tmp_path / "LF-AmazonTitles-131K", latin1=True, manifest=False)
+    assert validate_dataset(public) == []
+    assert load_dataset(public).trn_texts[0].endswith("café")
+    ds = support_data.make_dataset(tmp_path / "ds2", manifest=False)
     (ds / "lbl.raw.txt").write_bytes(b"".join(f"L{j}->label {j}\n".encode() for j in range(19)) + b"no arrow here\n")
     problems = validate_dataset(ds)
     assert [(p.line, "without '->'" in p.message) for p in problems] == [(20, True)]

@@ -204,3 +204,27 @@ def test_importing_the_module_stays_light():
     code = "import sys, vixml.data.tokenize; print([m for m in ('torch', 'transformers') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("damage", ["truncated ids", "garbage lengths", "meta without source"])
+def test_unreadable_cache_is_rebuilt_with_a_log_line(tmp_path, source, tokenizer, calls, caplog, damage):
+    cache = _cache(tmp_path)
+    first = cache.get(TEXTS, "trn", source, tokenizer, max_length=6)
+    expected = np.array(first.input_ids)
+    folder = tmp_path / ".cache" / "tokens" / cache_key(tokenizer, 6)
+    del first
+    if damage == "truncated ids":
+        raw = (folder / "trn.ids.npy").read_bytes()
+        (folder / "trn.ids.npy").write_bytes(raw[: len(raw) // 2])
+    elif damage == "garbage lengths":
+        (folder / "trn.lengths.npy").write_bytes(b"not numpy at all")
+    else:
+        meta = json.loads((folder / "trn.json").read_text())
+        meta["source"] = "?"
+        (folder / "trn.json").write_text(json.dumps(meta))
+    calls.clear()
+    with caplog.at_level("WARNING", logger="vixml.data.tokenize"):
+        again = cache.get(TEXTS, "trn", source, tokenizer, max_length=6)
+    assert calls  # tokenised again instead of a traceback
+    assert any("rebuilding" in r.getMessage() for r in caplog.records)
+    np.testing.assert_array_equal(np.array(again.input_ids), expected)

@@ -56,7 +56,7 @@ def test_label_predicted_twice_is_rejected():
     indices = np.array([[0, 1], [2, 2], [3, 1]])
     with pytest.raises(DataError) as err:
         evaluate(TRUE, (scores, indices))
-    assert [(p.line, p.field) for p in err.value.problems] == [(2, "row 1")]
+    assert [(p.line, p.field) for p in err.value.problems] == [(None, "row 1")]  # a query row, not a file line
     assert "more than once" in str(err.value)
 
 
@@ -91,3 +91,35 @@ def test_import_is_cheap():
     code = "import sys, vixml.metrics; print('numba' in sys.modules, 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_non_finite_scores_and_labels_are_refused_naming_the_rows():
+    pred = PRED.copy()
+    assert PRED.indptr.tolist() == [0, 2, 4, 5]
+    pred.data[[0, 3]] = [np.inf, np.nan]  # stored entries 0 and 3: rows 0 and 1
+    with pytest.raises(DataError) as err:
+        evaluate(TRUE, pred)
+    (problem,) = err.value.problems
+    assert problem.field == "scores"
+    assert "2 prediction scores are NaN or infinite in 2 row(s) (0, 1)" in problem.message
+    assert "every value must be a finite number" in problem.message
+    scores = np.array([[0.9, 0.5], [np.inf, 0.1], [0.3, -np.inf]])
+    dense = (scores, np.array([[0, 1], [2, 3], [0, -1]]))  # row 2's -inf is padding (label -1): fine
+    with pytest.raises(DataError, match=r"1 row\(s\) \(1\) hold NaN or infinite scores of real"):
+        evaluate(TRUE, dense)
+    true = TRUE.copy()
+    true.data[0] = np.nan
+    train = sp.csr_matrix(np.array([[1, 0, 0, np.inf]] * 2, dtype=np.float32))
+    with pytest.raises(DataError) as err:
+        evaluate(true, PRED, train=train, sources={"true": "tst_X_Y.txt", "train": "trn_X_Y.txt"})
+    assert [str(p) for p in err.value.problems] == [
+        "tst_X_Y.txt: 1 label values are NaN or infinite in 1 row(s) (0); every value must be a finite number",
+        "trn_X_Y.txt: 2 label values are NaN or infinite in 2 row(s) (0, 1); every value must be a finite number",
+    ]
+
+
+def test_problems_name_the_files_given_as_sources():
+    wrong = sp.csr_matrix((3, 5), dtype=np.float32)
+    with pytest.raises(DataError) as err:
+        evaluate(TRUE, wrong, filter=[[7, 0]], sources={"pred": "run/pred.npz", "filter": "filter.txt"})
+    assert [p.file for p in err.value.problems] == ["run/pred.npz", "filter.txt"]

@@ -130,6 +130,24 @@ def test_bad_inputs_name_the_problem():
         topk(q.astype(np.int64), x, 2)
 
 
+def test_non_finite_queries_and_labels_are_refused_naming_the_rows():
+    import torch
+
+    q, x = integer_data(6, 10, 4)
+    x[[2, 7], 1] = np.nan
+    q[4, 0] = -np.inf
+    with pytest.raises(DataError) as err:
+        topk(q, x, 2)
+    assert [str(p) for p in err.value.problems] == [
+        "<queries>: 1 of 6 query embeddings hold NaN or inf values (row(s) 4); every value must be a finite number",
+        "<labels>: 2 of 10 label embeddings hold NaN or inf values (row(s) 2, 7); every value must be a finite number",
+    ]
+    with pytest.raises(DataError, match="query embeddings"):
+        topk(torch.from_numpy(q), torch.from_numpy(x), 2, check_finite="queries")  # labels not checked
+    scores, ids = topk(q[:4], x, 2, check_finite="none")  # the caller vouches: what a NaN label does
+    assert not np.isin([2, 7], ids).any()  # ... it is never found: the reason the check exists
+
+
 def test_precision_error_lists_the_choices():
     with pytest.raises(ConfigError, match="fp32, bf16-rescore, fp16, bf16"):
         topk(*integer_data(2, 5, 3), 1, precision="half")

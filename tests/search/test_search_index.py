@@ -128,3 +128,24 @@ def test_recall_at_k_hand_values():
     assert recall_at_k(approx[:1, :2], exact[:1]) == pytest.approx(1 / 4)
     with pytest.raises(DataError):
         recall_at_k(approx[:2], exact)
+
+
+@pytest.mark.parametrize("name", ["exact", "hnswlib"])
+def test_non_finite_embeddings_are_refused_naming_the_rows(name, data, tmp_path):
+    if name == "hnswlib":
+        pytest.importorskip("hnswlib")
+    labels, queries = data[0][:20].copy(), data[1][:4].copy()
+    labels[[3, 11]] = np.nan
+    with pytest.raises(DataError, match=r"2 of 20 label embeddings hold NaN or inf values \(row\(s\) 3, 11\)"):
+        build_index(name, labels)
+    index = build_index(name, data[0][:20])
+    queries[2, 0] = np.inf
+    with pytest.raises(DataError, match=r"1 of 4 query embeddings hold NaN or inf values \(row\(s\) 2\)"):
+        index.search(queries, 3)
+    if name == "exact":  # a saved file damaged afterwards is refused when loaded
+        index.save(tmp_path / "i")
+        vectors = np.load(tmp_path / "i" / "embeddings.npy")
+        vectors[5] = np.nan
+        np.save(tmp_path / "i" / "embeddings.npy", vectors)
+        with pytest.raises(DataError, match=r"embeddings.npy: 1 of 20 label embeddings hold NaN"):
+            Index.load(tmp_path / "i")

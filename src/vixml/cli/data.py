@@ -14,10 +14,15 @@ __all__ = ["app"]
 app = typer.Typer(help="Prepare, validate and describe dataset folders.", no_args_is_help=True)
 
 
+_ENCODING_HELP = (
+    "Text encoding: auto (UTF-8; latin-1 only for the public LF-Amazon* *.raw.txt files) | utf-8 | latin-1."
+)
+
+
 @app.command("prepare")
 def prepare(
     src: Path = typer.Argument(..., help="XC-repository folder (json.gz), a dataset folder, or a catalogue folder."),
-    out: Path = typer.Argument(..., help="Dataset folder to write."),
+    out: Path = typer.Argument(..., help="Dataset folder to write (new or empty; appears only once complete)."),
     text_mode: str = typer.Option(
         "auto", "--text", help="auto | title | title+content (auto: title only for *Titles* datasets)."
     ),
@@ -30,40 +35,73 @@ def prepare(
         False, "--overwrite", help="Replace a non-empty OUT (e.g. one left by a killed run)."
     ),
     link: bool = typer.Option(False, "--link", help="Hard-link large files instead of copying them."),
+    encoding: str = typer.Option("auto", "--encoding", help=_ENCODING_HELP + " OUT is always UTF-8."),
+    family: str | None = typer.Option(
+        None, "--family", help="amazon | wikipedia | other: picks the PSP A/B of evaluate (default: from SRC's name)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the written dataset's stats as JSON."),
 ) -> None:
-    """Convert SRC into a vixml dataset folder OUT (written atomically, validated)."""
-    from vixml.data import dataset_stats, prepare_dataset
+    """Convert SRC into a vixml dataset folder OUT (validated; OUT appears only once complete).
 
-    if text_mode not in ("auto", "title", "title+content"):
-        raise typer.BadParameter(f"expected auto, title or title+content, got {text_mode!r}", param_hint="--text")
+    \b
+    Catalogue tables (csv, tsv, jsonl, parquet; .gz too), other columns ignored:
+      queries.*  id or query_id; text, or title [+ content];
+                 split: trn/train or tst/test; an image column
+      labels.*   id or label_id; text, or title [+ content]; an image column
+      pairs.*    query_id; label_id; split; value, score, relevance or rel
+                 (default 1); or train_pairs.* + test_pairs.*
+    Image columns: images, image_urls, image_url, image, image_paths,
+    image_path. A cell holds one reference, a|b|c, a JSON list or a list
+    (http(s) URL, file:// URL, data: URI or a path).
+    """
+    from vixml.data import dataset_stats, prepare_dataset, read_manifest
+
+    for value, allowed, hint in (
+        (text_mode, ("auto", "title", "title+content"), "--text"),
+        (encoding, ("auto", "utf-8", "latin-1"), "--encoding"),
+        (family or "other", ("amazon", "wikipedia", "other"), "--family"),
+    ):
+        if value not in allowed:
+            raise typer.BadParameter(f"expected one of {', '.join(allowed)}, got {value!r}", param_hint=hint)
     mode: Literal["auto", "title", "title+content"] = text_mode  # type: ignore[assignment]
-    written = prepare_dataset(src, out, text_mode=mode, trust_pickle=trust_pickle, overwrite=overwrite, link=link)
+    written = prepare_dataset(
+        src, out, text_mode=mode, trust_pickle=trust_pickle, overwrite=overwrite, link=link,
+        encoding=encoding, family=family,  # type: ignore[arg-type]
+    )  # fmt: skip
     stats = dataset_stats(written)
     if as_json:
         emit_json(stats)
-    else:
-        err_console.print(f"wrote {written}")
-        _print_stats(stats)
+        return
+    manifest = read_manifest(written) or {}
+    for table, roles in (manifest.get("columns") or {}).items():
+        used = ", ".join(f"{role}={column}" for role, column in roles.items() if role != "ignored")
+        ignored = f" (ignored: {', '.join(roles['ignored'])})" if roles.get("ignored") else ""
+        err_console.print(f"{table}: {used}{ignored}", markup=False, highlight=False)
+    err_console.print(f"wrote {written} (family: {manifest.get('family') or 'unknown'})")
+    _print_stats(stats)
 
 
 @app.command("validate")
 def validate(
     directory: Path = typer.Argument(..., help="Dataset folder."),
+    encoding: str = typer.Option("auto", "--encoding", help=_ENCODING_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the problems as JSON."),
 ) -> None:
-    """Check every file of a dataset folder; list every problem; exit 1 on any."""
-    from vixml.data import validate_dataset
+    """Check every file of a dataset folder (the loaders' rules and more); list every problem; exit 1 on any."""
+    from vixml.data.validate import validation_report
 
-    problems = validate_dataset(directory)
+    if encoding not in ("auto", "utf-8", "latin-1"):
+        raise typer.BadParameter(f"expected auto, utf-8 or latin-1, got {encoding!r}", param_hint="--encoding")
+    report = validation_report(directory, encoding=encoding)  # type: ignore[arg-type]
+    problems = report.problems
     if as_json:
-        emit_json({"ok": not problems, "problems": [p.__dict__ for p in problems]})
-    elif problems:
+        emit_json({"ok": report.ok, "encodings": report.encodings, "problems": [p.__dict__ for p in problems]})
+    else:
+        for name, how in report.encodings.items():
+            err_console.print(f"  {name}: {how}", markup=False, highlight=False)
         for problem in problems:
             err_console.print(f"x {problem}", markup=False, highlight=False)
-        err_console.print(f"{len(problems)} problem(s) in {directory}")
-    else:
-        err_console.print(f"{directory}: ok")
+        err_console.print(f"{len(problems)} problem(s) in {directory}" if problems else f"{directory}: ok")
     if problems:
         raise typer.Exit(1)
 

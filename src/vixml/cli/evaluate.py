@@ -1,7 +1,15 @@
-"""``vixml evaluate``: score a prediction file against a label file, as the XMC literature does."""
+"""``vixml evaluate``: score a prediction file against a label file, as the XMC literature does.
+
+Propensity-scored metrics (PSP@k, PSnDCG@k) need the *training* labels and the dataset family's A/B
+(Jain et al. 2016; :mod:`vixml.data.family`). Without ``--train`` they are left out (``--propensity-from-test``
+computes them from the test labels instead, which is not the published protocol); A/B come from
+``--A/--B``, else from the family recorded in the dataset's ``dataset.json`` (``--data DIR``, or the folder
+holding ``--true``), else from that folder's name, else 0.55/1.5.
+"""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import typer
@@ -10,18 +18,28 @@ from vixml.cli.output import FRACTION, console, emit_json
 
 __all__ = ["evaluate"]
 
+logger = logging.getLogger(__name__)
+
 
 def evaluate(
-    pred: Path = typer.Option(..., "--pred", help="Predictions: CSR .npz (queries x labels), scores as values."),
-    true: Path = typer.Option(..., "--true", help="True labels: *_X_Y.txt or CSR .npz."),
+    pred: Path = typer.Option(
+        ..., "--pred", help="Predictions: CSR .npz (vixml predict), label text format, or a dense .npy of scores."
+    ),
+    true: Path | None = typer.Option(None, "--true", help="True labels: *_X_Y.txt or CSR .npz (default: --data's)."),
     train: Path | None = typer.Option(
-        None, "--train", help="Training labels (trn_X_Y.txt) for propensities; default: the true labels."
+        None, "--train", help="Training labels (trn_X_Y.txt) for PSP propensities (default: --data's)."
     ),
     filter_path: Path | None = typer.Option(
-        None, "--filter", help="(row label) pairs removed from the predictions first (filter_labels_test.txt)."
+        None, "--filter", help="(row label) pairs removed from the predictions first (default: --data's)."
     ),
-    a: float = typer.Option(0.55, "--A", help="Propensity A (Amazon 0.6, Wikipedia 0.5, others 0.55)."),
-    b: float = typer.Option(1.5, "--B", help="Propensity B (Amazon 2.6, Wikipedia 0.4, others 1.5)."),
+    data: Path | None = typer.Option(
+        None, "--data", help="Dataset folder: test/train labels, filter and the family's A/B come from it."
+    ),
+    a: float | None = typer.Option(None, "--A", help="Propensity A (default: the dataset family's; Amazon 0.6)."),
+    b: float | None = typer.Option(None, "--B", help="Propensity B (default: the dataset family's; Amazon 2.6)."),
+    from_test: bool = typer.Option(
+        False, "--propensity-from-test", help="Without --train, compute PSP propensities from the test labels."
+    ),
     k: int = typer.Option(5, "--k", min=1, help="Report metrics @1..@k."),
     as_json: bool = typer.Option(
         False, "--json", help='Print one JSON object on stdout and nothing else (fractions, "units": "fraction").'
@@ -31,16 +49,84 @@ def evaluate(
 
     The table shows percentages; --json gives fractions (0-1), as metrics.json and history.csv do.
     """
-    from vixml.data import read_filter, read_label_matrix
+    from vixml.data import read_label_matrix
+    from vixml.data.filters import filter_problems, read_filter
+    from vixml.data.layout import FILTER_FILES, label_file
+    from vixml.data.predictions import DEFAULT_DEPTH, read_predictions
+    from vixml.errors import DataError, Problem
     from vixml.metrics import evaluate as evaluate_metrics
     from vixml.reports import metrics_table
 
-    predictions = read_label_matrix(pred)
-    truth = read_label_matrix(true)
-    train_y = read_label_matrix(train) if train is not None else None
-    pairs = read_filter(filter_path) if filter_path is not None else None
-    metrics = evaluate_metrics(truth, predictions, train=train_y, k=k, A=a, B=b, filter=pairs)
+    if data is not None and not data.is_dir():
+        raise DataError(Problem(str(data), "dataset folder not found" if not data.exists() else "is not a folder"))
+    if true is None:
+        true = label_file(data, "tst") if data is not None else None
+        if true is None:
+            raise typer.BadParameter(
+                "give the true labels (--true tst_X_Y.txt) or a dataset folder with a test split (--data)"
+            )
+    if data is not None:
+        train = train if train is not None else label_file(data, "trn")
+        default_filter = data / FILTER_FILES["tst"]
+        filter_path = (
+            filter_path if filter_path is not None else (default_filter if default_filter.is_file() else None)
+        )
+    A, B, why = _propensity(a, b, data if data is not None else true.parent)
+    problems: list = []
+
+    def read(reader, path, *args):
+        try:
+            return reader(path, *args) if path is not None else None
+        except DataError as exc:  # every input's problems at once, so that one round of fixes suffices
+            problems.extend(exc.problems)
+
+    predictions = read(read_predictions, pred, max(k, DEFAULT_DEPTH))
+    truth, train_y = read(read_label_matrix, true), read(read_label_matrix, train)
+    if problems:
+        raise DataError(problems)
+    pairs = None
+    if filter_path is not None:
+        if problems := filter_problems(filter_path, truth.shape[0], truth.shape[1]):
+            raise DataError(problems)
+        pairs = read_filter(filter_path)
+    sources = {"pred": str(pred), "true": str(true), "train": str(train), "filter": str(filter_path)}
+    propensities = train_y if train_y is not None else truth
+    metrics = evaluate_metrics(truth, predictions, train=propensities, k=k, A=A, B=B, filter=pairs, sources=sources)
+    title = f"{pred} vs {true} (A={A}, B={B}: {why})"
+    if train_y is None and not from_test:
+        title = f"{pred} vs {true}"
+        metrics = {key: value for key, value in metrics.items() if not key.startswith("PS")}
+        logger.warning(
+            "PSP@k and PSnDCG@k left out: they need the training labels (--train trn_X_Y.txt, or --data DIR); "
+            "--propensity-from-test computes them from the test labels instead (not the published protocol)"
+        )
+    else:
+        logger.info(
+            "propensity A=%s, B=%s (%s), from the %s labels", A, B, why, "training" if train_y is not None else "test"
+        )
     if as_json:
         emit_json({**metrics, "units": FRACTION})
     else:
-        console.print(metrics_table({str(pred.name): metrics}, title=f"{pred} vs {true} (A={a}, B={b})"))
+        console.print(metrics_table({str(pred.name): metrics}, title=title))
+
+
+def _propensity(a: float | None, b: float | None, folder: Path) -> tuple[float, float, str]:
+    """``(A, B, why)``: the given values, else the dataset family's (its manifest, else its folder's name)."""
+    from vixml.data import read_manifest
+    from vixml.data.family import dataset_family
+    from vixml.metrics import PROPENSITY_PRESETS
+
+    family, source = None, ""
+    try:
+        manifest = read_manifest(folder)
+    except (OSError, ValueError):
+        manifest = None
+    if manifest and manifest.get("family"):
+        family, source = manifest["family"], f"family {manifest['family']!r} in {folder / 'dataset.json'}"
+    elif (named := dataset_family(folder.resolve().name)) is not None:
+        family, source = named, f"family {named!r} from the folder name {folder.resolve().name!r}"
+    preset_a, preset_b = PROPENSITY_PRESETS.get(family or "default", PROPENSITY_PRESETS["default"])
+    if family is None:
+        source = "family unknown: the default; pass --A/--B or --data DIR"
+    why = "given" if a is not None and b is not None else source
+    return (a if a is not None else preset_a), (b if b is not None else preset_b), why

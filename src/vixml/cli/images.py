@@ -44,11 +44,16 @@ def fetch(
     quality: int = typer.Option(90, "--quality", help="JPEG quality of the stored thumbnails (1-95)."),
     upscale: bool = typer.Option(True, "--upscale/--no-upscale", help="Enlarge small images to fill the square."),
     workers: int = typer.Option(16, "--workers", help="Concurrent downloads."),
-    timeout: float = typer.Option(10.0, "--timeout", help="Seconds per download attempt, body included."),
+    timeout: float = typer.Option(
+        10.0, "--timeout", help="Deadline per download attempt in seconds: connection, headers and body."
+    ),
     retries: int = typer.Option(3, "--retries", help="Retries after timeouts, connection errors, 5xx, 429."),
     backoff: float = typer.Option(0.5, "--backoff", help="Seconds before the first retry (doubled each time)."),
     max_bytes: int = typer.Option(10_000_000, "--max-bytes", help="Refuse larger downloads and files."),
     max_pixels: int = typer.Option(64_000_000, "--max-pixels", help="Refuse images with more pixels."),
+    allow_local: bool = typer.Option(
+        False, "--allow-local", help="Read local paths and file:// references even when the table holds URLs."
+    ),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Try again references that failed earlier."),
     restart: bool = typer.Option(False, "--restart", help="Discard an unfinished earlier fetch instead of resuming."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bank and map."),
@@ -72,6 +77,7 @@ def fetch(
         upscale=upscale,
         workers=workers,
         download=DownloadPolicy(timeout=timeout, retries=retries, backoff=backoff, max_bytes=max_bytes),
+        allow_local=allow_local,
         max_pixels=max_pixels,
         retry_failed=retry_failed,
         restart=restart,

@@ -68,10 +68,12 @@ def predict(
     """Predict the top-k labels of a dataset split with a trained run."""
     from vixml.data import write_label_matrix
     from vixml.inference import Predictor
+    from vixml.locking import WriteLock
 
-    predictor = Predictor.load(run, device=device)
-    predictions = predictor.predict_dataset(data, split=split, k=k, augment=augment)
-    write_label_matrix(out, predictions)
+    with WriteLock(out, "vixml predict"):  # taken first: a second writer of --out is refused before any work
+        predictor = Predictor.load(run, device=device)
+        predictions = predictor.predict_dataset(data, split=split, k=k, augment=augment)
+        write_label_matrix(out, predictions)
     summary = {"out": str(out), "queries": predictions.shape[0], "labels": predictions.shape[1], "k": k}
     if as_json:
         emit_json(summary)

@@ -30,7 +30,7 @@ def copy_file(src: Path, dst: Path, *, link: bool = False) -> None:
             return
         except OSError:
             logger.debug("cannot hard-link %s; copying", src)
-    with atomic_path(dst) as tmp_path:
+    with atomic_path(dst, size_hint=src.stat().st_size) as tmp_path:
         shutil.copyfile(src, tmp_path)
 
 

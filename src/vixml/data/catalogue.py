@@ -3,16 +3,19 @@
 Input, in CSV/TSV, JSON lines or Parquet (``<name>.csv``, ``.tsv``, ``.jsonl``, ``.parquet``, ...):
 
 - ``queries``: ``id`` (or ``query_id``), ``text`` (or ``title`` [+ ``content``]), optional ``split``
-  (``trn``/``train`` or ``tst``/``test``) and image columns (``images``, ``image_urls``, ``image_url``,
-  ``image``, ``image_path``: one reference, a JSON list, or a list).
-- ``labels``: ``id`` (or ``label_id``), ``text`` (or ``title`` [+ ``content``]), image columns.
-- ``pairs`` with ``query_id``, ``label_id``, optional ``split`` and ``value`` (or ``score``/``relevance``;
-  default 1), or ``train_pairs`` + ``test_pairs``.
+  (``trn``/``train`` or ``tst``/``test``) and an image column (``images``, ``image_urls``, ``image_url``,
+  ``image``, ``image_paths``, ``image_path``: one reference, a ``|``-separated text, a JSON list, or a
+  list; :mod:`vixml.data.image_cells`).
+- ``labels``: ``id`` (or ``label_id``), ``text`` (or ``title`` [+ ``content``]), an image column.
+- ``pairs`` with ``query_id``, ``label_id``, optional ``split`` and ``value`` (or ``score``/``relevance``/
+  ``rel``; default 1), or ``train_pairs`` + ``test_pairs``.
 
-A query's split is its ``split`` column, else the split of its pairs, else train. Labels are numbered
-0..L-1 in label-file order, points in query-file order within their split; ``{trn,tst,lbl}_ids.txt`` map
-rows back to the original ids, and ``{trn,tst,lbl}.images.jsonl`` keep image references (one JSON list
-per item; relative paths made absolute) for ``vixml images fetch``.
+Other columns are ignored; ``prepare`` reports, per table, which column it used for what (and records it
+in ``dataset.json`` under ``columns``). A query's split is its ``split`` column, else the split of its
+pairs, else train (a catalogue without any test query prepares without a test split, and says so).
+Labels are numbered 0..L-1 in label-file order, points in query-file order within their split;
+``{trn,tst,lbl}_ids.txt`` map rows back to the original ids, and ``{trn,tst,lbl}.images.jsonl`` keep
+image references (one JSON list per item; relative paths made absolute) for ``vixml images fetch``.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import scipy.sparse as sp
 
 from vixml.atomic import atomic_open
 from vixml.data._problems import MAX_LISTED, ProblemCollector
+from vixml.data.image_cells import parse_image_cell
 from vixml.data.labels import write_label_matrix
 from vixml.data.layout import ID_FILES, IMAGE_REF_FILES, LABEL_STEMS, TEXT_FILES
 from vixml.data.tables import find_table, iter_table
@@ -42,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 IMAGE_COLUMNS = ("images", "image_urls", "image_url", "image", "image_paths", "image_path")
 VALUE_COLUMNS = ("value", "score", "relevance", "rel")
+_KEYS_SEEN = 1000  # records whose columns are collected for the report (JSON lines may vary per record)
 _SPLIT_CODES = {"trn": 1, "train": 1, "tst": 2, "test": 2}
 _SPLIT_NAMES = {1: "trn", 2: "tst"}
 _FLUSH = 8192
@@ -72,16 +77,19 @@ def find_catalogue(directory: str | os.PathLike) -> CatalogueFiles | None:
     return CatalogueFiles(queries, labels, pairs, train, test)
 
 
-def prepare_catalogue(files: CatalogueFiles, out: Path, *, text_mode: str = "auto") -> dict:
+def prepare_catalogue(files: CatalogueFiles, out: Path, *, text_mode: str = "auto", encoding: str = "auto") -> dict:
     """Write texts, ids, image references and label matrices of a catalogue into ``out``.
 
     Args:
         files: the tables.
         out: the dataset folder (exists).
         text_mode: for tables without a ``text`` column: ``title`` or ``title+content`` (``auto``: both).
+        encoding: of CSV/TSV/JSON-lines tables: ``auto``/``utf-8`` or ``latin-1``.
 
     Returns:
-        Counts: ``n_labels``, ``n_train``, ``n_test``.
+        Counts: ``n_labels``, ``n_train``, ``n_test``; ``columns``: per table file name, the column used
+        for each role (``id``, ``text``, ``split``, ``images``, ``query_id``, ``label_id``, ``value``) and
+        the ``ignored`` ones.
 
     Raises:
         DataError: every problem with file and line: missing id/text columns, duplicate ids, unknown
@@ -89,15 +97,16 @@ def prepare_catalogue(files: CatalogueFiles, out: Path, *, text_mode: str = "aut
             pairs contradicting its ``split``, non-numeric values.
     """
     problems: list[Problem] = []
-    label_ids, _, _ = _write_items(files.labels, out, "lbl", text_mode, problems)
+    seen: dict[Path, set] = {}
+    label_ids, _, _ = _write_items(files.labels, out, "lbl", text_mode, problems, seen, encoding=encoding)
     label_index = {key: i for i, key in enumerate(label_ids)}
     tmp_texts, tmp_refs = out / ".queries.raw.txt.partial", out / ".queries.images.jsonl.partial"
     try:
         query_ids, query_split, query_lines = _write_items(
-            files.queries, out, "queries", text_mode, problems, texts_path=tmp_texts, refs_path=tmp_refs
+            files.queries, out, "queries", text_mode, problems, seen, tmp_texts, tmp_refs, encoding
         )
         query_index = {key: i for i, key in enumerate(query_ids)}
-        pairs = _read_pairs(files, query_index, label_index, problems)
+        pairs = _read_pairs(files, query_index, label_index, problems, seen, encoding)
         split = _resolve_splits(files, query_ids, query_split, query_lines, pairs, problems)
         if problems:
             raise DataError(problems)
@@ -110,7 +119,33 @@ def prepare_catalogue(files: CatalogueFiles, out: Path, *, text_mode: str = "aut
         if code == 2 and counts["n_test"] == 0:
             continue
         write_label_matrix(out / f"{LABEL_STEMS[name]}.txt", _matrix(pairs, split, code, len(label_ids)))
-    return counts
+    columns = {path.name: _roles(path, keys, files) for path, keys in seen.items()}
+    for name, roles in columns.items():
+        used = ", ".join(f"{role}={column}" for role, column in roles.items() if role != "ignored")
+        ignored = f"; ignored: {', '.join(roles['ignored'])}" if roles["ignored"] else ""
+        logger.debug("%s: columns %s%s", name, used, ignored)
+    return {**counts, "columns": columns}
+
+
+def _roles(path: Path, keys: set, files: CatalogueFiles) -> dict:
+    """Which column of a table was used for what (the first present of each role's names), and the rest."""
+    if path in (files.queries, files.labels):
+        ids = ("id", "label_id") if path == files.labels else ("id", "query_id")
+        roles = {
+            "id": ids,
+            "text": ("text",),
+            "split": ("split",) if path == files.queries else (),
+            "images": IMAGE_COLUMNS,
+        }
+    else:
+        roles = {"query_id": ("query_id",), "label_id": ("label_id",), "value": VALUE_COLUMNS}
+        roles["split"] = ("split",) if path == files.pairs else ()
+    used = {role: next((n for n in names if n in keys), None) for role, names in roles.items()}
+    if "text" in used and used["text"] is None and "title" in keys:
+        used["text"] = "title+content" if "content" in keys else "title"
+    chosen = {role: column for role, column in used.items() if column is not None}
+    taken = {c for column in chosen.values() for c in column.split("+")}
+    return {**chosen, "ignored": sorted(k for k in keys if k not in taken)}
 
 
 def _column(record: dict, names: tuple[str, ...]):
@@ -131,33 +166,16 @@ def _text(record: dict, text_mode: str) -> str | None:
     return clean_text(str(text))
 
 
-def _image_refs(value, base: Path) -> list[str]:
-    """Normalise an image cell: None/"" -> [], "ref" -> [ref], JSON list text or list -> list of refs."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return []
-    if isinstance(value, str):
-        value = value.strip()
-        if value.startswith("["):
-            try:
-                value = json.loads(value)
-            except ValueError:
-                value = [value]
-        else:
-            value = [value] if value else []
-    refs = [str(v).strip() for v in value if v is not None and str(v).strip()]
-    return [
-        r if ("://" in r or r.startswith("data:") or os.path.isabs(r)) else str((base / r).resolve()) for r in refs
-    ]
-
-
 def _write_items(
     path: Path,
     out: Path,
     kind: str,
     text_mode: str,
     problems: list[Problem],
+    seen: dict[Path, set],
     texts_path: Path | None = None,
     refs_path: Path | None = None,
+    encoding: str = "auto",
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Stream a queries/labels table into texts, ids (labels only) and image references.
 
@@ -175,8 +193,11 @@ def _write_items(
     any_refs = False
     texts: list[str] = []
     refs: list[str] = []
+    keys = seen.setdefault(path, set())
     with atomic_open(texts_path, "wb") as text_fh, atomic_open(refs_path, "wb") as ref_fh:
-        for line, record in iter_table(path, found):
+        for line, record in iter_table(path, found, encoding):
+            if len(ids) < _KEYS_SEEN:
+                keys.update(record)
             key = _column(record, id_columns)
             text = _text(record, text_mode)
             if key is None or str(key).strip() == "":
@@ -201,7 +222,7 @@ def _write_items(
             splits.append(code)
             lines.append(line)
             texts.append(text)
-            refs.append(json.dumps(_image_refs(cell, path.parent), ensure_ascii=False))
+            refs.append(json.dumps(parse_image_cell(cell, path.parent), ensure_ascii=False))
             if len(texts) >= _FLUSH:
                 _flush(text_fh, texts)
                 _flush(ref_fh, refs)
@@ -235,7 +256,9 @@ class _Pairs:
     line: np.ndarray  # int64 (n,)
 
 
-def _read_pairs(files: CatalogueFiles, queries: dict, labels: dict, problems: list[Problem]) -> _Pairs:
+def _read_pairs(
+    files: CatalogueFiles, queries: dict, labels: dict, problems: list[Problem], seen: dict, encoding: str
+) -> _Pairs:
     cols = {k: array.array(t) for k, t in (("q", "q"), ("l", "q"), ("v", "f"), ("s", "b"), ("src", "b"), ("ln", "q"))}
     sources = [(files.pairs, 0), (files.train_pairs, 1), (files.test_pairs, 2)]
     names: list[str] = []
@@ -245,7 +268,10 @@ def _read_pairs(files: CatalogueFiles, queries: dict, labels: dict, problems: li
         names.append(str(path))
         src = len(names) - 1
         found = ProblemCollector(path)
-        for line, record in iter_table(path, found):
+        keys = seen.setdefault(path, set())
+        for n, (line, record) in enumerate(iter_table(path, found, encoding)):
+            if n < _KEYS_SEEN:
+                keys.update(record)
             q_key, l_key = record.get("query_id"), record.get("label_id")
             q = queries.get(clean_text(str(q_key)).strip()) if q_key is not None else None
             lab = labels.get(clean_text(str(l_key)).strip()) if l_key is not None else None

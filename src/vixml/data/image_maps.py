@@ -18,6 +18,7 @@ import numpy as np
 
 from vixml.atomic import atomic_path
 from vixml.data._problems import ProblemCollector
+from vixml.data.file_kinds import NUMPY_READ_ERRORS
 from vixml.errors import DataError, Problem
 
 __all__ = ["ImageMap", "convert_image_map", "read_image_map", "write_image_map", "image_map_from_entries"]
@@ -230,8 +231,10 @@ def read_image_map(path: str | os.PathLike) -> ImageMap:
             indptr, indices = archive["indptr"], archive["indices"]
     except FileNotFoundError as exc:
         raise DataError(Problem(str(path), "image map not found")) from exc
-    except (OSError, ValueError) as exc:
-        raise DataError(Problem(str(path), f"not a pickle-free image map (.npz): {exc}")) from exc
+    except NUMPY_READ_ERRORS as exc:
+        raise DataError(
+            Problem(str(path), f"not a readable pickle-free image map (.npz; truncated?): {type(exc).__name__}: {exc}")
+        ) from exc
     if indptr.dtype.kind not in "iu" or indices.dtype.kind not in "iu":
         raise DataError(Problem(str(path), "indptr and indices must be integer arrays"))
     image_map = ImageMap(indptr.astype(np.int64), indices.astype(np.int64))

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from vixml.data.file_kinds import NUMPY_READ_ERRORS
 from vixml.data.image_maps import ImageMap, read_image_map
-from vixml.errors import DataError, Problem
+from vixml.errors import ConfigError, DataError, Problem
+from vixml.finite import nonfinite_problem
 
 __all__ = [
     "ImageBank",
@@ -37,7 +39,6 @@ _SPLIT_OF_MAP_NAME = {v: k for k, v in MAP_SPLIT_NAMES.items()}
 _EMB = re.compile(r"^(trn|tst|lbl)_embs_imgs_(\d+)_(\d+)_(.+)\.npy$")
 _MAP = re.compile(r"^(train|test|labels)_imgs_(\d+)_(\d+)_map\.(npy|npz)$")
 _BANK = re.compile(r"^(train|test|labels)_imgs_(\d+)_(\d+)\.bin$")
-_SCAN_BYTES = 1 << 26
 
 
 @dataclass(frozen=True)
@@ -133,31 +134,23 @@ def open_embeddings(path: str | os.PathLike) -> np.ndarray:
         emb = np.load(path, mmap_mode="r", allow_pickle=False)
     except FileNotFoundError as exc:
         raise DataError(Problem(str(path), "embedding file not found")) from exc
-    except (OSError, ValueError) as exc:
-        raise DataError(Problem(str(path), f"not a plain numpy .npy array: {exc}")) from exc
+    except NUMPY_READ_ERRORS as exc:
+        raise DataError(
+            Problem(str(path), f"not a plain numpy .npy array (truncated, or holding Python objects): {exc}")
+        ) from exc
     if emb.ndim != 2 or emb.dtype.kind != "f":
         raise DataError(Problem(str(path), f"expected a 2-D float array, got {emb.dtype} of shape {emb.shape}"))
     return emb
 
 
 def embedding_problems(path: str | os.PathLike) -> list[Problem]:
-    """NaN/inf rows of an embedding file (count and first row), scanned in bounded chunks."""
+    """NaN/inf rows of an embedding file (count and first rows), scanned in bounded chunks."""
     try:
         emb = open_embeddings(path)
     except DataError as exc:
         return exc.problems
-    rows = max(1, _SCAN_BYTES // max(1, emb.shape[1] * emb.itemsize))
-    bad = 0
-    first = None
-    for start in range(0, emb.shape[0], rows):
-        finite = np.isfinite(emb[start : start + rows]).all(axis=1)
-        if not finite.all():
-            bad += int((~finite).sum())
-            if first is None:
-                first = start + int(np.flatnonzero(~finite)[0])
-    if bad:
-        return [Problem(str(path), f"{bad} embedding row(s) with NaN or inf values; the first is row {first}")]
-    return []
+    problem = nonfinite_problem(emb, str(path), "embedding rows")
+    return [problem] if problem is not None else []
 
 
 class ImageBank:
@@ -174,7 +167,7 @@ class ImageBank:
 
     def __init__(self, embeddings_path: str | os.PathLike, map_path: str | os.PathLike | ImageMap, num_images: int):
         if num_images < 1:
-            raise ValueError(f"num_images must be >= 1, got {num_images}")
+            raise ConfigError(f"num_images must be >= 1, got {num_images}")
         self.embeddings_path = Path(embeddings_path)
         self.map_path = None if isinstance(map_path, ImageMap) else Path(map_path)
         self.map = map_path if isinstance(map_path, ImageMap) else read_image_map(map_path)
@@ -209,6 +202,9 @@ class ImageBank:
         Returns:
             ``(emb, mask)``: emb float32 (n, N, D), zero where there is no image; mask bool (n, N),
             True where a slot holds an image.
+
+        Raises:
+            DataError: a gathered embedding row holds NaN or inf (``vixml data validate`` lists them all).
         """
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
         if rows.size and (rows.min() < 0 or rows.max() >= self.n_items):
@@ -223,7 +219,18 @@ class ImageBank:
         if positions.size:
             wanted = self.map.indices[positions]
             distinct, inverse = np.unique(wanted, return_inverse=True)  # read each row once, in file order
-            emb[mask] = np.asarray(self.embeddings[distinct], dtype=np.float32)[inverse]
+            vectors = np.asarray(self.embeddings[distinct], dtype=np.float32)
+            if not np.isfinite(vectors).all():
+                bad = distinct[~np.isfinite(vectors).all(axis=1)]
+                rows = ", ".join(str(int(r)) for r in bad[:5]) + (", ..." if bad.size > 5 else "")
+                raise DataError(
+                    Problem(
+                        str(self.embeddings_path),
+                        f"embedding row(s) {rows} hold NaN or inf values; every value must be a finite number "
+                        "(vixml data validate lists every such row)",
+                    )
+                )
+            emb[mask] = vectors[inverse]
         return emb, mask
 
     def __getstate__(self) -> dict:

@@ -20,6 +20,7 @@ import scipy.sparse as sp
 
 from vixml.atomic import atomic_open, atomic_path
 from vixml.data._problems import ProblemCollector
+from vixml.data.file_kinds import NUMPY_READ_ERRORS, describe, sniff
 from vixml.errors import DataError, Problem
 
 __all__ = ["read_label_matrix", "write_label_matrix", "label_matrix_problems", "format_value"]
@@ -31,13 +32,18 @@ _MAX_DIM = (1 << 31) - 1
 _LABEL = re.compile(rb"-?\d+")
 _NUMBER = re.compile(rb"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+EXPECTED = (
+    "expected a label matrix: the sparse text format (a header 'n_rows n_cols', then one line of "
+    "label:value per row) or a scipy sparse .npz (scipy.sparse.save_npz)"
+)
 
 
 def read_label_matrix(path: str | os.PathLike) -> sp.csr_matrix:
     """Read a label matrix as float32 CSR with sorted, unique indices per row.
 
     Args:
-        path: a ``.npz`` written by ``scipy.sparse.save_npz``, or the sparse text format.
+        path: a ``.npz`` written by ``scipy.sparse.save_npz``, or the sparse text format; which one is read
+            from the file's first bytes, not its name.
 
     Returns:
         CSR matrix (n_rows, n_cols), float32.
@@ -45,13 +51,21 @@ def read_label_matrix(path: str | os.PathLike) -> sp.csr_matrix:
     Raises:
         DataError: every defect found, each with file and line: missing or bad header, bad token,
             negative label id or one >= n_cols, non-numeric or non-finite value, duplicate label in a
-            row, more or fewer rows than the header says.
+            row, more or fewer rows than the header says; a file of another kind (a dense ``.npy``, a
+            gzip, a binary file) or a truncated ``.npz``, saying what it is.
     """
     path = Path(path)
-    if path.suffix == ".npz":
+    kind = sniff(path)
+    if kind == "npz":
         return _read_npz(path)
-    if not path.is_file():
+    if kind == "missing":
         raise DataError(Problem(str(path), "label matrix file not found"))
+    if kind not in ("text", "empty"):
+        raise DataError(Problem(str(path), f"this is {describe(path)}; {EXPECTED}"))
+    if path.suffix == ".npz":
+        raise DataError(
+            Problem(str(path), f"this is {describe(path)}, not a zip archive as .npz files are; {EXPECTED}")
+        )
     size = path.stat().st_size
     if size >= _FAST_MIN_BYTES:
         header = _read_header(path)
@@ -206,8 +220,17 @@ def _read_npz(path: Path) -> sp.csr_matrix:
         loaded = sp.load_npz(path)
     except FileNotFoundError as exc:
         raise DataError(Problem(str(path), "label matrix file not found")) from exc
-    except (OSError, ValueError, KeyError) as exc:
-        raise DataError(Problem(str(path), f"not a scipy sparse .npz: {exc}")) from exc
+    except NUMPY_READ_ERRORS as exc:
+        what = describe(path)
+        if what.startswith("a truncated"):
+            reason = f"this is {what} (.npz files are zip archives); write it again"
+        elif "pickle" in str(exc):
+            reason = f"this is {what} with Python objects (pickles), which vixml never loads; {EXPECTED}"
+        elif what.startswith("a zip archive"):
+            reason = f"this is {what}, not a scipy sparse matrix; {EXPECTED}"
+        else:
+            reason = f"this is {what}, not a scipy sparse matrix ({type(exc).__name__}: {exc}); {EXPECTED}"
+        raise DataError(Problem(str(path), reason)) from exc
     matrix = sp.csr_matrix(loaded, dtype=np.float32)
     try:
         matrix.check_format(full_check=True)
@@ -215,8 +238,13 @@ def _read_npz(path: Path) -> sp.csr_matrix:
         raise DataError(Problem(str(path), f"malformed CSR: {exc}")) from exc
     if not np.isfinite(matrix.data).all():
         bad = np.flatnonzero(~np.isfinite(matrix.data))
-        row = int(np.searchsorted(matrix.indptr, bad[0], side="right") - 1)
-        problems.add(f"{bad.size} non-finite value(s), the first in row {row}", field="data")
+        rows = np.unique(np.searchsorted(matrix.indptr, bad, side="right") - 1)
+        shown = ", ".join(str(int(r)) for r in rows[:5]) + (", ..." if rows.size > 5 else "")
+        problems.add(
+            f"{bad.size} non-finite (NaN or infinite) value(s) in {rows.size} row(s) ({shown}); every value must "
+            "be a finite number",
+            field="data",
+        )
     matrix.sort_indices()
     _note_duplicates(matrix, problems)
     problems.raise_if_any()

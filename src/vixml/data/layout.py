@@ -13,6 +13,7 @@ __all__ = [
     "ID_FILES",
     "IMAGE_REF_FILES",
     "MANIFEST_NAME",
+    "PREPARING_MARKER",
     "label_file",
     "is_dataset_file",
     "dataset_files",
@@ -24,6 +25,8 @@ FILTER_FILES = {"tst": "filter_labels_test.txt", "trn": "filter_labels_train.txt
 ID_FILES = {"trn": "trn_ids.txt", "tst": "tst_ids.txt", "lbl": "lbl_ids.txt"}
 IMAGE_REF_FILES = {"trn": "trn.images.jsonl", "tst": "tst.images.jsonl", "lbl": "lbl.images.jsonl"}
 MANIFEST_NAME = "dataset.json"
+#: Present while ``prepare --overwrite`` replaces a folder's files; a folder holding it is refused by every reader.
+PREPARING_MARKER = ".vixml-preparing"
 
 _IMAGE_FILE = re.compile(
     r"^((trn|tst|lbl)_embs_imgs_\d+_\d+_.+\.npy|(train|test|labels)_imgs_\d+_\d+(_map\.(npy|npz)|\.bin))$"

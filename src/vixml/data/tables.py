@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from vixml.data._problems import ProblemCollector
+from vixml.data.encoding import locate_utf8_error, utf8_problem
 from vixml.errors import DataError, Problem
 from vixml.optional import require
 
@@ -42,17 +43,21 @@ def find_table(directory: Path, stems: tuple[str, ...]) -> Path | None:
     return None
 
 
-def iter_table(path: str | os.PathLike, problems: ProblemCollector | None = None) -> Iterator[tuple[int, dict]]:
+def iter_table(
+    path: str | os.PathLike, problems: ProblemCollector | None = None, encoding: str = "auto"
+) -> Iterator[tuple[int, dict]]:
     """Yield ``(line, record)`` for every record of a CSV/TSV, JSON-lines or Parquet file.
 
     Args:
         path: the table; its suffix picks the format.
         problems: where a JSON line that is not an object is noted (and skipped); without it, such a
             line raises.
+        encoding: of a text table: ``auto``/``utf-8`` (UTF-8, a byte-order mark skipped) or ``latin-1``.
 
     Raises:
-        DataError: unknown suffix, unreadable file, malformed CSV (reading cannot resynchronise), a bad
-            JSON line when ``problems`` is None.
+        DataError: unknown suffix, unreadable file, malformed CSV (reading cannot resynchronise), text
+            that is not UTF-8 (naming the line and byte offset), a truncated gzip, a bad JSON line when
+            ``problems`` is None.
         MissingExtraError: a Parquet file without pyarrow installed.
     """
     path = Path(path)
@@ -63,29 +68,42 @@ def iter_table(path: str | os.PathLike, problems: ProblemCollector | None = None
         raise DataError(Problem(str(path), "file not found"))
     if suffix == ".parquet":
         yield from _iter_parquet(path)
-    elif suffix.startswith((".jsonl", ".ndjson")):
-        yield from _iter_jsonl(path, problems)
-    else:
-        yield from _iter_csv(path, delimiter="\t" if suffix.startswith(".tsv") else ",")
+        return
+    text = "latin-1" if encoding == "latin-1" else "utf-8-sig"
+    try:
+        if suffix.startswith((".jsonl", ".ndjson")):
+            yield from _iter_jsonl(path, problems, text)
+        else:
+            yield from _iter_csv(path, "\t" if suffix.startswith(".tsv") else ",", text)
+    except UnicodeDecodeError as exc:
+        where = locate_utf8_error(path)
+        if where is None:
+            raise DataError(Problem(str(path), f"not valid UTF-8: {exc}", field="encoding")) from None
+        line, offset, raw = where
+        raise DataError(utf8_problem(path, offset, line, raw)) from None
+    except (EOFError, gzip.BadGzipFile) as exc:
+        raise DataError(
+            Problem(str(path), f"the compressed data ends early or is corrupt ({exc}): get the file again")
+        ) from None
 
 
-def _open_text(path: Path) -> io.TextIOBase:
+def _open_text(path: Path, encoding: str) -> io.TextIOBase:
     raw = gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
-    return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+    return io.TextIOWrapper(raw, encoding=encoding, newline="")
 
 
-def _iter_csv(path: Path, delimiter: str) -> Iterator[tuple[int, dict]]:
-    with _open_text(path) as fh:
+def _iter_csv(path: Path, delimiter: str, encoding: str) -> Iterator[tuple[int, dict]]:
+    with _open_text(path, encoding) as fh:
         reader = csv.DictReader(fh, delimiter=delimiter)
         try:
             for record in reader:
                 yield reader.line_num, record
-        except (csv.Error, UnicodeDecodeError) as exc:
+        except csv.Error as exc:
             raise DataError(Problem(str(path), f"malformed CSV: {exc}", line=reader.line_num)) from exc
 
 
-def _iter_jsonl(path: Path, problems: ProblemCollector | None) -> Iterator[tuple[int, dict]]:
-    with _open_text(path) as fh:
+def _iter_jsonl(path: Path, problems: ProblemCollector | None, encoding: str) -> Iterator[tuple[int, dict]]:
+    with _open_text(path, encoding) as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
                 continue

@@ -18,6 +18,7 @@ import numpy as np
 
 from vixml.atomic import atomic_open
 from vixml.data._problems import ProblemCollector
+from vixml.data.encoding import Encoding, choose_encoding
 from vixml.errors import DataError, Problem
 
 __all__ = ["TextStore", "read_texts", "write_texts", "clean_text", "ID_SEPARATOR"]
@@ -30,7 +31,6 @@ _UTF8_BOM = b"\xef\xbb\xbf"
 _CLEAN = str.maketrans({"\n": " ", "\r": " ", "\x00": " "})
 
 Layout = Literal["auto", "plain", "id->text"]
-Encoding = Literal["auto", "utf-8", "latin-1"]
 
 
 def clean_text(text: str) -> str:
@@ -49,14 +49,18 @@ class TextStore(Sequence):
     Attributes:
         path: the file.
         encoding: ``"utf-8"`` or ``"latin-1"``.
+        encoding_reason: why (``"utf-8"``, ``"latin-1 (asked)"``, ``"latin-1 (known public XC file)"``, ...).
         has_ids: whether lines are ``id->text``.
         offsets: int64 array (n + 1,), line i is the bytes ``[offsets[i], offsets[i + 1])`` of the file.
     """
 
-    def __init__(self, path: str | os.PathLike, offsets: np.ndarray, encoding: str, has_ids: bool):
+    def __init__(
+        self, path: str | os.PathLike, offsets: np.ndarray, encoding: str, has_ids: bool, encoding_reason: str = ""
+    ):
         self.path = Path(path)
         self.offsets = offsets
         self.encoding = encoding
+        self.encoding_reason = encoding_reason or encoding
         self.has_ids = has_ids
         self._mm: mmap.mmap | bytes | None = None
 
@@ -155,35 +159,46 @@ def _map(path: Path) -> mmap.mmap | bytes:
         return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
 
 
-def _scan(buf: mmap.mmap | bytes) -> tuple[np.ndarray, bool, int]:
-    """One pass over the bytes: line offsets (n + 1,), whether they are valid UTF-8, first NUL byte (-1 if none)."""
+def _scan(buf: mmap.mmap | bytes) -> tuple[np.ndarray, int, int, bool]:
+    """One pass over the bytes.
+
+    Returns:
+        ``(offsets (n + 1,), byte offset of the first invalid UTF-8 byte (-1 if none), first NUL byte (-1 if
+        none), whether any byte is non-ASCII)``.
+    """
     size = len(buf)
     newlines = []
     decoder = codecs.getincrementaldecoder("utf-8")()
-    utf8 = True
+    invalid = -1
     nul = -1
+    non_ascii = False
+    bom = 3 if buf[:3] == _UTF8_BOM else 0
     for start in range(0, size, _CHUNK):
         chunk = buf[start : start + _CHUNK]
         newlines.append(np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == 10) + start)
         if nul < 0 and (at := chunk.find(b"\x00")) >= 0:
             nul = start + at
-        if utf8 and (not chunk.isascii() or decoder.getstate()[0]):
+        ascii_chunk = chunk.isascii()
+        non_ascii |= not ascii_chunk and not (start == 0 and bom and chunk[3:].isascii())
+        if invalid < 0 and (not ascii_chunk or decoder.getstate()[0]):
+            pending = len(decoder.getstate()[0])
             try:
-                decoder.decode(chunk)
-            except UnicodeDecodeError:
-                utf8 = False
-    if utf8:
+                decoder.decode(chunk[bom:] if start == 0 else chunk)
+            except UnicodeDecodeError as exc:
+                invalid = start + (bom if start == 0 else 0) - pending + exc.start
+    if invalid < 0:
+        pending = len(decoder.getstate()[0])
         try:
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
-            utf8 = False
+            invalid = size - pending
     ends = np.concatenate(newlines) + 1 if newlines else np.zeros(0, dtype=np.int64)
     offsets = np.concatenate([np.zeros(1, dtype=np.int64), ends.astype(np.int64)])
     if size and buf[size - 1 : size] != b"\n":
         offsets = np.append(offsets, np.int64(size))
-    if buf[:3] == _UTF8_BOM:
+    if bom:
         offsets[0] = 3
-    return offsets, utf8, nul
+    return offsets, invalid, nul, non_ascii
 
 
 def _sniff_ids(store: TextStore) -> bool:
@@ -208,18 +223,19 @@ def read_texts(path: str | os.PathLike, *, encoding: Encoding = "auto", layout: 
 
     Args:
         path: the file.
-        encoding: ``"auto"`` takes UTF-8 when the whole file is valid UTF-8 and latin-1 otherwise (the
-            public XC files are latin-1). A UTF-8 byte-order mark is skipped.
+        encoding: ``"auto"``: the file must be valid UTF-8, except the public XC files known to be latin-1
+            (see :mod:`vixml.data.encoding`); ``"latin-1"`` or ``"utf-8"`` force one. A UTF-8 byte-order
+            mark is skipped.
         layout: ``"auto"`` detects ``id->text`` lines from the first 1000 non-empty lines (>= 90% of
             them ``id->...`` with a whitespace-free id); ``"plain"``
             and ``"id->text"`` force one.
 
     Returns:
-        A :class:`TextStore` over the file.
+        A :class:`TextStore` over the file (``store.encoding_reason`` says why its encoding was chosen).
 
     Raises:
-        DataError: the file is missing, unreadable, or binary (contains NUL bytes: neither UTF-8
-            nor latin-1 text), or not UTF-8 when ``encoding="utf-8"`` was asked for.
+        DataError: the file is missing, unreadable, binary (contains NUL bytes), or not valid UTF-8 when
+            UTF-8 is required (naming the line and byte offset of the first invalid byte).
     """
     path = Path(path)
     problems = ProblemCollector(path)
@@ -227,20 +243,27 @@ def read_texts(path: str | os.PathLike, *, encoding: Encoding = "auto", layout: 
         buf = _map(path)
     except OSError as exc:
         raise DataError(Problem(str(path), f"cannot read text file: {exc.strerror or exc}")) from exc
-    offsets, utf8, nul = _scan(buf)
-    if nul >= 0:
-        line = int(np.searchsorted(offsets, nul, side="right"))
-        problems.add("binary data (NUL byte): the file is neither UTF-8 nor latin-1 text", line=line)
-    if encoding == "utf-8" and not utf8:
-        problems.add("not valid UTF-8 (use encoding='auto' to read it as latin-1)")
-    if isinstance(buf, mmap.mmap):
-        buf.close()
-    problems.raise_if_any()
-    chosen = "utf-8" if (encoding == "auto" and utf8) else ("latin-1" if encoding == "auto" else encoding)
-    store = TextStore(path, offsets, chosen, has_ids=False)
+    try:
+        offsets, invalid, nul, non_ascii = _scan(buf)
+        if nul >= 0:
+            line = _line_of(offsets, nul)
+            problems.add("binary data (NUL byte): this is not a text file", line=line)
+            problems.raise_if_any()
+        line = _line_of(offsets, invalid) if invalid >= 0 else None
+        context = bytes(buf[offsets[line - 1] : offsets[line]]) if line is not None else None
+        chosen, reason = choose_encoding(path, encoding, invalid if invalid >= 0 else None, non_ascii, context, line)
+    finally:
+        if isinstance(buf, mmap.mmap):
+            buf.close()
+    store = TextStore(path, offsets, chosen, has_ids=False, encoding_reason=reason)
     if layout == "id->text" or (layout == "auto" and _sniff_ids(store)):
         store.has_ids = True
     return store
+
+
+def _line_of(offsets: np.ndarray, byte: int) -> int:
+    """1-based line holding byte offset ``byte``."""
+    return max(1, min(int(np.searchsorted(offsets, byte, side="right")), len(offsets) - 1))
 
 
 def write_texts(path: str | os.PathLike, texts: Iterable[str]) -> int:

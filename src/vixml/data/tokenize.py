@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vixml.atomic import atomic_open, atomic_path
+from vixml.data.file_kinds import NUMPY_READ_ERRORS
 from vixml.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -188,14 +189,21 @@ class TokenCache:
         if not isinstance(meta, dict) or (meta.get("format"), meta.get("version")) != (_FORMAT, _VERSION):
             logger.info("token cache %s has another format; rebuilding", paths.meta)
             return None
+        if not isinstance(meta.get("source"), dict):
+            logger.warning("token cache %s is unreadable (no source record); rebuilding", paths.meta)
+            return None
         if meta.get("n") != len(texts):
             logger.info("token cache %s is stale (its row count changed); rebuilding", paths.meta)
             return None
         if not self._source_unchanged(paths, meta, texts, source_path):
             logger.info("token cache %s is stale (its source changed); rebuilding", paths.meta)
             return None
-        ids = np.load(paths.ids, mmap_mode="r") if meta["n"] else np.load(paths.ids)
-        lengths = np.load(paths.lengths)
+        try:
+            ids = np.load(paths.ids, mmap_mode="r", allow_pickle=False) if meta["n"] else np.load(paths.ids)
+            lengths = np.load(paths.lengths, allow_pickle=False)
+        except NUMPY_READ_ERRORS as exc:
+            logger.warning("token cache %s is unreadable (%s: %s); rebuilding", paths.folder, type(exc).__name__, exc)
+            return None
         if ids.shape != (meta["n"], max_length) or ids.dtype != np.int32 or lengths.shape != (meta["n"],):
             logger.warning("token cache %s has arrays of the wrong shape; rebuilding", paths.meta)
             return None

@@ -13,6 +13,7 @@ import gzip
 import json
 import logging
 import math
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -22,10 +23,11 @@ import scipy.sparse as sp
 
 from vixml.atomic import atomic_open
 from vixml.data._problems import ProblemCollector
+from vixml.data.encoding import utf8_problem
 from vixml.data.labels import write_label_matrix
 from vixml.data.layout import ID_FILES, LABEL_STEMS, TEXT_FILES
 from vixml.data.texts import clean_text
-from vixml.errors import DataError, Problem
+from vixml.errors import ConfigError, DataError, Problem
 
 __all__ = ["TextMode", "find_xc_json", "resolve_text_mode", "prepare_xc_repo", "iter_json_lines"]
 
@@ -46,34 +48,60 @@ def find_xc_json(directory: Path, split: str) -> Path | None:
 def resolve_text_mode(src: Path, text_mode: TextMode) -> Literal["title", "title+content"]:
     """``auto`` -> ``title`` when the folder's name contains ``Titles`` (as the XC tooling decides), else both."""
     if text_mode not in ("auto", "title", "title+content"):
-        raise ValueError(f"text_mode must be 'auto', 'title' or 'title+content', got {text_mode!r}")
+        raise ConfigError(f"text_mode must be 'auto', 'title' or 'title+content', got {text_mode!r}")
     if text_mode != "auto":
         return text_mode
     return "title" if "Titles" in Path(src).resolve().name else "title+content"
 
 
-def iter_json_lines(path: Path) -> Iterator[tuple[int, object, str | None]]:
-    """Yield ``(line number, parsed object or None, error message or None)`` per non-blank line."""
+def iter_json_lines(path: Path, encoding: str = "auto") -> Iterator[tuple[int, object, str | None]]:
+    """Yield ``(line number, parsed object or None, error message or None)`` per non-blank line.
+
+    JSON is UTF-8 (``encoding="latin-1"`` decodes each line as latin-1 instead). A line that does not
+    decode, or is not JSON, is one error; a truncated or corrupt gzip stream ends the file with an error
+    on the line after the last one read.
+    """
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                yield lineno, json.loads(raw), None
-            except ValueError as exc:
-                yield lineno, None, f"not valid JSON: {exc}"
+    lineno, offset = 0, 0
+    try:
+        with opener(path, "rb") as fh:
+            for lineno, raw in enumerate(fh, start=1):
+                start, offset = offset, offset + len(raw)
+                if not raw.strip():
+                    continue
+                try:
+                    text = raw.decode("latin-1" if encoding == "latin-1" else "utf-8-sig")
+                except UnicodeDecodeError as exc:
+                    yield lineno, None, utf8_problem(path, start + exc.start, lineno, raw).message
+                    continue
+                try:
+                    yield lineno, json.loads(text), None
+                except ValueError as exc:
+                    yield lineno, None, f"not valid JSON: {exc}"
+    except (EOFError, OSError, zlib.error) as exc:
+        what = "the compressed data ends early" if isinstance(exc, EOFError) else f"unreadable data ({exc})"
+        yield (
+            lineno + 1,
+            None,
+            f"{what} after line {lineno}: the file is truncated or corrupt (an interrupted download?); get it again",
+        )
 
 
-def prepare_xc_repo(src: Path, out: Path, *, text_mode: TextMode = "auto") -> dict:
+def prepare_xc_repo(src: Path, out: Path, *, text_mode: TextMode = "auto", encoding: str = "auto") -> dict:
     """Write texts, ids and label matrices of an XC raw folder into ``out`` (filters/images: the caller).
+
+    Args:
+        src, out: the raw folder and the folder to write.
+        text_mode: see :func:`resolve_text_mode`.
+        encoding: of the JSON lines (``auto``/``utf-8``: UTF-8; ``latin-1`` when asked).
 
     Returns:
         Counts: ``n_labels``, ``n_train``, ``n_test`` (0 without ``tst.json.gz``), ``text_mode``.
 
     Raises:
-        DataError: every problem of the JSON files (bad JSON, missing title, bad or out-of-range
-            ``target_ind``, ``target_rel`` of another length), with file and line.
+        DataError: every problem of the JSON files (bad JSON or encoding, a truncated file, missing
+            title, a repeated uid, bad or out-of-range ``target_ind``, ``target_rel`` of another length),
+            with file and line.
     """
     mode = resolve_text_mode(src, text_mode)
     paths = {split: find_xc_json(src, split) for split in ("trn", "tst", "lbl")}
@@ -81,13 +109,13 @@ def prepare_xc_repo(src: Path, out: Path, *, text_mode: TextMode = "auto") -> di
     if missing:
         raise DataError(missing)
     problems: list[Problem] = []
-    n_labels, _, found = _convert_split(paths["lbl"], out, "lbl", mode, None)
+    n_labels, _, found = _convert_split(paths["lbl"], out, "lbl", mode, None, encoding)
     problems += found
     matrices = {}
     for split in ("trn", "tst"):
         if paths[split] is None:
             continue
-        _, matrices[split], found = _convert_split(paths[split], out, split, mode, n_labels)
+        _, matrices[split], found = _convert_split(paths[split], out, split, mode, n_labels, encoding)
         problems += found
     if problems:
         raise DataError(problems)
@@ -103,7 +131,7 @@ def prepare_xc_repo(src: Path, out: Path, *, text_mode: TextMode = "auto") -> di
 
 
 def _convert_split(
-    path: Path, out: Path, split: str, mode: str, n_labels: int | None
+    path: Path, out: Path, split: str, mode: str, n_labels: int | None, encoding: str = "auto"
 ) -> tuple[int, sp.csr_matrix | None, list[Problem]]:
     """Stream one JSON-lines file into ``<split>.raw.txt`` + ``<split>_ids.txt``; collect its labels."""
     problems = ProblemCollector(path)
@@ -112,14 +140,23 @@ def _convert_split(
     values = array.array("f")
     texts: list[str] = []
     ids: list[str] = []
+    first_line: dict[str, int] = {}
     count = 0
     with atomic_open(out / TEXT_FILES[split], "wb") as text_fh, atomic_open(out / ID_FILES[split], "wb") as id_fh:
-        for lineno, obj, error in iter_json_lines(path):
+        for lineno, obj, error in iter_json_lines(path, encoding):
             if error is not None or not isinstance(obj, dict):
                 problems.add(error or "expected a JSON object", line=lineno)
                 obj = {}
             texts.append(_text_of(obj, mode, problems, lineno))
-            ids.append(clean_text(str(obj.get("uid", ""))))
+            uid = clean_text(str(obj.get("uid", "")))
+            if uid and first_line.setdefault(uid, lineno) != lineno:
+                problems.add(
+                    f"repeated uid {uid!r} (first on line {first_line[uid]}): every uid names one item; remove or "
+                    "rename the repeat",
+                    line=lineno,
+                    field="uid",
+                )
+            ids.append(uid)
             if n_labels is not None:
                 _labels_of(obj, n_labels, problems, lineno, indices, values)
                 indptr.append(len(indices))

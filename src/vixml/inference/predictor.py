@@ -103,7 +103,7 @@ class Predictor:
 
     def predict(self, texts: Sequence[str], images=None, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` labels of each text (with its images, see :meth:`encode`): (n, k) scores and label ids."""
-        return topk(self.encode(texts, images), self.label_embeddings, k)
+        return topk(self.encode(texts, images), self.label_embeddings, k, check_finite="queries")
 
     def predict_dataset(
         self, data_dir: str | Path, *, split: str = "tst", k: int = 100, augment: bool = False
@@ -132,12 +132,12 @@ class Predictor:
         encoder = self.encoder(dataset)
         queries = encoder.embed_split(split, progress=f"embedding {split} queries")
         if not augment:
-            scores, indices = topk(queries, self.label_embeddings, k)
+            scores, indices = topk(queries, self.label_embeddings, k, check_finite="queries")
             return to_csr(scores, indices, self.num_labels)
         from vixml.config import AugmentConfig
 
         ac = self.config.eval.augment or AugmentConfig()
-        label_scores, label_indices = topk(queries, self.label_embeddings, ac.num_labels)
+        label_scores, label_indices = topk(queries, self.label_embeddings, ac.num_labels, check_finite="queries")
         train_queries = encoder.embed_split("trn", progress="embedding trn queries")
         query_scores, query_indices = topk(queries, train_queries, ac.num_queries)
         if split == "trn":  # a training query must not vote for itself

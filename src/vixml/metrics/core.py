@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,18 +81,22 @@ class Totals:
     n_queries: int
 
 
-def load_inputs(true, pred, filter=None, train=None) -> tuple[Truth, Predictions, FilterPairs]:
+def load_inputs(
+    true, pred, filter=None, train=None, sources: Mapping[str, str] | None = None
+) -> tuple[Truth, Predictions, FilterPairs]:
     """Validate true labels, predictions, filter pairs (and training labels, when given) together; raise one
-    DataError listing every problem."""
-    truth, problems = check_truth(true)
+    DataError listing every problem. ``sources`` names the file each argument came from (``{"pred": path}``),
+    for the messages; an argument without one is named by its role (``pred``, ``true``, ...)."""
+    name = {role: (sources or {}).get(role, role) for role in ("true", "pred", "filter", "train")}
+    truth, problems = check_truth(true, name["true"])
     if truth is None:
         raise DataError(problems)
-    preds, more = check_predictions(pred, truth.shape)
+    preds, more = check_predictions(pred, truth.shape, name["pred"])
     problems += more
-    pairs, more = check_filter(filter, truth.shape)
+    pairs, more = check_filter(filter, truth.shape, name["filter"])
     problems += more
     if train is not None:
-        problems += check_train(train, truth.shape[1])
+        problems += check_train(train, truth.shape[1], name["train"])
     if problems:
         raise DataError(problems)
     return truth, preds, pairs
@@ -125,6 +129,7 @@ def compute(
     weights: np.ndarray | None = None,
     pairs: FilterPairs | None = None,
     recall_at: Sequence[int] = (),
+    pred_name: str = "pred",
 ) -> Totals:
     """Rank every query's predictions once and compute all metrics at cutoffs 1..k (and recall at recall_at).
 
@@ -135,6 +140,7 @@ def compute(
         weights: (L,) inverse propensities; None skips PSP and PSnDCG.
         pairs: (row, label) pairs removed from the predictions before ranking.
         recall_at: further recall cutoffs.
+        pred_name: the predictions' name (or file) in problem messages.
 
     Raises:
         DataError: a query's predictions name the same label twice.
@@ -165,11 +171,11 @@ def compute(
     if dup.any():
         rows = np.flatnonzero(dup)
         problems = [
-            Problem("pred", "a label is predicted more than once for this query", line=int(r) + 1, field=f"row {r}")
+            Problem(pred_name, "a label is predicted more than once for this query", field=f"row {r}")
             for r in rows[:_SHOWN]
         ]
         if rows.size > _SHOWN:
-            problems.append(Problem("pred", f"{rows.size} queries predict some label more than once in all"))
+            problems.append(Problem(pred_name, f"{rows.size} queries predict some label more than once in all"))
         raise DataError(problems)
     total = sums.sum(axis=0)
     denom = max(n, 1)

@@ -10,7 +10,7 @@ seconds on two cores.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from vixml.metrics.core import compute, load_inputs
 from vixml.metrics.inputs import check_k
@@ -34,6 +34,7 @@ def evaluate(
     filter=None,
     *,
     recall_at: Sequence[int] = RECALL_AT,
+    sources: Mapping[str, str] | None = None,
 ) -> dict[str, float]:
     """All metrics of ``pred`` against ``true``, as a flat dict of floats in [0, 1].
 
@@ -51,22 +52,24 @@ def evaluate(
         filter: (m, 2) integer (row, label) pairs removed from the predictions before ranking.
         recall_at: further recall cutoffs, each reported when k < c <= the prediction width
             (k' of the dense form, the longest row of a CSR, before filtering).
+        sources: the file each input was read from, by argument (``{"pred": "run/pred.npz", "true": ...}``),
+            so that problems name the file instead of the argument.
 
     Returns:
         Keys ``P@j``, ``nDCG@j``, ``PSP@j``, ``PSnDCG@j``, ``R@j`` for j = 1..k, ``R@c`` for the
         reachable ``recall_at`` cutoffs, and ``MRR`` (over the whole predicted lists).
 
     Raises:
-        DataError: every problem of the inputs at once (shapes, label ids, NaN scores, filter pairs,
-            labels predicted twice for a query).
+        DataError: every problem of the inputs at once (shapes, label ids, NaN or infinite scores or
+            label values with their rows, filter pairs, labels predicted twice for a query).
         ConfigError: k < 1, or A/B out of range.
     """
     k = check_k(k)
     A, B = check_propensity_params(A, B)
-    truth, preds, pairs = load_inputs(true, pred, filter, train)
+    truth, preds, pairs = load_inputs(true, pred, filter, train, sources)
     weights = inverse_propensity(train if train is not None else true, A, B)
     extra = sorted({int(c) for c in recall_at if k < int(c) <= preds.width})
-    totals = compute(truth, preds, k, weights, pairs, extra)
+    totals = compute(truth, preds, k, weights, pairs, extra, pred_name=(sources or {}).get("pred", "pred"))
     out: dict[str, float] = {}
     for name, values in (
         ("P", totals.precision),

@@ -6,8 +6,9 @@ Normalisation copies only what it must: a CSR prediction matrix of float32/float
 label ids, or a dense ``(scores, indices)`` pair, reaches the kernels without a copy (a 1M x 100
 prediction matrix is 800 MB).
 
-``Problem.file`` names the argument (``"true"``, ``"pred"``, ``"train"``, ``"filter"``); for the filter,
-``Problem.line`` is the 1-based pair number, which is the line of a ``filter_labels_test.txt`` file.
+``Problem.file`` names the argument (``"true"``, ``"pred"``, ``"train"``, ``"filter"``), or the file it was
+read from when the caller says (``evaluate(..., sources={"pred": "run/pred.npz"})``, as ``vixml evaluate``
+does); for the filter, ``Problem.line`` is the 1-based pair number.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from vixml.errors import ConfigError, Problem
+from vixml.finite import SHOWN
 
 __all__ = [
     "Truth",
@@ -91,11 +93,17 @@ def check_k(k: int, name: str = "k") -> int:
     return int(k)
 
 
-def _nonfinite_problem(file: str, values: np.ndarray, what: str) -> Problem | None:
+def _nonfinite_problem(file: str, values: np.ndarray, what: str, indptr: np.ndarray | None = None) -> Problem | None:
+    """Non-finite entries of a CSR ``data`` array (``indptr`` names their rows) or of a flat array."""
     bad = ~np.isfinite(values)
     if not bad.any():
         return None
-    return Problem(file, f"{int(bad.sum())} {what} are NaN or infinite; every value must be a finite number")
+    where = ""
+    if indptr is not None:
+        rows = np.unique(np.searchsorted(indptr, np.flatnonzero(bad), side="right") - 1)
+        shown = ", ".join(str(int(r)) for r in rows[:SHOWN]) + (", ..." if rows.size > SHOWN else "")
+        where = f" in {rows.size} row(s) ({shown})"
+    return Problem(file, f"{int(bad.sum())} {what} are NaN or infinite{where}; every value must be a finite number")
 
 
 def check_truth(true, name: str = "true") -> tuple[Truth | None, list[Problem]]:
@@ -123,7 +131,7 @@ def check_truth(true, name: str = "true") -> tuple[Truth | None, list[Problem]]:
     problems = []
     if csr.shape[0] == 0:
         problems.append(Problem(name, "the true label matrix has no rows: there is no query to evaluate"))
-    if (p := _nonfinite_problem(name, data, "label values")) is not None:
+    if (p := _nonfinite_problem(name, data, "label values", csr.indptr)) is not None:
         problems.append(p)
     elif (data < 0).any():
         problems.append(Problem(name, f"{int((data < 0).sum())} label values are negative; relevance must be >= 0"))
@@ -179,8 +187,19 @@ def _dense_predictions(pred, shape: tuple[int, int], name: str) -> tuple[Predict
                 )
             )
     scores = scores if scores.dtype in (np.float32, np.float64) else scores.astype(np.float64)
-    if np.isnan(scores).any() and np.isnan(scores[indices >= 0]).any():
-        problems.append(Problem(name, "scores of real (non-padding) predictions are NaN", field="scores"))
+    if not np.isfinite(scores).all():
+        real = np.where(indices >= 0, scores, 0.0)  # padding (-1) may hold -inf or NaN
+        rows = np.flatnonzero(~np.isfinite(real).all(axis=1)) if real.ndim == 2 else np.zeros(0, dtype=np.int64)
+        if rows.size:
+            shown = ", ".join(str(int(r)) for r in rows[:SHOWN]) + (", ..." if rows.size > SHOWN else "")
+            problems.append(
+                Problem(
+                    name,
+                    f"{rows.size} row(s) ({shown}) hold NaN or infinite scores of real (non-padding) predictions; "
+                    "every score must be a finite number",
+                    field="scores",
+                )
+            )
     indices = indices if indices.dtype in (np.int32, np.int64) else indices.astype(np.int64)
     preds = Predictions(
         indptr=np.arange(n + 1, dtype=np.int64) * width,
@@ -224,8 +243,8 @@ def check_predictions(pred, shape: tuple[int, int], name: str = "pred") -> tuple
     csr = pred.tocsr()
     data = csr.data if csr.data.dtype in (np.float32, np.float64) else csr.data.astype(np.float64)
     problems = []
-    if np.isnan(data).any():
-        problems.append(Problem(name, f"{int(np.isnan(data).sum())} prediction scores are NaN", field="scores"))
+    if (p := _nonfinite_problem(name, data, "prediction scores", csr.indptr)) is not None:
+        problems.append(Problem(p.file, p.message, field="scores"))
     indices = csr.indices if csr.indices.dtype in (np.int32, np.int64) else csr.indices.astype(np.int64)
     indptr = np.asarray(csr.indptr, dtype=np.int64)
     width = int(np.diff(indptr).max()) if shape[0] else 0
@@ -292,7 +311,9 @@ def check_train(train, n_labels: int, name: str = "train") -> list[Problem]:
         )
     if train.shape[0] < 1:
         problems.append(Problem(name, "the training label matrix has no rows: propensities need N >= 1"))
-    values = train.tocsr().data if sp.issparse(train) else train
-    if (p := _nonfinite_problem(name, np.asarray(values, dtype=np.float64), "label values")) is not None:
+    csr = train.tocsr() if sp.issparse(train) else None
+    values = csr.data if csr is not None else np.asarray(train, dtype=np.float64).ravel()
+    indptr = csr.indptr if csr is not None else None
+    if (p := _nonfinite_problem(name, np.asarray(values, dtype=np.float64), "label values", indptr)) is not None:
         problems.append(p)
     return problems

@@ -32,6 +32,7 @@ import math
 import numpy as np
 import scipy.sparse as sp
 
+from vixml.data.family import dataset_family
 from vixml.errors import ConfigError, DataError, Problem
 
 __all__ = ["PROPENSITY_PRESETS", "propensity_preset", "inverse_propensity", "check_propensity_params"]
@@ -55,16 +56,13 @@ def propensity_preset(dataset: str) -> tuple[float, float]:
 
     Returns:
         ``(A, B)``: ``amazon`` when the name contains "amazon", ``wikipedia`` when it contains "wiki",
-        ``default`` otherwise.
+        ``default`` otherwise (:func:`vixml.data.family.dataset_family`; the family ``other`` is ``default``).
     """
     name = dataset.lower()
     if name in PROPENSITY_PRESETS:
         return PROPENSITY_PRESETS[name]
-    if "amazon" in name:
-        return PROPENSITY_PRESETS["amazon"]
-    if "wiki" in name:
-        return PROPENSITY_PRESETS["wikipedia"]
-    return PROPENSITY_PRESETS["default"]
+    family = dataset_family(name)
+    return PROPENSITY_PRESETS[family if family in ("amazon", "wikipedia") else "default"]
 
 
 def check_propensity_params(A: float, B: float) -> tuple[float, float]:

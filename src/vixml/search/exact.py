@@ -25,7 +25,10 @@ Precisions:
         of the half values (ties by lower id on CPU, in any order on GPU). ``"fp16"`` needs CUDA
         (CPU float16 matmul is orders of magnitude slower than float32).
 
-Inputs must be finite: a NaN score is never selected on CPU and its fate is unspecified on GPU.
+Inputs must be finite: a NaN score is never selected on CPU (its label would never be predicted, its
+query would get nothing) and its fate is unspecified on GPU, so non-finite rows are refused with a
+:class:`~vixml.errors.DataError` naming them. The check reads both inputs once; a caller that searches
+the same validated labels again and again (a server) passes ``check_finite="queries"``.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ import numpy as np
 
 from vixml.devices import native_bf16
 from vixml.errors import ConfigError, DataError, Problem
+from vixml.finite import nonfinite_problem
 from vixml.search.blocks import LabelBlocks, onednn_available
 from vixml.search.reservoir import Reservoir, RowPool
 from vixml.search.selection import RunningTopK, best_of
@@ -54,6 +58,7 @@ logger = logging.getLogger(__name__)
 
 Precision = Literal["fp32", "bf16-rescore", "fp16", "bf16"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
+FiniteCheck = Literal["all", "queries", "none"]
 
 #: Converted (dtype or device) label rows kept at once; labels beyond it are converted chunk by chunk.
 _CHUNK_BYTES_CPU = 1 << 30
@@ -95,6 +100,7 @@ def topk(
     block_queries: int | None = None,
     block_labels: int | None = None,
     progress: bool = False,
+    check_finite: FiniteCheck = "all",
 ):
     """Top-``k`` labels by inner product for every query, exact and memory-bounded.
 
@@ -109,6 +115,8 @@ def topk(
         block_queries: query rows per block (default: :func:`default_blocks`).
         block_labels: label rows per block (default: :func:`default_blocks`).
         progress: show a tqdm bar over query blocks.
+        check_finite: refuse NaN/inf rows of ``"all"`` inputs, of the ``"queries"`` only (labels validated
+            before), or ``"none"`` (both validated by the caller).
 
     Returns:
         (scores, indices): (n, k) float32 scores, descending per row, and (n, k) int64 label ids;
@@ -117,15 +125,23 @@ def topk(
 
     Raises:
         ConfigError: bad ``k``, ``precision``, block sizes, or ``"fp16"`` without a GPU.
-        DataError: inputs that are not 2-D float arrays with the same width.
+        DataError: inputs that are not 2-D float arrays with the same width, or that hold NaN/inf values
+            (the first rows named).
     """
     import torch
 
     _check_args(k, precision, block_queries, block_labels)
+    if check_finite not in ("all", "queries", "none"):
+        raise ConfigError(f"check_finite must be 'all', 'queries' or 'none', got {check_finite!r}")
     return_torch = isinstance(queries, torch.Tensor)
     q = _as_tensor(queries, "queries")
     lab = _as_tensor(labels, "labels")
     _check_shapes(q, lab)
+    found = [] if check_finite == "none" else [nonfinite_problem(q, "<queries>", "query embeddings")]
+    if check_finite == "all":
+        found.append(nonfinite_problem(lab, "<labels>", "label embeddings"))
+    if problems := [p for p in found if p is not None]:
+        raise DataError(problems)
     dev = _resolve_device(device, q, lab)
     precision = _native_precision(precision, dev)
     if precision == "fp16" and dev.type != "cuda":

@@ -28,6 +28,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 
 from vixml.errors import ConfigError, DataError, Problem
+from vixml.finite import nonfinite_problem
 
 __all__ = [
     "Index",
@@ -97,8 +98,14 @@ class Index(ABC):
     # -- public interface --------------------------------------------------------------------------
 
     def build(self, embeddings) -> Index:
-        """Index (L, d) label embeddings (row i is label i); returns ``self``."""
+        """Index (L, d) label embeddings (row i is label i); returns ``self``.
+
+        Raises:
+            DataError: not a 2-D numeric array, or rows with NaN/inf values (a NaN label is never found).
+        """
         array = as_matrix(embeddings, "embeddings")
+        if (problem := nonfinite_problem(array, "<embeddings>", "label embeddings")) is not None:
+            raise DataError(problem)
         self.size, self.dim = array.shape
         self._build(array)
         return self
@@ -113,6 +120,9 @@ class Index(ABC):
 
         Returns:
             (scores (n, k) float32, descending; ids (n, k) int64).
+
+        Raises:
+            DataError: queries of another width, or rows with NaN/inf values.
         """
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ConfigError(f"k must be an integer >= 1, got {k!r}")
@@ -121,6 +131,8 @@ class Index(ABC):
             raise ConfigError(f"the {self.name!r} index is empty: call build() or load() first")
         if array.shape[1] != self.dim:
             raise DataError(Problem("<queries>", f"width {array.shape[1]} differs from the index's {self.dim}"))
+        if (problem := nonfinite_problem(array, "<queries>", "query embeddings")) is not None:
+            raise DataError(problem)
         scores, ids = self._search(array, int(k))
         scores = np.asarray(scores, dtype=np.float32)
         ids = np.asarray(ids, dtype=np.int64)

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from vixml.atomic import atomic_path
+from vixml.errors import DataError
+from vixml.finite import nonfinite_problem
 from vixml.search.exact import Precision
 from vixml.search.index import Index, register_index
 
@@ -44,7 +46,8 @@ class ExactIndex(Index):
     def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         from vixml.search.exact import topk
 
-        return topk(queries, self.vectors(), k, device=self.params["device"], precision=self.params["precision"])
+        vectors, params = self.vectors(), self.params  # both checked finite by build/load and search
+        return topk(queries, vectors, k, device=params["device"], precision=params["precision"], check_finite="none")
 
     def _save(self, directory: Path) -> None:
         with atomic_path(directory / _FILE, suffix=".npy") as tmp:
@@ -52,3 +55,5 @@ class ExactIndex(Index):
 
     def _load(self, directory: Path) -> None:
         self._embeddings = np.load(directory / _FILE, mmap_mode="r", allow_pickle=False)
+        if (problem := nonfinite_problem(self._embeddings, str(directory / _FILE), "label embeddings")) is not None:
+            raise DataError(problem)  # searched with check_finite="none": checked once, here

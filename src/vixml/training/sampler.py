@@ -180,6 +180,7 @@ class EpochBatchSampler:
         A: propensity parameter A (METHOD.md 4: 0.6).
         B: propensity parameter B (METHOD.md 4: 2.6).
         drop_last: drop the last batch of an epoch when it has fewer than ``batch_size`` queries.
+        source: the training label file, named in errors.
 
     Raises:
         ConfigError: bad ``batch_size``, ``seed``, ``positive_sampling``, or propensity ``A`` / ``B``.
@@ -196,6 +197,7 @@ class EpochBatchSampler:
         A: float = 0.6,
         B: float = 2.6,
         drop_last: bool = False,
+        source: str = "<train_Y>",
     ) -> None:
         problems = []
         if batch_size < 1:
@@ -219,7 +221,7 @@ class EpochBatchSampler:
         self._rows = np.flatnonzero(self._has_labels).astype(np.int64)
         self.num_skipped = self.num_queries - self._rows.shape[0]
         if self._rows.shape[0] == 0:
-            raise DataError(Problem(file="<train_Y>", message="no training query has a positive label"))
+            raise DataError(Problem(file=source, message="no training query has a positive label"))
         if self.num_skipped:
             logger.warning("%d of %d training queries have no label and are skipped", self.num_skipped, y.shape[0])
         self._cum_weights: np.ndarray | None = None

@@ -24,6 +24,7 @@ import torch
 
 from vixml.config import RunConfig
 from vixml.data import XMCDataset
+from vixml.data.layout import label_file
 from vixml.errors import ConfigError, TrainingDiverged, TrainingInterrupted
 from vixml.models.amp import autocast, needs_grad_scaler
 from vixml.models.dual_encoder import DualEncoder
@@ -109,6 +110,7 @@ class Trainer:
             positive_sampling=tc.sampling,
             A=tc.propensity_A,
             B=tc.propensity_B,
+            source=str(label_file(dataset.path, "trn") or dataset.path),
         )
         self.schedule = None
         if config.mining is not None:

@@ -12,21 +12,30 @@ reason             meaning                                                     r
 ``too_large``      more than ``max_bytes`` (announced or read)                 no
 ``not_found``      a local file that does not exist                            no
 ``bad_url``        an unsupported scheme or a malformed reference              no
+``bad_redirect``   a redirect to anything but an http(s) URL                   no
 =================  ==========================================================  ===========
+
+``timeout`` is a **total deadline per attempt**: connecting, the status line and headers, and the body
+must all arrive within ``timeout`` seconds. A watchdog shuts the connection's socket when the time is
+up, so a server that trickles its headers one byte at a time cannot hold a worker (a per-read socket
+timeout would never fire there). Name resolution (DNS) is not covered by the deadline.
 
 Retries wait ``backoff * 2**attempt`` seconds, jittered by a factor in [0.5, 1] so that many threads
 hitting one host do not retry in lockstep; a ``Retry-After`` header (seconds) is honoured up to 30 s.
 The standard library's ``urllib`` does the HTTP: no extra dependency, proxies from the environment,
-redirects followed (to http/https only).
+redirects followed to http/https URLs only (never to ``file:``, ``ftp:`` or a ``data:`` URI).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import http.client
 import os
 import random
+import socket
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -66,8 +75,8 @@ class DownloadPolicy:
     """How patiently to read one reference.
 
     Attributes:
-        timeout: seconds allowed for one attempt, connection and whole body included (urllib's own
-            timeout bounds each socket operation only; a server dripping bytes is cut here).
+        timeout: seconds allowed for one attempt, connection, headers and whole body included (a
+            deadline: a server dripping bytes is cut when it passes, see the module docstring).
         retries: further attempts after a transient failure (0: a single attempt).
         backoff: seconds before the first retry; doubled for each further one.
         max_bytes: refuse bodies (and files) larger than this many bytes.
@@ -133,12 +142,119 @@ def _http_with_retries(url: str, policy: DownloadPolicy) -> bytes:
             attempt += 1
 
 
+class _Deadline:
+    """Shuts the sockets of one download when its time is up, whatever read they are blocked in."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+        self.expired = False
+        self._connections: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def remaining(self) -> float:
+        return max(self.at - time.monotonic(), 0.001)
+
+    def watch(self, connection: http.client.HTTPConnection) -> None:
+        with self._lock:
+            self._connections.append(connection)
+            if self.expired:
+                _shut(connection)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for connection in self._connections:
+                _shut(connection)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
+def _shut(connection: http.client.HTTPConnection) -> None:
+    sock = connection.sock
+    if sock is None:
+        return
+    try:  # the plain socket method: on an SSL socket it cuts the transport without touching the TLS state
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def _watched(base: type[http.client.HTTPConnection]) -> type[http.client.HTTPConnection]:
+    class Watched(base):  # type: ignore[misc, valid-type]
+        def __init__(self, *args, deadline: _Deadline, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._deadline = deadline
+
+        def connect(self) -> None:
+            self.timeout = min(self.timeout or self._deadline.seconds, self._deadline.remaining())
+            super().connect()
+            self._deadline.watch(self)
+
+    Watched.__name__ = f"Watched{base.__name__}"
+    return Watched
+
+
+_WatchedHTTP = _watched(http.client.HTTPConnection)
+_WatchedHTTPS = _watched(http.client.HTTPSConnection)
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, deadline: _Deadline):
+        super().__init__()
+        self.deadline = deadline
+
+    def http_open(self, req):
+        return self.do_open(functools.partial(_WatchedHTTP, deadline=self.deadline), req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, deadline: _Deadline):
+        super().__init__()
+        self.deadline = deadline
+
+    def https_open(self, req):
+        return self.do_open(functools.partial(_WatchedHTTPS, deadline=self.deadline), req, context=self._context)
+
+
+class _RedirectHandler(urllib.request.HTTPRedirectHandler):
+    """Follows redirects to http(s) URLs only: a hostile server cannot send a fetch to a file or an FTP host."""
+
+    def http_error_302(self, req, fp, code, msg, headers):
+        location = headers.get("location") or headers.get("uri") or ""
+        target = urllib.parse.urljoin(req.full_url, location)
+        if urllib.parse.urlparse(target).scheme.lower() not in ("http", "https"):
+            fp.close()
+            raise FetchFailure("bad_redirect", f"redirect ({code}) to {target[:80]!r}: only http(s) is followed")
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+
 def _http_once(url: str, policy: DownloadPolicy) -> bytes:
-    """One GET: the whole body within ``policy.timeout`` seconds and ``policy.max_bytes`` bytes."""
-    deadline = time.monotonic() + policy.timeout
+    """One GET: the whole answer within ``policy.timeout`` seconds (a deadline) and ``policy.max_bytes`` bytes."""
+    deadline = _Deadline(policy.timeout)
+    opener = urllib.request.build_opener(_HTTPHandler(deadline), _HTTPSHandler(deadline), _RedirectHandler())
     request = urllib.request.Request(url, headers={"User-Agent": policy.user_agent, "Accept": "image/*,*/*;q=0.5"})
     try:
-        with urllib.request.urlopen(request, timeout=policy.timeout) as response:
+        return _read_answer(opener, request, policy, deadline)
+    except FetchFailure:
+        raise
+    except Exception:  # noqa: BLE001 - whatever a cut connection raised, past the deadline it is a timeout
+        if deadline.expired:
+            raise FetchFailure("timeout", f"no complete answer within {policy.timeout:g} s", transient=True) from None
+        raise
+    finally:
+        deadline.cancel()
+
+
+def _read_answer(opener, request, policy: DownloadPolicy, deadline: _Deadline) -> bytes:
+    try:
+        with opener.open(request, timeout=policy.timeout) as response:
             announced = response.headers.get("Content-Length")
             if announced and announced.strip().isdigit() and int(announced) > policy.max_bytes:
                 raise FetchFailure("too_large", f"Content-Length {int(announced)} > max_bytes {policy.max_bytes}")
@@ -147,19 +263,25 @@ def _http_once(url: str, policy: DownloadPolicy) -> bytes:
                 total += len(chunk)
                 if total > policy.max_bytes:
                     raise FetchFailure("too_large", f"body larger than max_bytes {policy.max_bytes}")
-                if time.monotonic() > deadline:
-                    raise FetchFailure("timeout", f"body not complete after {policy.timeout:g} s", transient=True)
                 chunks.append(chunk)
+            if deadline.expired:
+                raise FetchFailure("timeout", f"no complete answer within {policy.timeout:g} s", transient=True)
             return b"".join(chunks)
     except FetchFailure:
         raise
     except urllib.error.HTTPError as exc:
         exc.close()
+        if deadline.expired:
+            raise
         transient = exc.code >= 500 or exc.code in _TRANSIENT_STATUS
         raise FetchFailure(
             f"http_{exc.code}", str(exc.reason), transient=transient, retry_after=_retry_after(exc.headers)
         ) from None
     except urllib.error.URLError as exc:
+        if deadline.expired:
+            raise
+        if isinstance(exc.reason, FetchFailure):
+            raise exc.reason from None
         if isinstance(exc.reason, TimeoutError):
             raise FetchFailure("timeout", f"no answer within {policy.timeout:g} s", transient=True) from None
         if isinstance(exc.reason, str) and "unknown url type" in exc.reason:
@@ -168,8 +290,12 @@ def _http_once(url: str, policy: DownloadPolicy) -> bytes:
     except TimeoutError:
         raise FetchFailure("timeout", f"no answer within {policy.timeout:g} s", transient=True) from None
     except ValueError as exc:  # a malformed URL (bad port, control characters)
+        if deadline.expired:
+            raise
         raise FetchFailure("bad_url", str(exc)) from None
     except (http.client.HTTPException, OSError) as exc:
+        if deadline.expired:
+            raise
         raise FetchFailure("connection", f"{type(exc).__name__}: {exc}", transient=True) from None
 
 

@@ -23,8 +23,9 @@ from vixml.data.image_maps import ImageMap, convert_image_map, read_image_map
 from vixml.data.images import MAP_SPLIT_NAMES, SPLITS
 from vixml.data.manifest import refresh_manifest
 from vixml.errors import ConfigError, DataError, Problem
+from vixml.locking import WriteLock
 from vixml.vision.embed import BadImages, EmbedResult, embed_bank
-from vixml.vision.models import DEFAULT_VISION_MODEL, VisionEncoder, load_vision_model
+from vixml.vision.models import DEFAULT_VISION_MODEL, VisionEncoder, check_model_source, load_vision_model
 
 __all__ = ["BankFile", "default_tag", "embed_dataset", "embedding_name", "find_banks"]
 
@@ -158,16 +159,23 @@ def embed_dataset(
 
     Raises:
         DataError: no bank for a requested split, a missing or broken map, a map pointing past the bank's
-            rows, undecodable images (with ``bad_images="error"``).
-        ConfigError: ambiguous banks, a bad tag or split name, a model that cannot be loaded.
+            rows, undecodable images (with ``bad_images="error"``), an ``out_dir`` that is a file.
+        ConfigError: ambiguous banks, a bad tag or split name, a model that cannot be loaded (a model path
+            that does not exist is refused before anything is written).
+        LockedError: another process is writing ``out_dir`` (an embed, a fetch, a prepare).
     """
     directory = Path(directory)
     out = Path(out_dir) if out_dir is not None else directory
+    for folder, what in ((directory, "dataset folder"), (out, "output folder")):
+        if folder.exists() and not folder.is_dir():
+            raise DataError(Problem(str(folder), f"is a file, not a {what}"))
     wanted = list(SPLITS) if splits == "all" else [splits] if isinstance(splits, str) else list(splits)
     if unknown := [s for s in wanted if s not in SPLITS]:
         raise ConfigError(f"unknown split(s) {unknown}: use {', '.join(SPLITS)} or all")
     if tag is not None:
         _check_tag(tag)
+    if not isinstance(model, VisionEncoder):
+        check_model_source(model)  # before anything is written
     banks = find_banks(directory, num_images=num_images, image_size=image_size)
     missing = [s for s in wanted if s not in banks]
     if (splits != "all" and missing) or not banks:
@@ -181,27 +189,30 @@ def embed_dataset(
             )
         )
     chosen = [banks[s] for s in wanted if s in banks]
-    out.mkdir(parents=True, exist_ok=True)
-    maps = {bank.split: _place_map(bank, out, trust_pickle) for bank in chosen}
-    encoder = model if isinstance(model, VisionEncoder) else load_vision_model(model, device, precision)
+    settings = {
+        "batch_size": batch_size,
+        "workers": workers,
+        "chunk_rows": chunk_rows,
+        "bad_images": bad_images,
+        "overwrite": overwrite,
+        "progress": progress,
+        "on_chunk": on_chunk,
+    }
+    with WriteLock(out, "vixml images embed"):
+        maps = {bank.split: _place_map(bank, out, trust_pickle) for bank in chosen}
+        encoder = model if isinstance(model, VisionEncoder) else load_vision_model(model, device, precision)
+        return _embed(chosen, maps, out, encoder, tag, settings)
+
+
+def _embed(chosen, maps, out: Path, encoder: VisionEncoder, tag: str | None, settings: dict) -> list[EmbedResult]:
+    """Embed each chosen bank into ``out`` (locked by the caller) and refresh its manifest."""
     tag = tag if tag is not None else default_tag(encoder.name_or_path)
     results = []
     for bank in chosen:
         map_path, image_map = maps[bank.split]
         target = out / embedding_name(bank.split, bank.num_images, encoder.dim, tag)
         logger.info("embedding %s -> %s", bank.path.name, target.name)
-        result = embed_bank(
-            encoder,
-            bank.path,
-            target,
-            batch_size=batch_size,
-            workers=workers,
-            chunk_rows=chunk_rows,
-            bad_images=bad_images,
-            overwrite=overwrite,
-            progress=progress,
-            on_chunk=on_chunk,
-        )
+        result = embed_bank(encoder, bank.path, target, **settings)
         problems = image_map.problems(str(map_path), n_embeddings=result.n_images)
         if problems:
             raise DataError(problems + [Problem(str(bank.path), f"the bank has {result.n_images} line(s)")])

@@ -33,11 +33,14 @@ from pathlib import Path
 import numpy as np
 
 from vixml.atomic import atomic_open
+from vixml.data.image_cells import is_local
 from vixml.data.image_maps import ImageMap, write_image_map
 from vixml.data.images import MAP_SPLIT_NAMES
+from vixml.data.layout import PREPARING_MARKER
 from vixml.data.manifest import refresh_manifest
-from vixml.errors import ConfigError
-from vixml.vision.download import DownloadPolicy, FetchFailure, read_reference
+from vixml.errors import ConfigError, DataError, Problem
+from vixml.locking import WriteLock
+from vixml.vision.download import DownloadPolicy, FetchFailure, is_remote, read_reference
 from vixml.vision.fetch_journal import FAILED, OK, TODO, FetchJournal, UrlStates
 from vixml.vision.fetch_plan import FetchPlan
 from vixml.vision.image_refs import ImageRefs
@@ -58,7 +61,10 @@ class FetchOptions:
         quality: JPEG quality of the stored thumbnails (1-95).
         upscale: enlarge images smaller than ``size`` to fill the square (False: keep them small, centred).
         workers: concurrent downloads (threads; decoding and resizing run in them too).
-        download: time limit, retries, back-off and size cap of each download.
+        download: time limit (a total deadline per attempt), retries, back-off and size cap of each download.
+        allow_local: read local files (paths, ``file://``) even when the input also holds http(s) URLs. A
+            table of local paths only (a local catalogue, a folder of images) needs no permission; a table of
+            URLs from elsewhere must not make the fetch read this machine's files unless asked.
         max_pixels: refuse images with more pixels than this (decompression bombs).
         retry_failed: try again the references that failed in an earlier, unfinished run (kept with
             ``keep_work``); otherwise a recorded failure is final.
@@ -77,6 +83,7 @@ class FetchOptions:
     upscale: bool = True
     workers: int = 16
     download: DownloadPolicy = field(default_factory=DownloadPolicy)
+    allow_local: bool = False
     max_pixels: int = DEFAULT_MAX_PIXELS
     retry_failed: bool = False
     restart: bool = False
@@ -115,7 +122,7 @@ class BankPaths:
 def bank_paths(directory: str | os.PathLike, split: str, size: int, num_images: int) -> BankPaths:
     """The released names (``train_imgs_384_3.bin``, ``..._map.npz``) of ``split`` in ``directory``."""
     if split not in MAP_SPLIT_NAMES:
-        raise ValueError(f"split must be one of {', '.join(MAP_SPLIT_NAMES)}, got {split!r}")
+        raise ConfigError(f"split must be one of {', '.join(MAP_SPLIT_NAMES)}, got {split!r}")
     directory = Path(directory)
     stem = f"{MAP_SPLIT_NAMES[split]}_imgs_{size}_{num_images}"
     return BankPaths(
@@ -269,11 +276,51 @@ def fetch_images(
 
     Raises:
         ConfigError: the bank exists and ``overwrite`` is off; an unfinished run used other settings.
+        DataError: ``directory`` is a file or a run folder; the input mixes URLs and local files without
+            ``allow_local``.
+        LockedError: another process is writing ``directory`` (a fetch, an embed, a prepare).
         KeyboardInterrupt: passes through after the finished results are made durable.
     """
+    options = options or FetchOptions()
+    directory = Path(directory)
+    _check_folder(directory)
+    _check_local(refs, options.allow_local)
+    with WriteLock(directory, "vixml images fetch"):
+        return _fetch(directory, split, refs, options, progress)
+
+
+def _check_folder(directory: Path) -> None:
+    """Refuse a ``directory`` that is not (or cannot become) a dataset folder."""
+    if directory.exists() and not directory.is_dir():
+        raise DataError(Problem(str(directory), "is a file, not a dataset folder: give the folder to write into"))
+    if (directory / "config.yaml").is_file() and (directory / "checkpoints").is_dir():
+        raise DataError(Problem(str(directory), "is a run folder (config.yaml, checkpoints/), not a dataset folder"))
+    if (directory / PREPARING_MARKER).exists():
+        raise DataError(
+            Problem(str(directory), "a `vixml data prepare --overwrite` is replacing this folder, or was interrupted")
+        )
+
+
+def _check_local(refs: ImageRefs, allow_local: bool) -> None:
+    """Local references in an input that also holds URLs need ``allow_local`` (see :class:`FetchOptions`)."""
+    if allow_local:
+        return
+    local = [r for r in refs.refs if is_local(r)]
+    if not local or not any(is_remote(r) for r in refs.refs):
+        return
+    shown = ", ".join(repr(r[:60]) for r in local[:3]) + (", ..." if len(local) > 3 else "")
+    raise DataError(
+        Problem(
+            refs.source,
+            f"the input holds http(s) URLs and {len(local)} local file reference(s) ({shown}): reading this "
+            "machine's files from a URL table needs --allow-local (allow_local=True)",
+        )
+    )
+
+
+def _fetch(directory: Path, split: str, refs: ImageRefs, options: FetchOptions, progress: bool) -> FetchResult:
     from tqdm.auto import tqdm
 
-    options = options or FetchOptions()
     paths = bank_paths(directory, split, options.size, options.num_images)
     if (paths.bank.exists() or paths.map.exists()) and not paths.work.exists() and not options.overwrite:
         raise ConfigError(f"{paths.bank.name} already exists in {paths.bank.parent}: pass --overwrite to fetch again")

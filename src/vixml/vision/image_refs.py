@@ -6,7 +6,8 @@ Inputs (``--urls`` of ``vixml images fetch``):
   ``item_id``, ``query_id``, ``label_id``, ``uid``) and a reference column (``url``, ``urls``,
   ``image_url``, ``image_urls``, ``images``, ``image``, ``image_path``, ``image_paths``, ``path``). An item
   may have several rows (their references are taken in row order) and a cell may hold several
-  references: a list (Parquet), a JSON list (``["a.jpg", "b.jpg"]``) or a ``|``-separated string. A
+  references: a list (Parquet), a JSON list (``["a.jpg", "b.jpg"]``) or a ``|``-separated string, read
+  by :func:`vixml.data.image_cells.parse_image_cell` (the parser ``prepare`` uses for catalogues). A
   reference is an http(s) URL, a ``file://`` URL, a ``data:`` URI or a path; a relative path is taken
   from the table's folder.
 - a folder of images named ``<item_id>.<ext>`` or ``<item_id>_<n>.<ext>``: an item's images in the order
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -38,10 +38,12 @@ from pathlib import Path
 import numpy as np
 
 from vixml.data._problems import ProblemCollector
+from vixml.data.image_cells import parse_image_cell
 from vixml.data.layout import ID_FILES, IMAGE_REF_FILES, TEXT_FILES
+from vixml.data.rules import repeated_ids
 from vixml.data.tables import iter_table
 from vixml.data.texts import read_texts
-from vixml.errors import DataError, Problem
+from vixml.errors import ConfigError, DataError, Problem
 
 __all__ = ["ImageRefs", "load_image_refs", "refs_from_table", "refs_from_folder", "read_ids", "order_refs"]
 
@@ -94,27 +96,6 @@ class ImageRefs:
         return cls(list(ids), indptr, flat, source)
 
 
-def _cell_refs(value, base: Path, separator: str | None) -> list[str]:
-    """One table cell -> references: None/NaN/"" -> [], list -> items, JSON list text, ``a|b`` text."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return []
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            try:
-                value = json.loads(text)
-            except ValueError:
-                value = [text]
-        elif separator and separator in text and not text.lower().startswith("data:"):
-            value = text.split(separator)
-        else:
-            value = [text]
-    elif not isinstance(value, (list, tuple, np.ndarray)):
-        value = [value]
-    refs = [str(v).strip() for v in value if v is not None and str(v).strip()]
-    return [r if ("://" in r or r[:5].lower() == "data:" or os.path.isabs(r)) else str(base / r) for r in refs]
-
-
 def _pick_column(record: dict, wanted: str | None, candidates: tuple[str, ...]) -> str | None:
     if wanted is not None:
         return wanted if wanted in record else None
@@ -165,7 +146,7 @@ def refs_from_table(
         if key is None or str(key).strip() == "":
             found.add("missing item id", line=line, field=columns[0])
             continue
-        items.setdefault(str(key).strip(), []).extend(_cell_refs(record.get(columns[1]), base, separator))
+        items.setdefault(str(key).strip(), []).extend(parse_image_cell(record.get(columns[1]), base, separator))
     found.raise_if_any()
     return items
 
@@ -201,13 +182,9 @@ def read_ids(path: str | os.PathLike) -> list[str]:
     store = read_texts(path, layout="plain")
     ids = [line.strip() for line in store]
     store.close()
-    first: dict[str, int] = {}
-    found = ProblemCollector(path)
-    for line, key in enumerate(ids, start=1):
-        if key in first:
-            found.add(f"repeated id {key!r} (first on line {first[key]})", line=line)
-        first.setdefault(key, line)
-    found.raise_if_any()
+    problems = repeated_ids(ids, path)
+    if problems:
+        raise DataError(problems)
     return ids
 
 
@@ -284,7 +261,7 @@ def load_image_refs(
     """
     directory = Path(directory)
     if split not in ID_FILES:
-        raise ValueError(f"split must be one of {', '.join(ID_FILES)}, got {split!r}")
+        raise ConfigError(f"split must be one of {', '.join(ID_FILES)}, got {split!r}")
     default_ids = directory / ID_FILES[split]
     ids_path = Path(ids_file) if ids_file is not None else (default_ids if default_ids.is_file() else None)
     ids = read_ids(ids_path) if ids_path is not None else None

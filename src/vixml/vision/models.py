@@ -191,6 +191,27 @@ class VisionEncoder:
         return self.encode(self.preprocess(images))
 
 
+def check_model_source(name_or_path: str) -> None:
+    """Refuse at once a model given as a local path that is not a folder (before anything loads or is written).
+
+    A name that can only be a path (absolute, ``./``, ``../``, ``~``, a backslash, or more than one ``/``;
+    a hub name is ``name`` or ``org/name``) must be an existing folder.
+
+    Raises:
+        ConfigError: the path does not exist or is a file.
+    """
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    path_like = text.startswith(("/", "./", "../", "~", ".\\")) or "\\" in text or text.count("/") > 1
+    if path.is_file():
+        raise ConfigError(f"--model {text!r} is a file: give the folder holding the model's config and weights")
+    if path_like and not path.is_dir():
+        raise ConfigError(
+            f"--model {text!r}: no such folder. Give a local folder holding the model's config, weights and image "
+            "processor, or a Hugging Face hub name such as google/siglip2-so400m-patch14-384"
+        )
+
+
 def load_vision_model(
     name_or_path: str = DEFAULT_VISION_MODEL, device: str = "auto", precision: str = "auto"
 ) -> VisionEncoder:
@@ -212,6 +233,7 @@ def load_vision_model(
     Image = require("PIL.Image", "vision")
     torch_device = devices.resolve_device(device, setting="--device")
     precision = resolve_precision(precision, torch_device)
+    check_model_source(name_or_path)
     source = str(Path(name_or_path).expanduser()) if Path(name_or_path).expanduser().is_dir() else name_or_path
     try:
         with _quiet_transformers():  # e.g. "no torchvision, using the PIL image processor": not actionable here
