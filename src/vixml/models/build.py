@@ -9,6 +9,7 @@ the dataset's image banks fit the config (METHOD.md 2-4).
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import torch
@@ -38,13 +39,15 @@ def backbone_kind(model: ModelConfig) -> Literal["encoder", "decoder"]:
         return model.kind
     from transformers import AutoConfig
 
-    resolved = resolve_pretrained(model.name_or_path)
+    name = model.name_or_path
+    if name.startswith(("/", "./", "../", "~")) and not Path(name).expanduser().is_dir():
+        raise ConfigError(f"model.name_or_path={name!r}: no such folder (expected a Hugging Face model folder)")
     try:
-        model_type = AutoConfig.from_pretrained(resolved).model_type
+        model_type = AutoConfig.from_pretrained(resolve_pretrained(name)).model_type
     except (OSError, ValueError) as exc:
         raise ConfigError(
-            f"model.name_or_path={model.name_or_path!r} is neither a local model folder nor an installed packaged "
-            f"model, and it cannot be fetched (offline?): {exc}"
+            f"model.name_or_path={name!r} is neither a local model folder nor an installed packaged model, and "
+            f"the hub cannot provide it (offline?): {str(exc).splitlines()[0]}"
         ) from None
     return "decoder" if is_decoder_type(model_type, architecture_spec(model_type)) else "encoder"
 
