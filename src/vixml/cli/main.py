@@ -17,6 +17,7 @@ from vixml.cli import demo as demo_cmd
 from vixml.cli import evaluate as evaluate_cmd
 from vixml.cli import images as images_cmd
 from vixml.cli import images_embed
+from vixml.cli import labels as labels_cmd
 from vixml.cli import memory as memory_cmd
 from vixml.cli import train as train_cmd
 from vixml.errors import VixmlError
@@ -33,6 +34,7 @@ app = typer.Typer(
 app.add_typer(data_cmd.app, name="data")
 images_cmd.app.command("embed")(images_embed.embed)
 app.add_typer(images_cmd.app, name="images")
+app.add_typer(labels_cmd.app, name="labels")
 app.add_typer(train_cmd.config_app, name="config")
 app.command("train")(train_cmd.train)
 app.command("predict")(train_cmd.predict)

@@ -16,7 +16,10 @@ from vixml.data import XMCDataset, load_dataset
 from vixml.data.tokenize import TokenCache
 from vixml.errors import DataError, Problem
 from vixml.inference.augment import augmented_scores
+from vixml.inference.labels import LabelSet, Predictions
+from vixml.inference.overlay import LabelOverlay
 from vixml.models import DualEncoder, autocast, embed_tokens, resolve_device
+from vixml.run_folder import RunFolder
 from vixml.search import to_csr, topk
 from vixml.training.run import RUN_FILES
 
@@ -36,6 +39,10 @@ class Predictor:
         label_embeddings: (L, D) float32 embeddings searched (prototypes with PRIME).
         config: the run's configuration.
         device: where the model runs.
+        label_texts: the trained labels' texts in id order (None for a run folder without ``label_texts.txt``).
+        labels: what :meth:`predict` searches: trained labels plus the run's label overlay (added and hidden
+            labels, :mod:`vixml.inference.labels`).
+        run: the run folder (None for a predictor built in memory).
     """
 
     model: DualEncoder
@@ -43,10 +50,23 @@ class Predictor:
     config: RunConfig
     device: torch.device
     _vision: object = field(default=None, repr=False)  # the vision model, loaded on first use of image files
+    label_texts: Sequence[str] | None = None
+    labels: LabelSet | None = None
+    run: RunFolder | None = None
+
+    def __post_init__(self) -> None:
+        if self.labels is None:
+            self.labels = LabelSet(self.label_embeddings, self.label_texts)
 
     @classmethod
-    def load(cls, run_dir: str | Path, *, device: str = "auto") -> Predictor:
-        """Load the final model, label embeddings and config of a run folder."""
+    def load(cls, run_dir: str | Path, *, device: str = "auto", mmap: bool = False) -> Predictor:
+        """Load the final model, label embeddings, label texts, label overlay and config of a run folder.
+
+        Args:
+            run_dir: the run folder.
+            device: where the model runs.
+            mmap: memory-map the label embeddings read-only (server workers share one copy in the page cache).
+        """
         run = Path(run_dir)
         missing = [name for name in ("config", "model", "label_embeddings") if not (run / RUN_FILES[name]).exists()]
         if missing:
@@ -56,8 +76,11 @@ class Predictor:
         config = load_config(run / RUN_FILES["config"])
         dev = resolve_device(device)
         model = DualEncoder.load(run / RUN_FILES["model"]).to(dev).eval()
-        label_emb = np.load(run / RUN_FILES["label_embeddings"])
-        return cls(model, label_emb, config, dev)
+        label_emb = np.load(run / RUN_FILES["label_embeddings"], mmap_mode="r" if mmap else None)
+        folder = RunFolder(run)
+        texts = _read_label_texts(folder, label_emb.shape[0])
+        labels = LabelSet(label_emb, texts, LabelOverlay.read(folder, label_emb))
+        return cls(model, label_emb, config, dev, label_texts=texts, labels=labels, run=folder)
 
     @property
     def num_labels(self) -> int:
@@ -112,9 +135,40 @@ class Predictor:
             row += len(items)
         return out, mask
 
-    def predict(self, texts: Sequence[str], images=None, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` labels of each text (with its images, see :meth:`encode`): (n, k) scores and label ids."""
-        return topk(self.encode(texts, images), self.label_embeddings, k)
+    def predict(self, texts: Sequence[str], images=None, k: int = 10) -> Predictions:
+        """Top-``k`` labels of each text (with its images, see :meth:`encode`), with their texts.
+
+        Searches :attr:`labels`: labels added after training included, hidden labels never returned.
+        Returns :class:`~vixml.inference.labels.Predictions`, which unpacks as ``scores, indices``.
+        """
+        return self.labels.predictions(*self.labels.search(self.encode(texts, images), k))
+
+    @torch.inference_mode()
+    def encode_labels(self, texts: Sequence[str], images=None, *, batch_size: int | None = None) -> np.ndarray:
+        """Label texts (and images, as in :meth:`encode`) -> (n, D) embeddings, as training encodes its labels.
+
+        The label side of the dual encoder with the label token length; prototypes are applied apart
+        (:func:`vixml.inference.labels.encode_new_labels`).
+        """
+        batch_size = batch_size or self.config.eval.encode_batch_size
+        if images is not None and not self.model.uses_images("label"):
+            if not isinstance(images, list) or any(len(items) for items in images):
+                raise DataError(Problem("<images>", "this run encodes labels from their text only; pass no images"))
+            images = None
+        if isinstance(images, list):
+            images = self._embed_image_files(images)
+        emb_all, mask_all = _as_image_batch(images, len(texts))
+        out, length = [], self.config.data.label_length()
+        for start in range(0, len(texts), batch_size):
+            batch = self.model.backbone.tokenize(list(texts[start : start + batch_size]), length)
+            extra = ()
+            if emb_all is not None:
+                stop = start + batch_size
+                extra = (torch.from_numpy(emb_all[start:stop]), torch.from_numpy(mask_all[start:stop]))
+            with autocast(self.config.train.precision, self.device):
+                emb = self.model.encode_labels(batch["input_ids"].to(self.device), batch["attention_mask"], *extra)
+            out.append(emb.float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.model.embedding_dim), dtype=np.float32)
 
     def predict_dataset(
         self, data_dir: str | Path, *, split: str = "tst", k: int = 100, augment: bool = False
@@ -181,6 +235,19 @@ class Predictor:
             device=self.device,
             progress=f"embedding {split} queries",
         )
+
+
+def _read_label_texts(run: RunFolder, n_labels: int) -> Sequence[str] | None:
+    """The run's label texts (lazy), or None with a note for runs written before they were kept."""
+    from vixml.data import read_texts
+
+    if not run.label_texts.is_file():
+        logger.info("%s has no %s: predictions carry label ids only", run.path, run.label_texts.name)
+        return None
+    texts = read_texts(run.label_texts, layout="plain")
+    if len(texts) != n_labels:
+        raise DataError(Problem(str(run.label_texts), f"has {len(texts)} lines for {n_labels} labels"))
+    return texts
 
 
 def _as_image_batch(images, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:

@@ -21,9 +21,10 @@ from pathlib import Path
 from vixml import __version__
 from vixml.atomic import atomic_open
 from vixml.config import RunConfig, apply_overrides, load_config, save_config
-from vixml.data import load_dataset, write_label_matrix
+from vixml.data import load_dataset, write_label_matrix, write_texts
 from vixml.errors import ConfigError
 from vixml.reports import plot_training_curves
+from vixml.run_folder import RunFolder
 from vixml.training.checkpoint import latest_checkpoint, save_array
 from vixml.training.trainer import EpochEnd, Trainer
 
@@ -106,6 +107,7 @@ def train(
 
     label_emb = trainer.label_embeddings()
     save_array(out / RUN_FILES["label_embeddings"], label_emb)
+    write_texts(RunFolder(out).label_texts, dataset.lbl_texts)  # predictions shown as text, without the data
     _save_model(trainer, out / RUN_FILES["model"])
     final = None
     if dataset.tst_Y is not None:
