@@ -19,6 +19,8 @@ from vixml.cli import images as images_cmd
 from vixml.cli import images_embed
 from vixml.cli import labels as labels_cmd
 from vixml.cli import memory as memory_cmd
+from vixml.cli import report as report_cmd
+from vixml.cli import serve as serve_cmd
 from vixml.cli import train as train_cmd
 from vixml.errors import VixmlError
 
@@ -41,6 +43,8 @@ app.command("predict")(train_cmd.predict)
 app.command("evaluate")(evaluate_cmd.evaluate)
 app.command("demo")(demo_cmd.demo)
 app.command("memory")(memory_cmd.memory)
+app.command("serve")(serve_cmd.serve)
+app.command("report")(report_cmd.report)
 
 
 def _version(value: bool) -> None:

@@ -115,7 +115,9 @@ def train(
         write_label_matrix(out / RUN_FILES["predictions"], predictions)
         trainer.progress.history[-1].update(final)
     _write_history(trainer.progress.history, out)
-    _write_json(out / RUN_FILES["metrics"], {"final": final, "zero_shot": _zero_shot(trainer.progress.history)})
+    dataset_ref = {"path": str(Path(dataset.path).resolve()), "fingerprint": dataset.fingerprint}  # for reports
+    summary = {"final": final, "zero_shot": _zero_shot(trainer.progress.history), "dataset": dataset_ref}
+    _write_json(out / RUN_FILES["metrics"], summary)
     plot_training_curves(trainer.progress.history, out / RUN_FILES["curves"], title=str(cfg.model.name_or_path))
     _write_readme(out, cfg, dataset, final, time.perf_counter() - started)
     logger.info("run written to %s", out)
