@@ -31,8 +31,10 @@ function editHeaders() {
 
 async function loadInfo() {
   info = await call("/info");
+  const runName = info.run.split("/").filter(Boolean).slice(-1)[0] || info.run;
+  $("run-info").title = info.run;
   $("run-info").textContent =
-    `${info.run} · ${info.model} · ${info.visible_labels} labels` +
+    `run ${runName} · ${info.model} · ${info.visible_labels} labels` +
     (info.added_labels ? ` (${info.added_labels} added)` : "") + (info.prototypes ? " · PRIME" : "");
   $("version").textContent = info.vixml;
   $("query-drop").hidden = !info.query_images;

