@@ -45,3 +45,16 @@ def plain_run(tmp_path_factory, serve_data, serve_model):
 def run_copy(tmp_path, prime_run):
     """A private copy of the PRIME run, for tests that edit its labels."""
     return shutil.copytree(prime_run, tmp_path / "run")
+
+
+@pytest.fixture(scope="session")
+def image_run(tmp_path_factory, serve_model):
+    """A run with image early fusion (both sides) whose images are embedded by a tiny random SigLIP."""
+    from support_vision import tiny_siglip
+
+    root = tmp_path_factory.mktemp("image-run")
+    data = make_dataset(root / "data", n_train=64, n_test=16, n_labels=N_LABELS, max_labels=1, with_images=True,
+                        num_images=1, dim=32)  # fmt: skip
+    siglip = tiny_siglip(root / "siglip")  # pooled embeddings of 32 dims, as the dataset's
+    extra = ["images.num_images=1", "images.embedding_model=synthetic", f"images.vision_model={siglip}"]
+    return train(run_config(serve_model, "train.epochs=1", *extra), data, root / "run")

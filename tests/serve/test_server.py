@@ -166,3 +166,38 @@ def test_multipart_upload_and_image_decoding(prime_run):
             decode_base64_image(text, ["body", "queries", 0, "images", 0], 60 if status == 413 else 10_000)
         assert info.value.status_code == status and info.value.loc == ["body", "queries", 0, "images", 0]
     assert json.dumps(info.value.detail)  # JSON-ready, as FastAPI sends it
+
+
+@pytest.mark.slow
+def test_images_as_base64_and_uploads_equal_the_predictor_on_the_same_images(image_run, tmp_path):
+    import shutil
+
+    from PIL import Image
+
+    run = shutil.copytree(image_run, tmp_path / "run")
+    images = [Image.new("RGB", (24, 16), colour) for colour in ((220, 20, 20), (20, 20, 220))]
+    encoded = []
+    for image in images:
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        encoded.append(buffer.getvalue())
+    texts = [QUERIES[0], QUERIES[1]]
+    want = Predictor.load(run, device="cpu").predict(texts, images=[[images[0]], [images[1]]], k=4)
+    with _client(run) as client:
+        assert client.get("/info").json()["query_images"] is True
+        b64 = [base64.b64encode(e).decode() for e in encoded]
+        body = {"queries": [{"text": t, "images": [b]} for t, b in zip(texts, b64, strict=True)]}
+        answer = client.post("/predict", json={**body, "k": 4})
+        assert answer.status_code == 200, answer.text
+        assert [r["labels"] for r in answer.json()["results"]] == want.indices.tolist()
+        np.testing.assert_allclose([r["scores"] for r in answer.json()["results"]], want.scores, atol=1e-5)
+        upload = client.post(
+            "/predict/upload", data={"text": texts[1], "k": "4"}, files={"images": ("b.png", encoded[1])}
+        )
+        assert upload.json()["results"][0]["labels"] == want.indices[1].tolist()
+        too_many = {"queries": [{"text": "a", "images": [b64[0]] * 2}]}
+        assert _detail(client.post("/predict", json=too_many))["loc"] == ["body", "queries", 0, "images"]
+        label = {"labels": [{"text": "zuzu item", "images": [b64[0]]}]}
+        added = client.post("/labels", json=label)
+        assert added.status_code == 200, added.text
+        assert client.get("/labels/16").json()["text"] == "zuzu item"
