@@ -13,7 +13,10 @@ Measured in one run:
   throughput, p50/p95/p99 latency, errors, wrong answers (every answer is compared with the offline
   prediction: same labels in the same order, swaps allowed only between scores within 1e-4), the
   server's RSS at start and end, and the ratio to offline throughput (target >= 0.8 at 32 clients);
-- latency of one query at idle, over HTTP and offline (``predict`` of one text), medians of 50.
+- latency of one query at idle, over HTTP and offline (``predict`` of one text), medians of 50;
+- CPU time per query of the server process (``/proc``) against the offline CPU time per query: a ratio that
+  holds when other processes share the machine, where wall-clock throughput swings widely;
+- RSS after a warm-up and after each load (a last 32-client load repeats the first: memory stays flat).
 The client is a minimal asyncio HTTP/1.1 client in this process, so it shares the 2 cores with the server.
 """
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -60,6 +64,19 @@ def build_run(folder: Path) -> tuple[Path, Path]:
         ],
     )
     return train(cfg, data, folder / "run"), data
+
+
+def cpu_name() -> str:
+    """The CPU model and its wide-vector features (AVX-512, AMX decide bf16/fp32 speed), from /proc/cpuinfo."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown"
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    known = (("AVX2", "avx2"), ("AVX-512", "avx512f"), ("AMX", "amx_tile"))
+    features = [name for name, flag in known if flag in flags]
+    return f"{model} ({', '.join(features) or 'no AVX2'})"
 
 
 def _rss_mib(pid: int) -> float:
@@ -156,29 +173,44 @@ async def _load(port: int, texts: list[str], want, clients: int, requests: int) 
     }
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (/proc/PID/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _offline(predictor, texts: list[str], repeats: int) -> tuple[object, float, float]:
+    """Predictions of every text at once; median wall seconds and CPU seconds (this process, all threads)."""
+    walls, cpus = [], []
+    for _ in range(repeats):
+        wall, cpu = time.perf_counter(), time.process_time()
+        want = predictor.predict(texts, k=K)
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return want, statistics.median(walls), statistics.median(cpus)
+
+
 def run(quick: bool = False) -> dict:
+    import httpx
     import torch
 
     from support_server import ServerProcess
     from vixml.data import load_dataset
     from vixml.inference import Predictor
 
-    requests = 512 if quick else 2048
+    requests = 384 if quick else 1024
     out: dict = {"model": "all-MiniLM-L6-v2 (untrained run, epochs=0)", "k": K, "requests_per_load": requests}
+    out["cpu"] = cpu_name()
+    out["load_average_at_start"] = round(os.getloadavg()[0], 2)
     with tempfile.TemporaryDirectory() as tmp:
         run_dir, data = build_run(Path(tmp))
         texts = list(load_dataset(data).tst_texts)
         predictor = Predictor.load(run_dir, device="cpu")
-        out["labels"] = predictor.num_labels
-        out["queries"] = len(texts)
-        out["torch_threads"] = torch.get_num_threads()
-        times = []
-        for _ in range(1 if quick else 3):
-            start = time.perf_counter()
-            want = predictor.predict(texts, k=K)
-            times.append(time.perf_counter() - start)
-        offline = len(texts) / statistics.median(times)
+        out.update(labels=predictor.num_labels, queries=len(texts), torch_threads=torch.get_num_threads())
+        want, wall, cpu = _offline(predictor, texts, 1 if quick else 3)
+        offline = len(texts) / wall
         out["offline_queries_per_s"] = offline
+        out["offline_cpu_ms_per_query"] = 1000 * cpu / len(texts)
         idle = []
         for text in texts[:IDLE_REPEATS]:
             start = time.perf_counter()
@@ -188,27 +220,38 @@ def run(quick: bool = False) -> dict:
         del predictor
 
         server = ServerProcess(run_dir, "--device", "cpu", "--max-batch", "64", "--batch-window-ms", "2")
+        pid = server.process.pid
         try:
-            out["server_rss_start_mib"] = _rss_mib(server.process.pid)
+            out["server_rss_start_mib"] = _rss_mib(pid)
             idle = []
             for q in range(IDLE_REPEATS):
                 body = {"queries": [{"text": texts[q]}], "k": K}
                 start = time.perf_counter()
-                response = __import__("httpx").post(server.url + "/predict", json=body)
+                response = httpx.post(server.url + "/predict", json=body)
                 idle.append(time.perf_counter() - start)
                 assert response.status_code == 200
             out["http_one_query_ms"] = 1000 * statistics.median(idle)
-            asyncio.run(_load(server.port, texts, want, CLIENTS[0], 64))  # warm-up: connections, allocator
-            for clients in CLIENTS:
+            asyncio.run(_load(server.port, texts, want, CLIENTS[-1], 256))  # warm-up: every batch size once
+            out["server_rss_after_warmup_mib"] = _rss_mib(pid)
+            for clients in (*CLIENTS, CLIENTS[0]):
+                cpu = _cpu_seconds(pid)
                 figures = asyncio.run(_load(server.port, texts, want, clients, requests))
+                server_cpu_ms = 1000 * (_cpu_seconds(pid) - cpu) / requests
+                tag = f"c{clients}" if f"c{clients}_queries_per_s" not in out else f"c{clients}_again"
                 for key, value in figures.items():
-                    out[f"c{clients}_{key}"] = value
-                out[f"c{clients}_vs_offline"] = figures["queries_per_s"] / offline
-                out[f"server_rss_after_c{clients}_mib"] = _rss_mib(server.process.pid)
-            metrics = __import__("httpx").get(server.url + "/metrics").text
+                    out[f"{tag}_{key}"] = value
+                out[f"{tag}_vs_offline"] = figures["queries_per_s"] / offline
+                out[f"{tag}_server_cpu_ms_per_query"] = server_cpu_ms
+                out[f"{tag}_cpu_efficiency_vs_offline"] = out["offline_cpu_ms_per_query"] / server_cpu_ms
+                out[f"server_rss_after_{tag}_mib"] = _rss_mib(pid)
+            out["server_rss_growth_after_warmup_mib"] = (
+                out[f"server_rss_after_c{CLIENTS[0]}_again_mib"] - out["server_rss_after_warmup_mib"]
+            )
+            metrics = httpx.get(server.url + "/metrics").text
             count = float(metrics.split("vixml_batch_queries_count ")[1].split()[0])
             total = float(metrics.split("vixml_batch_queries_sum ")[1].split()[0])
             out["mean_batch_queries"] = total / count
+            out["load_average_at_end"] = round(os.getloadavg()[0], 2)
         finally:
             server.stop()
     return out

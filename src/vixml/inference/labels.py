@@ -37,6 +37,7 @@ __all__ = ["LabelSet", "Predictions", "add_labels", "encode_new_labels", "hide_l
 
 logger = logging.getLogger(__name__)
 
+_NO_RUN = "this predictor has no run folder to keep the edits in: load it with Predictor.load(run)"
 OVERFETCH_MAX = 1024  # hidden trained labels handled by over-fetching; more -> search a compacted copy
 
 
@@ -215,10 +216,16 @@ class LabelSet:
     def cluster_means(self, label_to_free: np.ndarray, num_free: int) -> np.ndarray:
         """(K, D) unit mean trained-label embedding of each free-vector cluster (computed once)."""
         if self._cluster_means is None:
+            import scipy.sparse as sp
+
             sums = np.zeros((num_free, self.base.shape[1]), dtype=np.float64)
             for start in range(0, self.num_trained, 65536):
                 block = np.asarray(self.base[start : start + 65536], dtype=np.float64)
-                np.add.at(sums, label_to_free[start : start + 65536], block)
+                members = label_to_free[start : start + block.shape[0]]
+                select = sp.csr_matrix(
+                    (np.ones(block.shape[0]), (members, np.arange(block.shape[0]))), shape=(num_free, block.shape[0])
+                )
+                sums += select @ block
             norms = np.linalg.norm(sums, axis=1, keepdims=True)
             self._cluster_means = (sums / np.maximum(norms, 1e-12)).astype(np.float32)
         return self._cluster_means
@@ -279,6 +286,8 @@ def add_labels(predictor: Predictor, texts: Sequence[str], images: list | None =
     The caller holds the overlay's write lock (:meth:`LabelOverlay.lock`). The labels are searchable and
     the ids returned only once the overlay is on disk.
     """
+    if predictor.run is None:
+        raise DataError(Problem("<labels>", _NO_RUN))
     texts = [str(t) for t in texts]
     counts = [len(x) for x in images] if images is not None else [0] * len(texts)
     labels = predictor.labels
@@ -292,6 +301,8 @@ def add_labels(predictor: Predictor, texts: Sequence[str], images: list | None =
 
 def hide_labels(predictor: Predictor, ids: Sequence[int], source: str = "<labels>") -> None:
     """Hide labels (trained or added) for good: persisted first, then never returned again."""
+    if predictor.run is None:
+        raise DataError(Problem("<labels>", _NO_RUN))
     labels = predictor.labels
     with labels.edit_lock:
         labels.overlay.check_ids(list(ids), source)

@@ -275,7 +275,7 @@ def create_app(
         ]
         per_query = [im or [] for im in images] if any(images) else None
         result = await service.batcher.submit(texts, per_query, k, body.augment)
-        return PredictResponse(results=result.records())
+        return JSONResponse({"results": result.records()})  # already the response model's shape
 
     @app.post("/predict/upload", response_model=PredictResponse, summary="Top-k labels of one query (multipart)")
     async def predict_upload(
@@ -290,7 +290,7 @@ def create_app(
         raw = [await f.read(limit + 1) for f in images]
         decoded = service.check_images(raw, ["body", "images"], "query")
         result = await service.batcher.submit([text], [decoded] if decoded else None, k, augment)
-        return PredictResponse(results=result.records())
+        return JSONResponse({"results": result.records()})
 
     @app.post("/labels", response_model=AddLabelsResponse, summary="Add labels (searchable at once, persisted)")
     async def add(body: AddLabelsRequest, authorization: str | None = Header(None)) -> AddLabelsResponse:
