@@ -25,6 +25,9 @@ def serve(
     max_k: int = typer.Option(100, "--max-k", min=1, help="Largest k a request may ask."),
 ) -> None:
     """Serve predictions and label edits over HTTP; the web page is at /, the API docs at /docs."""
+    from vixml.serve.run import quiet_openmp
+
+    quiet_openmp()  # before torch loads
     from vixml.serve import Limits, ServeSettings
     from vixml.serve import serve as run_server
 
