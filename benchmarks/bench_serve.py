@@ -8,7 +8,9 @@ encoder, fp32), i.e. the zero-shot model; serving cost does not depend on the we
 Queries: the demo's 1,744 test texts (cycled), one query per request, top-10.
 
 Measured in one run:
-- offline throughput: ``Predictor.predict`` over all the queries at once (the batch path, median of 3);
+- offline throughput: ``Predictor.predict`` over all the queries at once (the batch path, median of 3), in
+  a fresh process with the server's thread policy (OpenMP threads sleep when idle: ``vixml serve`` sets
+  ``OMP_WAIT_POLICY=PASSIVE``; on a machine shared with other work, spinning threads distort both sides);
 - for 32 and 128 concurrent clients (keep-alive connections, a fixed request count, then it stops):
   throughput, p50/p95/p99 latency, errors, wrong answers (every answer is compared with the offline
   prediction: same labels in the same order, swaps allowed only between scores within 1e-4), the
@@ -30,6 +32,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +87,12 @@ def _rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+@dataclass(frozen=True)
+class _Wanted:
+    scores: np.ndarray
+    indices: np.ndarray
 
 
 class _Connection:
@@ -179,24 +188,48 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _offline(predictor, texts: list[str], repeats: int) -> tuple[object, float, float]:
-    """Predictions of every text at once; median wall seconds and CPU seconds (this process, all threads)."""
+def _offline(run_dir: Path, data: Path, repeats: int, out: Path) -> dict:
+    """In a fresh process (this one has torch loaded): predict every test text at once, ``repeats`` times.
+
+    Writes the predictions to ``out`` (``.npz``: scores, indices) and returns the median wall and CPU seconds
+    and the median latency of one query. The process gets the server's environment (OpenMP threads that
+    sleep when idle), so both sides run the same kernels under the same thread policy.
+    """
+    import subprocess
+
+    env = dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
+    command = [sys.executable, __file__, "--offline", str(run_dir), str(data), str(repeats), str(out)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _offline_child(run_dir: str, data: str, repeats: int, out: str) -> None:
+    from vixml.data import load_dataset
+    from vixml.inference import Predictor
+
+    texts = list(load_dataset(data).tst_texts)
+    predictor = Predictor.load(run_dir, device="cpu")
     walls, cpus = [], []
     for _ in range(repeats):
         wall, cpu = time.perf_counter(), time.process_time()
         want = predictor.predict(texts, k=K)
         walls.append(time.perf_counter() - wall)
         cpus.append(time.process_time() - cpu)
-    return want, statistics.median(walls), statistics.median(cpus)
+    idle = []
+    for text in texts[:IDLE_REPEATS]:
+        start = time.perf_counter()
+        predictor.predict([text], k=K)
+        idle.append(time.perf_counter() - start)
+    np.savez(out, scores=want.scores, indices=want.indices)
+    figures = {"wall": statistics.median(walls), "cpu": statistics.median(cpus), "one": statistics.median(idle)}
+    print(json.dumps(figures))
 
 
 def run(quick: bool = False) -> dict:
     import httpx
-    import torch
 
     from support_server import ServerProcess
     from vixml.data import load_dataset
-    from vixml.inference import Predictor
 
     requests = 384 if quick else 1024
     out: dict = {"model": "all-MiniLM-L6-v2 (untrained run, epochs=0)", "k": K, "requests_per_load": requests}
@@ -204,20 +237,18 @@ def run(quick: bool = False) -> dict:
     out["load_average_at_start"] = round(os.getloadavg()[0], 2)
     with tempfile.TemporaryDirectory() as tmp:
         run_dir, data = build_run(Path(tmp))
-        texts = list(load_dataset(data).tst_texts)
-        predictor = Predictor.load(run_dir, device="cpu")
-        out.update(labels=predictor.num_labels, queries=len(texts), torch_threads=torch.get_num_threads())
-        want, wall, cpu = _offline(predictor, texts, 1 if quick else 3)
-        offline = len(texts) / wall
+        dataset = load_dataset(data)
+        texts = list(dataset.tst_texts)
+        out.update(labels=dataset.n_labels, queries=len(texts), cores=os.cpu_count())
+        out["omp_wait_policy"] = os.environ.get("OMP_WAIT_POLICY", "PASSIVE")
+        offline_file = Path(tmp) / "offline.npz"
+        figures = _offline(run_dir, data, 1 if quick else 3, offline_file)
+        with np.load(offline_file) as saved:
+            want = _Wanted(saved["scores"], saved["indices"])
+        offline = len(texts) / figures["wall"]
         out["offline_queries_per_s"] = offline
-        out["offline_cpu_ms_per_query"] = 1000 * cpu / len(texts)
-        idle = []
-        for text in texts[:IDLE_REPEATS]:
-            start = time.perf_counter()
-            predictor.predict([text], k=K)
-            idle.append(time.perf_counter() - start)
-        out["offline_one_query_ms"] = 1000 * statistics.median(idle)
-        del predictor
+        out["offline_cpu_ms_per_query"] = 1000 * figures["cpu"] / len(texts)
+        out["offline_one_query_ms"] = 1000 * figures["one"]
 
         server = ServerProcess(run_dir, "--device", "cpu", "--max-batch", "64", "--batch-window-ms", "2")
         pid = server.process.pid
@@ -258,6 +289,9 @@ def run(quick: bool = False) -> dict:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--offline"]:
+        _offline_child(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
+        sys.exit(0)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     print(json.dumps(run(quick=parser.parse_args().quick), indent=2))

@@ -174,3 +174,11 @@ def test_predict_returns_label_texts_and_equals_the_search(prime_run):
     s, i = result  # unpacks as topk's (scores, indices)
     assert i is result.indices and s is result.scores
     assert result.records(queries)[1]["query"] == queries[1]
+
+
+def test_a_run_without_label_texts_predicts_ids_only(run_copy):
+    (RunFolder(run_copy).label_texts).unlink()
+    predictor = Predictor.load(run_copy, device="cpu")
+    assert predictor.label_texts is None
+    result = predictor.predict(["kalo"], k=3)
+    assert result.texts == [[None, None, None]] and len(result.records()[0]["labels"]) == 3
