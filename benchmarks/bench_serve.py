@@ -182,6 +182,23 @@ async def _load(port: int, texts: list[str], want, clients: int, requests: int) 
     }
 
 
+async def _idle_latency(port: int, texts: list[str]) -> float:
+    """Median seconds of one query at a time on one keep-alive connection (nothing else in flight)."""
+    connection = _Connection("127.0.0.1", port)
+    await connection.open()
+    times = []
+    try:
+        for q in range(IDLE_REPEATS):
+            body = json.dumps({"queries": [{"text": texts[q]}], "k": K}).encode()
+            start = time.perf_counter()
+            status, _ = await connection.post("/predict", body)
+            times.append(time.perf_counter() - start)
+            assert status == 200
+    finally:
+        connection.close()
+    return statistics.median(times)
+
+
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process so far (/proc/PID/stat fields 14 and 15)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -254,14 +271,7 @@ def run(quick: bool = False) -> dict:
         pid = server.process.pid
         try:
             out["server_rss_start_mib"] = _rss_mib(pid)
-            idle = []
-            for q in range(IDLE_REPEATS):
-                body = {"queries": [{"text": texts[q]}], "k": K}
-                start = time.perf_counter()
-                response = httpx.post(server.url + "/predict", json=body)
-                idle.append(time.perf_counter() - start)
-                assert response.status_code == 200
-            out["http_one_query_ms"] = 1000 * statistics.median(idle)
+            out["http_one_query_ms"] = 1000 * asyncio.run(_idle_latency(server.port, texts))
             asyncio.run(_load(server.port, texts, want, CLIENTS[-1], 256))  # warm-up: every batch size once
             out["server_rss_after_warmup_mib"] = _rss_mib(pid)
             for clients in (*CLIENTS, CLIENTS[0]):
