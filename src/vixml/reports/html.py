@@ -60,7 +60,7 @@ def _load_run(path: Path, data: Path | None, name: str) -> RunSummary:
     summary.final, summary.zero_shot = metrics.get("final"), metrics.get("zero_shot")
     if summary.final is None:
         summary.notes.append("no final test metrics (the run has not finished, or its dataset has no test split)")
-    data = data or (Path(metrics["dataset"]["path"]) if metrics.get("dataset") else None)
+    data = data or _recorded_data(run, metrics)
     if data is None or not data.is_dir():
         summary.notes.append("decile analysis and samples need the run's dataset: pass --data DIR")
         return summary
@@ -69,6 +69,17 @@ def _load_run(path: Path, data: Path | None, name: str) -> RunSummary:
         return summary
     _add_analysis(summary, run, data)
     return summary
+
+
+def _recorded_data(run: RunFolder, metrics: dict) -> Path | None:
+    """The dataset folder the run was trained on: ``run.json``'s ``data.path``, or ``metrics.json``'s ``dataset``."""
+    state_path = run.path / "run.json"
+    if state_path.is_file():
+        recorded = json.loads(state_path.read_text(encoding="utf-8")).get("data", {}).get("path")
+        if recorded:
+            return Path(recorded)
+    recorded = (metrics.get("dataset") or {}).get("path")
+    return Path(recorded) if recorded else None
 
 
 def _add_analysis(summary: RunSummary, run: RunFolder, data: Path) -> None:
