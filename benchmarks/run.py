@@ -51,6 +51,7 @@ def main() -> None:
         figures = importlib.import_module(f"bench_{topic}").run(quick=args.quick)
         figures["_wall_s"] = round(time.perf_counter() - start, 1)
         figures["_quick"] = args.quick
+        figures["_date"] = results["machine"]["date"]  # topics run at different times keep their own date
         results[topic] = figures
         out_json.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
         print(json.dumps(figures, indent=2), file=sys.stderr, flush=True)

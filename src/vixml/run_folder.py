@@ -49,6 +49,20 @@ class RunFolder:
         return self.path / "config.yaml"
 
     @property
+    def state(self) -> Path:
+        """``run.json``: the data it was trained on (path, fingerprint), the precision, the wall time per segment."""
+        return self.path / "run.json"
+
+    def read_state(self) -> dict:
+        """The content of :attr:`state` ({} when absent or unreadable)."""
+        import json
+
+        try:
+            return json.loads(self.state.read_text(encoding="utf-8")) if self.state.is_file() else {}
+        except (OSError, ValueError):
+            return {}
+
+    @property
     def checkpoints(self) -> Path:
         return self.path / "checkpoints"
 

@@ -18,7 +18,10 @@ from vixml.cli import demo as demo_cmd
 from vixml.cli import evaluate as evaluate_cmd
 from vixml.cli import images as images_cmd
 from vixml.cli import images_embed
+from vixml.cli import labels as labels_cmd
 from vixml.cli import memory as memory_cmd
+from vixml.cli import report as report_cmd
+from vixml.cli import serve as serve_cmd
 from vixml.cli import train as train_cmd
 from vixml.cli.help import flags_take_no_value
 from vixml.errors import TrainingInterrupted, VixmlError
@@ -35,12 +38,15 @@ app = typer.Typer(
 app.add_typer(data_cmd.app, name="data")
 images_cmd.app.command("embed")(images_embed.embed)
 app.add_typer(images_cmd.app, name="images")
+app.add_typer(labels_cmd.app, name="labels")
 app.add_typer(train_cmd.config_app, name="config")
 app.command("train")(train_cmd.train)
 app.command("predict")(train_cmd.predict)
 app.command("evaluate")(evaluate_cmd.evaluate)
 app.command("demo")(demo_cmd.demo)
 app.command("memory")(memory_cmd.memory)
+app.command("serve")(serve_cmd.serve)
+app.command("report")(report_cmd.report)
 flags_take_no_value(app)  # `--json`, not `--json <bool>`, in every help page
 
 

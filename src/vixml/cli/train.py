@@ -41,6 +41,7 @@ def train(
         return
     print_final_metrics(metrics)
     err_console.print(f"run folder: {run} (README.md, curves.png, history.csv, model/)")
+    err_console.print(f"report: vixml report {run} --out {run / 'report.html'}  (or open / of `vixml serve {run}`)")
 
 
 def print_final_metrics(metrics: dict) -> None:
@@ -57,15 +58,25 @@ def print_final_metrics(metrics: dict) -> None:
 
 def predict(
     run: Path = typer.Argument(..., help="A run folder written by vixml train."),
-    data: Path = typer.Option(..., "--data", help="Dataset folder."),
-    out: Path = typer.Option(..., "--out", help="Prediction file to write (CSR .npz)."),
+    out: Path = typer.Option(..., "--out", help="Prediction file to write: CSR .npz, or .jsonl with --texts."),
+    data: Path | None = typer.Option(None, "--data", help="Dataset folder (with --texts: the +R training queries)."),
+    texts: Path | None = typer.Option(
+        None, "--texts", help="Free input: one query per line, or CSV/JSONL/Parquet with a text column (+ images)."
+    ),
     split: str = typer.Option("tst", "--split", help="tst or trn."),
     k: int = typer.Option(100, "--k", min=1, help="Labels per query."),
     augment: bool = typer.Option(False, "--augment", help="Retrieval-augmented scoring (+R, METHOD.md 5)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N."),
     as_json: bool = typer.Option(False, "--json", help="Print a summary as one JSON object."),
 ) -> None:
-    """Predict the top-k labels of a dataset split with a trained run."""
+    """Predict the top-k labels of a dataset split (--data) or of any texts (--texts) with a trained run."""
+    if texts is not None:
+        from vixml.cli.predict_texts import predict_texts
+
+        predict_texts(run, texts, out, data=data, k=k, augment=augment, device=device, as_json=as_json)
+        return
+    if data is None:
+        raise typer.BadParameter("give --data DIR (a dataset split) or --texts FILE (free input)")
     from vixml.data import write_label_matrix
     from vixml.inference import Predictor
     from vixml.locking import WriteLock

@@ -148,14 +148,14 @@ def _roles(path: Path, keys: set, files: CatalogueFiles) -> dict:
     return {**chosen, "ignored": sorted(k for k in keys if k not in taken)}
 
 
-def _column(record: dict, names: tuple[str, ...]):
+def column_value(record: dict, names: tuple[str, ...]):
     for name in names:
         if name in record:
             return record[name]
     return None
 
 
-def _text(record: dict, text_mode: str) -> str | None:
+def record_text(record: dict, text_mode: str) -> str | None:
     text = record.get("text")
     if text is None:
         title = record.get("title")
@@ -198,8 +198,8 @@ def _write_items(
         for line, record in iter_table(path, found, encoding):
             if len(ids) < _KEYS_SEEN:
                 keys.update(record)
-            key = _column(record, id_columns)
-            text = _text(record, text_mode)
+            key = column_value(record, id_columns)
+            text = record_text(record, text_mode)
             if key is None or str(key).strip() == "":
                 found.add(f"missing id (columns {' or '.join(id_columns)})", line=line, field="id")
                 key = f"<missing id at line {line}>"
@@ -216,7 +216,7 @@ def _write_items(
                 if code < 0:
                     found.add(f"unknown split {record['split']!r} (trn/train or tst/test)", line=line, field="split")
                     code = 0
-            cell = _column(record, IMAGE_COLUMNS)
+            cell = column_value(record, IMAGE_COLUMNS)
             any_refs |= cell is not None
             ids.append(key)
             splits.append(code)
@@ -284,7 +284,7 @@ def _read_pairs(
                 code = _SPLIT_CODES.get(str(record["split"]).strip().lower(), -1)
                 if code < 0:
                     found.add(f"unknown split {record['split']!r} (trn/train or tst/test)", line=line, field="split")
-            raw_value = _column(record, VALUE_COLUMNS)
+            raw_value = column_value(record, VALUE_COLUMNS)
             try:
                 value = 1.0 if raw_value in (None, "") else float(raw_value)
                 if not math.isfinite(value):

@@ -12,10 +12,12 @@ import scipy.sparse as sp
 import torch
 
 from vixml.config import RunConfig
-from vixml.data import load_dataset
+from vixml.data import XMCDataset, load_dataset
 from vixml.devices import resolve_precision
 from vixml.errors import DataError, Problem
 from vixml.inference.augment import augmented_scores
+from vixml.inference.labels import LabelSet, Predictions
+from vixml.inference.overlay import LabelOverlay
 from vixml.models import DualEncoder, SplitEncoder, image_banks, load_dual_encoder, resolve_device
 from vixml.run_folder import RunFolder
 from vixml.search import to_csr, topk
@@ -36,6 +38,10 @@ class Predictor:
         label_embeddings: (L, D) float32 embeddings searched (prototypes with PRIME).
         config: the run's configuration.
         device: where the model runs.
+        label_texts: the trained labels' texts in id order (None for a run folder without ``label_texts.txt``).
+        labels: what :meth:`predict` searches: trained labels plus the run's label overlay (added and hidden
+            labels, :mod:`vixml.inference.labels`).
+        run: the run folder (None for a predictor built in memory).
     """
 
     model: DualEncoder
@@ -44,16 +50,32 @@ class Predictor:
     device: torch.device
     precision: str = "fp32"
     _vision: object = field(default=None, repr=False)  # the vision model, loaded on first use of image files
+    label_texts: Sequence[str] | None = None
+    labels: LabelSet | None = None
+    run: RunFolder | None = None
+
+    def __post_init__(self) -> None:
+        if self.labels is None:
+            self.labels = LabelSet(self.label_embeddings, self.label_texts)
 
     @classmethod
-    def load(cls, run_dir: str | Path, *, device: str = "auto") -> Predictor:
-        """Load the final model, label embeddings and config of a run folder."""
+    def load(cls, run_dir: str | Path, *, device: str = "auto", mmap: bool = False) -> Predictor:
+        """Load the final model, label embeddings, label texts, label overlay and config of a run folder.
+
+        Args:
+            run_dir: the run folder.
+            device: where the model runs.
+            mmap: memory-map the label embeddings read-only (server workers share one copy in the page cache).
+        """
         run = RunFolder(run_dir).require_finished()
         config = run.load_config()
         dev = resolve_device(device)
         model = load_dual_encoder(run.model_dir(), config, device=dev)
-        label_emb = run.load_label_embeddings()
-        return cls(model, label_emb, config, dev, precision=_inference_precision(config, dev))
+        label_emb = run.load_label_embeddings(mmap=mmap)
+        texts = _read_label_texts(run, label_emb.shape[0])
+        labels = LabelSet(label_emb, texts, LabelOverlay.read(run, label_emb))
+        precision = _inference_precision(config, dev)
+        return cls(model, label_emb, config, dev, precision=precision, label_texts=texts, labels=labels, run=run)
 
     def encoder(self, dataset=None) -> SplitEncoder:
         """The split encoder of this model (of ``dataset``'s splits and image banks, or of free texts)."""
@@ -61,6 +83,22 @@ class Predictor:
         return SplitEncoder(
             self.model, self.config, precision=self.precision, device=self.device, dataset=dataset, images=banks
         )
+
+    def load_dataset(self, data_dir: str | Path) -> XMCDataset:
+        """A dataset folder as this run reads it (its image banks when it fuses images), label count checked."""
+        fused = self.model.image_projection is not None
+        ic = self.config.images
+        dataset = load_dataset(
+            data_dir,
+            images=fused,
+            num_images=ic.num_images if fused and ic else None,
+            image_model=ic.embedding_model if fused and ic else None,
+        )
+        if dataset.n_labels != self.num_labels:
+            raise DataError(
+                Problem(str(data_dir), f"has {dataset.n_labels} labels but the run was trained on {self.num_labels}")
+            )
+        return dataset
 
     @property
     def num_labels(self) -> int:
@@ -101,9 +139,29 @@ class Predictor:
             row += len(items)
         return out, mask
 
-    def predict(self, texts: Sequence[str], images=None, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` labels of each text (with its images, see :meth:`encode`): (n, k) scores and label ids."""
-        return topk(self.encode(texts, images), self.label_embeddings, k, check_finite="queries")
+    def predict(self, texts: Sequence[str], images=None, k: int = 10) -> Predictions:
+        """Top-``k`` labels of each text (with its images, see :meth:`encode`), with their texts.
+
+        Searches :attr:`labels`: labels added after training included, hidden labels never returned.
+        Returns :class:`~vixml.inference.labels.Predictions`, which unpacks as ``scores, indices``.
+        """
+        return self.labels.predictions(*self.labels.search(self.encode(texts, images), k))
+
+    def encode_labels(self, texts: Sequence[str], images=None) -> np.ndarray:
+        """Label texts (and images, as in :meth:`encode`) -> (n, D) embeddings, as training encodes its labels.
+
+        The label side of the dual encoder with the label token length; prototypes are applied apart
+        (:func:`vixml.inference.labels.encode_new_labels`).
+        """
+        if images is not None and not self.model.uses_images("label"):
+            if not isinstance(images, list) or any(len(items) for items in images):
+                raise DataError(Problem("<images>", "this run encodes labels from their text only; pass no images"))
+            images = None
+        if isinstance(images, list):
+            images = self._embed_image_files(images)
+        image_batch = _as_image_batch(images, len(texts))
+        batch = None if image_batch[0] is None else image_batch
+        return self.encoder().embed_texts(list(texts), batch, side="label")
 
     def predict_dataset(
         self, data_dir: str | Path, *, split: str = "tst", k: int = 100, augment: bool = False
@@ -117,18 +175,7 @@ class Predictor:
             augment: retrieval-augmented scoring with the run's ``eval.augment`` settings (paper defaults when
                 the run has none): top labels and top training queries, joint softmax.
         """
-        fused = self.model.image_projection is not None
-        ic = self.config.images
-        dataset = load_dataset(
-            data_dir,
-            images=fused,
-            num_images=ic.num_images if fused and ic else None,
-            image_model=ic.embedding_model if fused and ic else None,
-        )
-        if dataset.n_labels != self.num_labels:
-            raise DataError(
-                Problem(str(data_dir), f"has {dataset.n_labels} labels but the run was trained on {self.num_labels}")
-            )
+        dataset = self.load_dataset(data_dir)
         encoder = self.encoder(dataset)
         queries = encoder.embed_split(split, progress=f"embedding {split} queries")
         if not augment:
@@ -160,6 +207,19 @@ def _inference_precision(config: RunConfig, device: torch.device) -> str:
     precision, reason = resolve_precision(config.train.precision, device, purpose="prediction")
     logger.info("prediction in %s (%s)", precision, reason)
     return precision
+
+
+def _read_label_texts(run: RunFolder, n_labels: int) -> Sequence[str] | None:
+    """The run's label texts (lazy), or None with a note for runs written before they were kept."""
+    from vixml.data import read_texts
+
+    if not run.label_texts.is_file():
+        logger.info("%s has no %s: predictions carry label ids only", run.path, run.label_texts.name)
+        return None
+    texts = read_texts(run.label_texts, layout="plain")
+    if len(texts) != n_labels:
+        raise DataError(Problem(str(run.label_texts), f"has {len(texts)} lines for {n_labels} labels"))
+    return texts
 
 
 def _as_image_batch(images, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:

@@ -30,7 +30,7 @@ import numpy as np
 from vixml import __version__
 from vixml.atomic import atomic_open
 from vixml.config import RunConfig, apply_overrides, ineffective_settings, load_config, save_config
-from vixml.data import XMCDataset, load_dataset, write_label_matrix
+from vixml.data import XMCDataset, load_dataset, write_label_matrix, write_texts
 from vixml.devices import resolve_device, resolve_precision
 from vixml.errors import ConfigError, DataError, Problem, TrainingInterrupted
 from vixml.reports import plot_training_curves
@@ -41,9 +41,6 @@ from vixml.training.trainer import EpochEnd, Trainer
 __all__ = ["train"]
 
 logger = logging.getLogger(__name__)
-
-RUN_STATE = "run.json"
-
 
 def train(
     config: RunConfig | str | Path,
@@ -179,7 +176,7 @@ def _finish(trainer: Trainer, run: RunFolder, dataset: XMCDataset, cfg: RunConfi
     label_emb = trainer.label_embeddings()
     save_array(run.label_embeddings, label_emb)
     run.replace_model(trainer.model.save)
-    _write_label_texts(run, dataset)
+    write_texts(run.label_texts, dataset.lbl_texts)  # predictions shown as text, without the data
     final = None
     history = trainer.progress.history
     if dataset.tst_Y is not None:
@@ -199,19 +196,13 @@ class _RunState:
     """``run.json``: what the run was trained on and with, and the wall time of every segment (resumes add up)."""
 
     def __init__(self, run: RunFolder, data: dict[str, Any]):
-        self.path = run.path / RUN_STATE
+        self.path = run.state
         self.data = data
         self._started: float | None = None
 
     @classmethod
     def read(cls, run: RunFolder) -> _RunState:
-        path = run.path / RUN_STATE
-        try:
-            data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-        except (OSError, ValueError):
-            logger.warning("%s is unreadable: starting its record afresh", path)
-            data = {}
-        return cls(run, data)
+        return cls(run, run.read_state())
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.data.get(key, default)
@@ -220,7 +211,7 @@ class _RunState:
         return self.data[key]
 
     def begin(self, dataset: XMCDataset, precision: str, reason: str) -> None:
-        self.data["data"] = {"path": str(dataset.path), "fingerprint": dataset.fingerprint}
+        self.data["data"] = {"path": str(Path(dataset.path).resolve()), "fingerprint": dataset.fingerprint}
         self.data["precision"] = {"value": precision, "reason": reason}
         self.data["finished"] = False
         self.data.setdefault("segments", [])
@@ -287,12 +278,6 @@ def _write_json(path: Path, obj: object) -> None:
     with atomic_open(path) as fh:
         json.dump(obj, fh, indent=2)
         fh.write("\n")
-
-
-def _write_label_texts(run: RunFolder, dataset: XMCDataset) -> None:
-    with atomic_open(run.label_texts) as fh:
-        for text in dataset.lbl_texts:
-            fh.write(text.replace("\n", " ") + "\n")
 
 
 def _write_history(history: list[dict], run: RunFolder) -> None:

@@ -1,0 +1,92 @@
+"""Free input for a trained run: texts (and image references) to predict for, or new labels to add.
+
+Accepted files (``vixml predict RUN --texts FILE``, ``vixml labels add RUN --texts FILE``):
+
+- any file that is not a table: one text per line (UTF-8 or latin-1);
+- a table (CSV/TSV, JSON lines, Parquet; :mod:`vixml.data.tables`) with a ``text`` column (or ``title``
+  [+ ``content``], as in catalogues) and optional image columns (``images``, ``image_urls``, ``image``,
+  ...: one reference or a JSON list; relative paths are taken from the table's folder).
+
+Every empty text is reported with its line, in one error.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from vixml.data._problems import ProblemCollector
+from vixml.data.catalogue import IMAGE_COLUMNS, column_value, record_text
+from vixml.data.image_cells import parse_image_cell
+from vixml.data.tables import iter_table, table_suffix
+from vixml.data.texts import read_texts
+
+__all__ = ["TextInput", "read_text_input"]
+
+
+@dataclass(frozen=True)
+class TextInput:
+    """Texts read from a file, with their image references when the file has an image column.
+
+    Attributes:
+        path: the file.
+        texts: one text per item.
+        images: one list of references (paths, URLs, ``data:`` URIs) per item, or None (no image column).
+        lines: the line (or row) each item came from, for messages.
+    """
+
+    path: Path
+    texts: list[str]
+    images: list[list[str]] | None
+    lines: list[int]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def read_text_input(path: str | os.PathLike, *, max_items: int | None = None) -> TextInput:
+    """Read a text file or a table of texts (see the module doc).
+
+    Args:
+        path: the file.
+        max_items: refuse files with more items (None: no bound).
+
+    Raises:
+        DataError: the file is missing or unreadable, a table has no text column, a text is empty (every
+            such line listed), or there are more than ``max_items`` items.
+    """
+    path = Path(path)
+    problems = ProblemCollector(path)
+    texts: list[str] = []
+    lines: list[int] = []
+    images: list[list[str]] | None = None
+    if table_suffix(path) is None:
+        for i, text in enumerate(read_texts(path, layout="plain"), start=1):
+            if not text.strip():
+                problems.add("empty line: expected one text per line", line=i)
+            texts.append(text.strip())
+            lines.append(i)
+    else:
+        images = []
+        has_images = False
+        for line, record in iter_table(path, problems):
+            text = record_text(record, "auto")
+            if text is None:
+                problems.add("no 'text' (or 'title') column", line=line, field="text")
+                continue
+            if not text.strip():
+                problems.add("empty text", line=line, field="text")
+            cell = column_value(record, IMAGE_COLUMNS)
+            has_images |= cell is not None
+            texts.append(text.strip())
+            images.append(parse_image_cell(cell, path.parent))
+            lines.append(line)
+        if not has_images:
+            images = None
+    if max_items is not None and len(texts) > max_items:
+        problems.add(f"{len(texts)} items; at most {max_items} are accepted at once")
+    if not texts:
+        problems.add("no text found")
+    problems.raise_if_any()
+    return TextInput(path, texts, images, lines)

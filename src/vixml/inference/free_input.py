@@ -1,0 +1,152 @@
+"""Predicting for any texts (not a dataset split): image references, "+R" scoring, and the output files.
+
+``vixml predict RUN --texts FILE`` and the server go through here. Retrieval-augmented scoring needs the
+training queries: :class:`TrainingQueries` embeds them once from the run's dataset folder (``--data``);
+their votes go to visible labels only (hidden labels' columns are removed from the training matrix).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import scipy.sparse as sp
+
+from vixml.atomic import atomic_open
+from vixml.errors import DataError, Problem
+from vixml.inference.augment import augmented_scores
+from vixml.inference.labels import Predictions
+from vixml.search import topk
+
+if TYPE_CHECKING:
+    from vixml.inference.predictor import Predictor
+
+__all__ = ["TrainingQueries", "predict_texts", "open_images", "write_predictions", "OUTPUT_SUFFIXES"]
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_SUFFIXES = (".jsonl", ".npz")
+
+
+@dataclass(frozen=True)
+class TrainingQueries:
+    """The training queries of a run's dataset, embedded by the run's model (the "+R" memory).
+
+    Attributes:
+        embeddings: (N, D) float32.
+        labels: (N, L) CSR training label matrix.
+    """
+
+    embeddings: np.ndarray
+    labels: sp.csr_matrix
+
+    @classmethod
+    def from_dataset(cls, predictor: Predictor, data_dir: str | Path) -> TrainingQueries:
+        """Embed the training split of ``data_dir`` (which must have the run's labels)."""
+        dataset = predictor.load_dataset(data_dir)
+        embeddings = predictor.encoder(dataset).embed_split("trn", progress="embedding training queries")
+        return cls(embeddings, dataset.trn_Y.tocsr())
+
+
+def predict_texts(
+    predictor: Predictor,
+    texts: Sequence[str],
+    images=None,
+    *,
+    k: int = 10,
+    augment: TrainingQueries | None = None,
+) -> Predictions:
+    """Top-``k`` visible labels of free texts; with ``augment``, retrieval-augmented scores (METHOD.md 5)."""
+    queries = predictor.encode(texts, images)
+    return predict_embeddings(predictor, queries, k=k, augment=augment)
+
+
+def predict_embeddings(
+    predictor: Predictor, queries: np.ndarray, *, k: int = 10, augment: TrainingQueries | None = None
+) -> Predictions:
+    """As :func:`predict_texts`, from (n, D) query embeddings already computed (the server's batches)."""
+    labels = predictor.labels
+    if augment is None:
+        return labels.predictions(*labels.search(queries, k))
+    from vixml.config import AugmentConfig
+
+    ac = predictor.config.eval.augment or AugmentConfig()
+    label_scores, label_ids = labels.search(queries, ac.num_labels)
+    query_scores, query_ids = topk(queries, augment.embeddings, ac.num_queries)
+    train_y = _visible_columns(augment.labels, labels.visible_columns())
+    matrix = augmented_scores(
+        label_scores,
+        label_ids,
+        query_scores,
+        query_ids,
+        train_y,
+        temperature=ac.temperature,
+        label_weight=ac.label_weight,
+        k=k,
+    )
+    return labels.predictions(*_rows_topk(matrix, k))
+
+
+def _visible_columns(train_y: sp.csr_matrix, visible: np.ndarray) -> sp.csr_matrix:
+    """``train_y`` widened to every label id in use, with the hidden labels' columns emptied."""
+    wide = sp.csr_matrix((train_y.data, train_y.indices, train_y.indptr), shape=(train_y.shape[0], visible.shape[0]))
+    if visible.all():
+        return wide
+    return (wide @ sp.diags(visible.astype(np.float32))).tocsr()
+
+
+def _rows_topk(matrix: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """A CSR with at most k entries per row -> (n, k) scores (descending, ties: lower id) and ids."""
+    n = matrix.shape[0]
+    scores = np.full((n, k), -np.inf, dtype=np.float32)
+    ids = np.full((n, k), -1, dtype=np.int64)
+    for row in range(n):
+        lo, hi = matrix.indptr[row], matrix.indptr[row + 1]
+        cols, vals = matrix.indices[lo:hi], matrix.data[lo:hi]
+        order = np.lexsort((cols, -vals.astype(np.float64)))[:k]
+        scores[row, : order.shape[0]] = vals[order]
+        ids[row, : order.shape[0]] = cols[order]
+    return scores, ids
+
+
+def open_images(refs: list[list[str]], source: str) -> list[list]:
+    """Image references of a query file (paths, URLs, ``data:`` URIs) -> PIL images, every failure listed."""
+    from vixml.optional import require
+    from vixml.vision.download import FetchFailure, read_reference
+
+    image_module = require("PIL.Image", "vision")
+    problems, out = [], []
+    for row, items in enumerate(refs):
+        loaded = []
+        for ref in items:
+            try:
+                loaded.append(image_module.open(io.BytesIO(read_reference(ref))))
+            except (FetchFailure, OSError) as exc:
+                problems.append(Problem(source, f"item {row + 1}: image {ref[:80]!r}: {exc}", field="images"))
+        out.append(loaded)
+    if problems:
+        raise DataError(problems)
+    return out
+
+
+def write_predictions(path: str | Path, predictions: Predictions, queries: Sequence[str], n_labels: int) -> Path:
+    """Write ``.jsonl`` (one record per query: query, labels, texts, scores) or ``.npz`` (CSR), atomically."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        from vixml.data import write_label_matrix
+
+        write_label_matrix(path, predictions.to_csr(n_labels))
+    elif suffix == ".jsonl":
+        with atomic_open(path) as fh:
+            for record in predictions.records(list(queries)):
+                fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+    else:
+        raise DataError(Problem(str(path), f"unknown output format; expected one of {', '.join(OUTPUT_SUFFIXES)}"))
+    return path

@@ -1,0 +1,311 @@
+"""The labels a run searches: the trained ones, plus labels added after training, minus hidden ones.
+
+A :class:`LabelSet` holds the trained label embeddings (possibly a read-only memory map shared by server
+workers), the run's :class:`~vixml.inference.overlay.LabelOverlay` and the label texts. Search is exact:
+the trained labels are searched with ``k + h`` (h = hidden trained labels, up to a bound; beyond it a
+compacted copy is searched) and the hidden ones dropped, the added labels are searched apart, and both
+lists are merged by score (ties: lower id first, as :func:`vixml.search.topk` ranks). Edits build a new
+immutable view and swap it in, so a search running in another thread always sees one consistent state.
+
+New labels are encoded as trained labels are (:func:`encode_new_labels`): the label side of the dual
+encoder over their text (and images); with PRIME, the prototype network over that embedding, a free
+vector and a zero centroid, which is what the reference computes for a label without training queries.
+The free vector is the one of the cluster whose mean trained label embedding is nearest to the new
+label's embedding: the assignment rule of the k-means that made the clusters, applied to a new point.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from vixml.errors import DataError, Problem
+from vixml.inference.overlay import LabelOverlay
+from vixml.search import to_csr, topk
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
+
+    from vixml.inference.predictor import Predictor
+
+__all__ = ["LabelSet", "Predictions", "add_labels", "encode_new_labels", "hide_labels", "merge_topk"]
+
+logger = logging.getLogger(__name__)
+
+_NO_RUN = "this predictor has no run folder to keep the edits in: load it with Predictor.load(run)"
+OVERFETCH_MAX = 1024  # hidden trained labels handled by over-fetching; more -> search a compacted copy
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Top-k labels of n queries.
+
+    Unpacks like :func:`vixml.search.topk`'s result: ``scores, indices = predictor.predict(...)``.
+
+    Attributes:
+        scores: (n, k) float32, descending per row (``-inf`` = padding).
+        indices: (n, k) int64 label ids (``-1`` = padding).
+        texts: per query, the k label texts (None for padding, or when the run has no label texts).
+    """
+
+    scores: np.ndarray
+    indices: np.ndarray
+    texts: list[list[str | None]]
+
+    def __iter__(self):
+        yield self.scores
+        yield self.indices
+
+    def __len__(self) -> int:
+        return self.indices.shape[0]
+
+    def records(self, queries: Sequence[str] | None = None) -> list[dict]:
+        """One JSON-ready dict per query: ``query`` (when given), ``labels``, ``texts``, ``scores``."""
+        out = []
+        for row in range(len(self)):
+            keep = self.indices[row] >= 0
+            record = {} if queries is None else {"query": queries[row]}
+            record["labels"] = self.indices[row][keep].tolist()
+            record["texts"] = [t for t, k in zip(self.texts[row], keep, strict=True) if k]
+            record["scores"] = [round(float(s), 6) for s in self.scores[row][keep]]
+            out.append(record)
+        return out
+
+    def to_csr(self, n_labels: int) -> sp.csr_matrix:
+        """(n, n_labels) CSR in the prediction-file format."""
+        return to_csr(self.scores, self.indices, n_labels)
+
+
+def merge_topk(parts: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Merge several (scores (n, ki), ids (n, ki)) into the top ``k``: score descending, then id ascending."""
+    scores = np.concatenate([p[0] for p in parts], axis=1)
+    ids = np.concatenate([p[1] for p in parts], axis=1)
+    ranked_ids = np.where(ids >= 0, ids, np.iinfo(np.int64).max)
+    order = np.lexsort((ranked_ids, -scores.astype(np.float64)), axis=1)[:, :k]
+    scores, ids = np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)
+    if scores.shape[1] < k:
+        pad = k - scores.shape[1]
+        scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf)
+        ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=-1)
+    return scores.astype(np.float32, copy=False), ids
+
+
+@dataclass(frozen=True)
+class _View:
+    """One immutable state of the label set (what a search reads)."""
+
+    overlay: LabelOverlay
+    hidden_base: np.ndarray  # sorted trained ids that are hidden
+    added_ids: np.ndarray  # visible added ids
+    added_emb: np.ndarray  # their embeddings
+    compact_ids: np.ndarray | None  # visible trained ids when too many are hidden to over-fetch
+    compact_emb: np.ndarray | None
+
+
+class LabelSet:
+    """Trained labels + the overlay: exact search over the visible labels, texts, and edits.
+
+    Args:
+        base_embeddings: (L, D) trained label embeddings (a read-only memory map is fine).
+        base_texts: the L label texts in id order, or None (results then carry no texts).
+        overlay: the run's edits (default: none).
+    """
+
+    def __init__(
+        self, base_embeddings: np.ndarray, base_texts: Sequence[str] | None, overlay: LabelOverlay | None = None
+    ):
+        self.base = base_embeddings
+        self.base_texts = base_texts
+        self._edit = threading.Lock()
+        self._view = self._make_view(overlay or LabelOverlay(base_embeddings.shape[0], base_embeddings.shape[1], ""))
+        self._cluster_means: np.ndarray | None = None
+
+    # ------------------------------------------------------------------------------------------ reading
+    @property
+    def overlay(self) -> LabelOverlay:
+        return self._view.overlay
+
+    @property
+    def num_trained(self) -> int:
+        return self.base.shape[0]
+
+    @property
+    def num_labels(self) -> int:
+        """Every id in use (hidden ones included): results' ids are below this."""
+        return self._view.overlay.num_labels
+
+    @property
+    def num_visible(self) -> int:
+        return self.num_labels - len(self._view.overlay.hidden)
+
+    def text(self, label: int) -> str | None:
+        if label < 0:
+            return None
+        if label < self.num_trained:
+            return None if self.base_texts is None else self.base_texts[label]
+        return self._view.overlay.added[label - self.num_trained].text
+
+    def is_hidden(self, label: int) -> bool:
+        return label in self._view.overlay.hidden
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` visible labels of (n, D) queries: (n, k) float32 scores and int64 ids (-1 = padding)."""
+        view = self._view
+        h = view.hidden_base.shape[0]
+        if view.compact_ids is not None:
+            scores, local = topk(queries, view.compact_emb, k)
+            parts = [(scores, np.where(local >= 0, view.compact_ids[np.maximum(local, 0)], -1))]
+        elif h == 0:
+            parts = [topk(queries, self.base, k)]
+        else:
+            scores, ids = topk(queries, self.base, min(k + h, self.num_trained))
+            hidden = np.isin(ids, view.hidden_base)
+            order = np.argsort(hidden, axis=1, kind="stable")[:, :k]  # visible first, in rank order
+            scores = np.where(hidden, -np.inf, scores)
+            ids = np.where(hidden, -1, ids)
+            parts = [(np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1))]
+        if view.added_ids.shape[0]:
+            scores, local = topk(queries, view.added_emb, min(k, view.added_ids.shape[0]))
+            parts.append((scores, np.where(local >= 0, view.added_ids[np.maximum(local, 0)], -1)))
+        if len(parts) == 1 and parts[0][0].shape[1] == k:
+            return parts[0]
+        return merge_topk(parts, k)
+
+    def predictions(self, scores: np.ndarray, indices: np.ndarray) -> Predictions:
+        """Attach label texts to search results."""
+        texts = [[self.text(int(i)) for i in row] for row in indices]
+        return Predictions(scores, indices, texts)
+
+    def visible_columns(self) -> np.ndarray:
+        """(num_labels,) bool: which ids can appear in results."""
+        mask = np.ones(self.num_labels, dtype=bool)
+        mask[list(self._view.overlay.hidden)] = False
+        return mask
+
+    # ------------------------------------------------------------------------------------------ edits
+    def replace_overlay(self, overlay: LabelOverlay) -> None:
+        """Swap in a new overlay (searches already running finish on the old one)."""
+        self._view = self._make_view(overlay)
+
+    @property
+    def edit_lock(self) -> threading.Lock:
+        """Held by an editor from reading the overlay to swapping the new one in (edits are serial)."""
+        return self._edit
+
+    def _make_view(self, overlay: LabelOverlay) -> _View:
+        base = self.num_trained
+        if overlay.base_labels != base or overlay.dim != self.base.shape[1]:
+            raise DataError(
+                Problem("<overlay>", f"made for {overlay.base_labels} x {overlay.dim} labels, not {self.base.shape}")
+            )
+        hidden = np.array(sorted(overlay.hidden), dtype=np.int64)
+        hidden_base = hidden[hidden < base]
+        added_visible = np.array([a.id not in overlay.hidden for a in overlay.added], dtype=bool)
+        added_ids = np.array([a.id for a in overlay.added], dtype=np.int64)[added_visible]
+        compact_ids = compact_emb = None
+        if hidden_base.shape[0] > OVERFETCH_MAX:
+            compact_ids = np.setdiff1d(np.arange(base, dtype=np.int64), hidden_base)
+            compact_emb = np.ascontiguousarray(self.base[compact_ids])
+        return _View(overlay, hidden_base, added_ids, overlay.embeddings[added_visible], compact_ids, compact_emb)
+
+    def cluster_means(self, label_to_free: np.ndarray, num_free: int) -> np.ndarray:
+        """(K, D) unit mean trained-label embedding of each free-vector cluster (computed once)."""
+        if self._cluster_means is None:
+            import scipy.sparse as sp
+
+            sums = np.zeros((num_free, self.base.shape[1]), dtype=np.float64)
+            for start in range(0, self.num_trained, 65536):
+                block = np.asarray(self.base[start : start + 65536], dtype=np.float64)
+                members = label_to_free[start : start + block.shape[0]]
+                select = sp.csr_matrix(
+                    (np.ones(block.shape[0]), (members, np.arange(block.shape[0]))), shape=(num_free, block.shape[0])
+                )
+                sums += select @ block
+            norms = np.linalg.norm(sums, axis=1, keepdims=True)
+            self._cluster_means = (sums / np.maximum(norms, 1e-12)).astype(np.float32)
+        return self._cluster_means
+
+
+def encode_new_labels(
+    predictor: Predictor, texts: Sequence[str], images: list | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Embeddings of new labels, encoded as the run's trained labels are, and their free vectors.
+
+    Args:
+        predictor: the loaded run.
+        texts: the new labels' texts.
+        images: None, or one list of images (files or PIL images) per label, for runs with label images.
+
+    Returns:
+        ((n, D) float32 unit embeddings to search, (n,) free-vector ids or None without prototypes).
+    """
+    import torch
+
+    text_emb = predictor.encode_labels(list(texts), images)
+    prototypes = predictor.model.prototypes
+    if prototypes is None or not len(texts):
+        return text_emb, None
+    label_to_free = prototypes.label_to_free.cpu().numpy()
+    means = predictor.labels.cluster_means(label_to_free, prototypes.num_free_vectors)
+    unit = text_emb / np.maximum(np.linalg.norm(text_emb, axis=1, keepdims=True), 1e-12)
+    _, nearest = topk(unit, means, 1)
+    free = nearest[:, 0].astype(np.int64)
+    with torch.inference_mode():
+        emb = prototype_without_centroid(prototypes, torch.from_numpy(text_emb), torch.from_numpy(free))
+    return emb.float().cpu().numpy(), free
+
+
+def prototype_without_centroid(prototypes, text_emb, free_ids):
+    """PRIME's prototype of labels without training queries: LPN([u, free vector, 0]) averaged, normalised.
+
+    The same computation as ``LabelPrototypes.forward`` with the centroid token set to zero (METHOD.md 4:
+    the reference gives a label without queries a zero centroid), for labels that have no id in its buffers.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    was_training = prototypes.training
+    prototypes.eval()
+    try:
+        dtype, device = prototypes.free_vectors.dtype, prototypes.free_vectors.device
+        u = text_emb.to(device, dtype)
+        tokens = torch.stack((u, prototypes.free_vectors[free_ids.to(device)], torch.zeros_like(u)), dim=1)
+        return F.normalize(prototypes.lpn(tokens).mean(dim=1), dim=-1)
+    finally:
+        prototypes.train(was_training)
+
+
+def add_labels(predictor: Predictor, texts: Sequence[str], images: list | None = None) -> list[int]:
+    """Encode new labels, persist them in the run's overlay, and make them searchable; returns their ids.
+
+    The caller holds the overlay's write lock (:meth:`LabelOverlay.lock`). The labels are searchable and
+    the ids returned only once the overlay is on disk.
+    """
+    if predictor.run is None:
+        raise DataError(Problem("<labels>", _NO_RUN))
+    texts = [str(t) for t in texts]
+    counts = [len(x) for x in images] if images is not None else [0] * len(texts)
+    labels = predictor.labels
+    with labels.edit_lock:
+        emb, free = encode_new_labels(predictor, texts, images)
+        overlay = labels.overlay.with_added(texts, emb, free, counts)
+        overlay.write(predictor.run)
+        labels.replace_overlay(overlay)
+    return list(range(overlay.num_labels - len(texts), overlay.num_labels))
+
+
+def hide_labels(predictor: Predictor, ids: Sequence[int], source: str = "<labels>") -> None:
+    """Hide labels (trained or added) for good: persisted first, then never returned again."""
+    if predictor.run is None:
+        raise DataError(Problem("<labels>", _NO_RUN))
+    labels = predictor.labels
+    with labels.edit_lock:
+        labels.overlay.check_ids(list(ids), source)
+        overlay = labels.overlay.with_hidden(list(ids))
+        overlay.write(predictor.run, embeddings_changed=False)
+        labels.replace_overlay(overlay)
