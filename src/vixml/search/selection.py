@@ -152,19 +152,6 @@ class RunningTopK:
             full_i = torch.arange(offset, offset + n, device=scores.device).expand(len(rows_idx), n)
             self._exact_rows(rows_idx, old_v[rows_idx], old_i[rows_idx], scores[rows_idx], full_i)
 
-    def merge_candidates(self, values: torch.Tensor, indices: torch.Tensor) -> None:
-        """Merge arbitrary candidates (any order, ids not seen before), e.g. a re-scored shortlist.
-
-        Args:
-            values: (rows, m) scores in the buffer's dtype.
-            indices: (rows, m) int64 label ids (``-1`` for padding with ``-inf`` scores).
-        """
-        old_v, old_i = self.values, self.indices
-        flags = self._merge(values, indices)
-        if flags is not None and bool(flags.any()):
-            rows_idx = flags.nonzero().squeeze(1)
-            self._exact_rows(rows_idx, old_v[rows_idx], old_i[rows_idx], values[rows_idx], indices[rows_idx])
-
     def finish(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (values, indices), each (rows, k), in the final order (ties: lower id first)."""
         if self.exact_ties:

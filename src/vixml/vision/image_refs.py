@@ -76,10 +76,6 @@ class ImageRefs:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def refs_of(self, item: int) -> list[str]:
-        """The references of one item (row), in order."""
-        return self.refs[int(self.indptr[item]) : int(self.indptr[item + 1])]
-
     @classmethod
     def from_lists(cls, ids: Sequence[str], refs: Iterable[Sequence[str]], source: str = "<memory>") -> ImageRefs:
         """Build from one list of references per item (duplicates within an item kept once)."""

@@ -42,7 +42,6 @@ __all__ = [
     "VisionFamily",
     "VISION_FAMILIES",
     "load_vision_model",
-    "register_vision_family",
     "resolve_precision",
 ]
 
@@ -84,11 +83,6 @@ VISION_FAMILIES: dict[str, VisionFamily] = {
         by_architecture={"CLIPVisionModelWithProjection": ("CLIPVisionModelWithProjection", "image_embeds", _CLIP)},
     ),
 }
-
-
-def register_vision_family(model_type: str, family: VisionFamily) -> None:
-    """Teach vixml a new ``config.model_type`` (replacing any earlier entry)."""
-    VISION_FAMILIES[model_type] = family
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
