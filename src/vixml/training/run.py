@@ -42,6 +42,7 @@ __all__ = ["train"]
 
 logger = logging.getLogger(__name__)
 
+
 def train(
     config: RunConfig | str | Path,
     data_dir: str | Path,
