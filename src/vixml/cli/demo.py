@@ -57,6 +57,11 @@ def demo(
             source = _subset(_resource(DEMO_DATA), Path(staging) / DEMO_DATA, sizes)
             prepare_dataset(source, data, overwrite=True)
         (data / DEMO_SIZES).write_text(json.dumps(sizes) + "\n", encoding="utf-8")
+    used = {split: f"{count:,}" if count else "all" for split, count in sizes.items()}
+    err_console.print(
+        f"demo: {used['trn']} training and {used['tst']} test queries of the bundled WordNet set "
+        "(--train-queries 0 --test-queries 0 for all of them)"
+    )
     cfg = load_config(_resource(DEMO_CONFIG), overrides)
     run_dir = out / "run"
     resume = (run_dir / "checkpoints" / "latest").exists()
