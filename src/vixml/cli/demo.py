@@ -48,6 +48,7 @@ def demo(
 
     from vixml.config import load_config
     from vixml.data import load_dataset, prepare_dataset
+    from vixml.errors import TrainingInterrupted
     from vixml.training import train
 
     data = out / "data"
@@ -65,7 +66,11 @@ def demo(
     cfg = load_config(_resource(DEMO_CONFIG), overrides)
     run_dir = out / "run"
     resume = (run_dir / "checkpoints" / "latest").exists()
-    run = train(cfg, data, run_dir, resume=resume)
+    try:
+        run = train(cfg, data, run_dir, resume=resume)
+    except TrainingInterrupted as exc:  # the demo resumes by itself: no --resume to pass
+        exc.args = (f"interrupted at epoch {exc.epoch} step {exc.step}; run the demo again to continue ({run_dir})",)
+        raise
     metrics = json.loads((run / "metrics.json").read_text())
     if as_json:
         emit_json({"run": str(run), **metrics, "units": FRACTION})
