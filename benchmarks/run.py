@@ -88,7 +88,7 @@ def main() -> None:
 
 def write_markdown(results: dict, path: Path) -> None:
     lines = ["# Benchmark results", "", "Written by `python benchmarks/run.py`; do not edit by hand.", ""]
-    lines += ["Machine: " + ", ".join(f"{k} {v}" for k, v in results["machine"].items()), ""]
+    lines += ["Machine of the latest run (each topic names its own CPU): " + ", ".join(f"{k} {v}" for k, v in results["machine"].items()), ""]
     for topic, figures in results.items():
         if topic == "machine":
             continue
@@ -103,7 +103,10 @@ def _measured_on(figures: dict) -> str:
     cpu = figures.get("_cpu", "an unrecorded CPU")
     if figures.get("_native_bf16", True):
         return f"CPU: {cpu}. bf16 native here."
-    return f"CPU: {cpu}. **bf16 is emulated here**: compare the fp32 figures with the peers."
+    return (
+        f"CPU: {cpu}. **bf16 is emulated here**: compare the fp32 figures with the peers (an ISA cap binds "
+        "torch and oneDNN only: faiss and numba still pick the CPU's widest instructions)."
+    )
 
 
 def _fmt(value: object) -> str:
