@@ -88,7 +88,8 @@ def main() -> None:
 
 def write_markdown(results: dict, path: Path) -> None:
     lines = ["# Benchmark results", "", "Written by `python benchmarks/run.py`; do not edit by hand.", ""]
-    lines += ["Machine of the latest run (each topic names its own CPU): " + ", ".join(f"{k} {v}" for k, v in results["machine"].items()), ""]
+    machine = ", ".join(f"{k} {v}" for k, v in results["machine"].items())
+    lines += [f"Machine of the latest run (each topic names its own CPU): {machine}", ""]
     for topic, figures in results.items():
         if topic == "machine":
             continue
