@@ -16,7 +16,7 @@ DEMO_CONFIG = "demo.yaml"
 SET_HELP = "Override a config key, e.g. --set train.epochs=1 (repeatable)."
 #: Training and test queries the demo uses (of 7,587 and 1,744; the files are shuffled, so the first rows are
 #: a random sample): sized with demo.yaml to run in a few minutes on 2 AVX2-only cores (README, "Numbers").
-DEMO_TRAIN_QUERIES = 1024
+DEMO_TRAIN_QUERIES = 512
 DEMO_TEST_QUERIES = 600
 
 
