@@ -38,7 +38,7 @@ def demo(
         False, "--json", help="Print the zero-shot and trained metrics as JSON (fractions, 0-1)."
     ),
 ) -> None:
-    """Train on the bundled WordNet noun -> hypernym dataset (about 7 minutes on 2 CPU cores).
+    """Train on the bundled WordNet noun -> hypernym dataset (a few minutes on 2 CPU cores, any CPU).
 
     Prints the metrics of the zero-shot encoder and of the trained model side by side, a few predictions,
     and where the run folder and plots are. A killed demo resumes from its last checkpoint when run again.
