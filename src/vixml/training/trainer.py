@@ -114,8 +114,9 @@ class Trainer:
         )
         self.schedule = None
         if config.mining is not None:
-            m = config.mining
+            m = config.mining.resolved(tc.epochs)  # "auto" = the reference schedule scaled to this run's length
             self.schedule = MiningSchedule(m.cluster_size, m.double_at, m.start_epoch, m.update_every)
+        self.clip_norm = tc.clip_norm(model.backbone.kind == "decoder")
         self.steps_per_epoch = -(-len(self.sampler) // tc.grad_accumulation)
         lr_by_pattern = {}
         if config.prototypes is not None:
@@ -170,13 +171,15 @@ class Trainer:
             self.progress.epoch = epoch + 1
             last = epoch + 1 == tc.epochs
             metrics = None
-            if self.dataset.tst_Y is not None and not last and tc.eval_every and (epoch + 1) % tc.eval_every == 0:
+            every = tc.eval_interval()
+            if self.dataset.tst_Y is not None and not last and every and (epoch + 1) % every == 0:
                 metrics = self.evaluate()
             record = {"epoch": epoch + 1, "step": self.progress.step, **losses, **(metrics or {})}
             record["seconds"] = round(self.progress.epoch_seconds, 3)
             self.progress.history.append(record)
             self.progress.epoch_seconds = 0.0
-            saved = last or (tc.checkpoint_every and (epoch + 1) % tc.checkpoint_every == 0)
+            every = tc.checkpoint_interval()
+            saved = last or (every and (epoch + 1) % every == 0)
             if saved or self.stop_requested:
                 self.save_checkpoint()
             for callback in self.callbacks:
@@ -265,10 +268,10 @@ class Trainer:
                 "dynamic_margin": lc.dynamic_margin,
                 "aggressive": lc.aggressive,
                 "temperature": lc.temperature,
+                "hinge_tie": lc.hinge_tie,  # prime_loss also gives it to L_r's hinges
             }
         else:
             base_kwargs = {"temperature": lc.infonce_temperature}
-        w = lc.weights
         with autocast(self.precision, self.device):
             q = self.model.encode_queries(q_ids.to(self.device), q_mask.to(self.device), *q_images)
             u = self.model.encode_labels(l_ids.to(self.device), l_mask.to(self.device), *l_images)
@@ -280,28 +283,32 @@ class Trainer:
                     u,
                     v,
                     targets,
+                    weights=lc.weights,
                     reg_margin=cfg.prototypes.reg_margin,
                     reg_negatives=cfg.prototypes.reg_num_negatives,
                     base=lc.name,
                     generator=self.loss_generator,
                     **base_kwargs,
                 )
-                total = w.u * parts["L_u"] + w.uv * parts["L_uv"] + w.i * parts["L_i"] + w.r * parts["L_r"]
             else:
                 parts = dual_encoder_loss(
-                    q, u, targets, symmetric=w.i > 0, base=lc.name, generator=self.loss_generator, **base_kwargs
+                    q,
+                    u,
+                    targets,
+                    symmetric=lc.symmetric,
+                    weights=lc.weights,
+                    base=lc.name,
+                    generator=self.loss_generator,
+                    **base_kwargs,
                 )
-                total = w.u * parts["L_u"] + (w.i * parts["L_i"] if "L_i" in parts else 0.0)
-        parts["loss"] = total
         rows = torch.from_numpy(batch.query_rows).to(self.bank.device)
         self.bank[rows] = q.detach().float().to(self.bank.device, non_blocking=True)
         return parts
 
     def _optimizer_step(self) -> None:
-        tc = self.cfg.train
-        if tc.grad_clip is not None:
+        if self.clip_norm is not None:  # train.grad_clip "auto": decoders only, as the reference
             self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
