@@ -251,7 +251,7 @@ class MiningConfig(_Section):
         update = scaled_epoch(5, epochs) if self.update_every == "auto" else self.update_every
         double = self.double_at
         if double == "auto":
-            double = tuple(sorted({scaled_epoch(20 * k, epochs, minimum=0) for k in range(1, 7)}))
+            double = tuple(sorted({e for k in range(1, 7) if (e := scaled_epoch(20 * k, epochs, minimum=0)) < epochs}))
         return MiningConfig(self.cluster_size, double, start, update)
 
 
