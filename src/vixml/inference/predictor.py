@@ -147,11 +147,11 @@ class Predictor:
         """
         return self.labels.predictions(*self.labels.search(self.encode(texts, images), k))
 
-    def encode_labels(self, texts: Sequence[str], images=None) -> np.ndarray:
+    def encode_labels(self, texts: Sequence[str], images=None, *, raw: bool = False) -> np.ndarray:
         """Label texts (and images, as in :meth:`encode`) -> (n, D) embeddings, as training encodes its labels.
 
         The label side of the dual encoder with the label token length; prototypes are applied apart
-        (:func:`vixml.inference.labels.encode_new_labels`).
+        (:func:`vixml.inference.labels.encode_new_labels`); ``raw``: before the normalisation (their input).
         """
         if images is not None and not self.model.uses_images("label"):
             if not isinstance(images, list) or any(len(items) for items in images):
@@ -161,7 +161,7 @@ class Predictor:
             images = self._embed_image_files(images)
         image_batch = _as_image_batch(images, len(texts))
         batch = None if image_batch[0] is None else image_batch
-        return self.encoder().embed_texts(list(texts), batch, side="label")
+        return self.encoder().embed_texts(list(texts), batch, side="label", raw=raw)
 
     def predict_dataset(
         self, data_dir: str | Path, *, split: str = "tst", k: int = 100, augment: bool = False

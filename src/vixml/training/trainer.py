@@ -274,10 +274,11 @@ class Trainer:
             base_kwargs = {"temperature": lc.infonce_temperature}
         with autocast(self.precision, self.device):
             q = self.model.encode_queries(q_ids.to(self.device), q_mask.to(self.device), *q_images)
-            u = self.model.encode_labels(l_ids.to(self.device), l_mask.to(self.device), *l_images)
+            u_raw = self.model.encode_labels(l_ids.to(self.device), l_mask.to(self.device), *l_images, raw=True)
+            u = self.model.backbone.finish(u_raw)
             if self.model.prototypes is not None:
                 label_ids = torch.from_numpy(batch.label_ids).to(self.device)
-                v = self.model.label_prototypes(label_ids, u)
+                v = self.model.label_prototypes(label_ids, u_raw)  # the LPN reads u before normalisation
                 parts = prime_loss(
                     q,
                     u,
@@ -333,7 +334,7 @@ class Trainer:
     # ------------------------------------------------------------------------------------------ evaluation
     def label_embeddings(self) -> np.ndarray:
         """(L, D) embeddings searched at inference: prototypes with PRIME, text embeddings otherwise."""
-        text = torch.from_numpy(self.encoder.embed_split("lbl", progress="embedding labels"))
+        text = torch.from_numpy(self.encoder.embed_split("lbl", progress="embedding labels", raw=True))
         with torch.inference_mode():
             return self.model.inference_label_embeddings(text).float().cpu().numpy()
 
