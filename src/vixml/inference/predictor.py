@@ -174,12 +174,25 @@ class Predictor:
             k: labels per query.
             augment: retrieval-augmented scoring with the run's ``eval.augment`` settings (paper defaults when
                 the run has none): top labels and top training queries, joint softmax.
+
+        With ``eval.use_filter`` and a filter file for the split (``filter_labels_test.txt``), its (row, label)
+        pairs are removed BEFORE the cut to ``k``, so that every row still gets ``k`` labels (+R: the fused
+        scores are filtered, then ranked, as the reference does).
         """
         dataset = self.load_dataset(data_dir)
         encoder = self.encoder(dataset)
         queries = encoder.embed_split(split, progress=f"embedding {split} queries")
+        pairs = dataset.filter_tst if split == "tst" and self.config.eval.use_filter else None
+        if pairs is not None and not len(pairs):
+            pairs = None
         if not augment:
-            scores, indices = topk(queries, self.label_embeddings, k, check_finite="queries")
+            extra = int(np.bincount(pairs[:, 0]).max()) if pairs is not None else 0
+            scores, indices = topk(queries, self.label_embeddings, k + extra, check_finite="queries")
+            if pairs is not None:
+                from vixml.metrics import filter_predictions
+
+                scores, indices = filter_predictions((scores, indices), pairs)
+                scores, indices = scores[:, :k], indices[:, :k]
             return to_csr(scores, indices, self.num_labels)
         from vixml.config import AugmentConfig
 
@@ -199,6 +212,7 @@ class Predictor:
             temperature=ac.temperature,
             label_weight=ac.label_weight,
             k=k,
+            exclude=pairs,
         )
 
 
