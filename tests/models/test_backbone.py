@@ -129,7 +129,10 @@ def test_extra_tokens_change_the_output(tiny):
     assert (with_extra - text_only).abs().amax(dim=1).min() > 1e-3
 
 
-def test_masked_extra_tokens_give_the_text_only_output(tiny):
+def test_masked_extra_tokens_give_the_text_only_output(tiny_path):
+    """model.image_positions: mask (vixml's option; the reference's fixed positions are tested below)."""
+    tiny = TextBackbone.from_pretrained(tiny_path)
+    tiny.set_layout(image_positions="mask")
     batch = tiny.tokenize(TEXTS, max_length=16)
     extra = torch.randn(3, 3, tiny.hidden_size, generator=torch.Generator().manual_seed(1)) * 5
     extra_mask = torch.tensor([[0, 0, 0], [1, 0, 0], [0, 0, 0]])
@@ -147,6 +150,7 @@ def test_without_mask_positions_masked_extra_tokens_shift_the_text(tiny_path):
     register_architecture(model_type, dataclasses.replace(original, positions_from_mask=False))
     try:
         backbone = TextBackbone.from_pretrained(tiny_path)
+        backbone.set_layout(image_positions="mask")
         batch = backbone.tokenize(TEXTS, max_length=16)
         with torch.no_grad():
             text_only = backbone.encode(**batch)
