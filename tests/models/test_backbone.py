@@ -11,12 +11,12 @@ import torch
 
 from support_models import make_tiny_bert, make_tiny_distilbert, minilm_path
 from vixml.errors import ConfigError, DataError
+from vixml.models.assembler import ENCODER_SEGMENTS, SequenceAssembler
 from vixml.models.backbone import (
     HEAD_CONFIG,
     ArchitectureSpec,
     TextBackbone,
     architecture_spec,
-    assemble_encoder_inputs,
     register_architecture,
 )
 from vixml.models.pooling import pool
@@ -160,22 +160,30 @@ def test_without_mask_positions_masked_extra_tokens_shift_the_text(tiny_path):
         register_architecture(model_type, original)
 
 
+def _encoder_inputs(text_embeds, text_mask, extra=None, extra_mask=None):
+    """The encoder layout (images before the text, no compaction) on ready-made text embeddings."""
+    segments = ENCODER_SEGMENTS if extra is not None else ENCODER_SEGMENTS[1:]
+    ids = torch.zeros(text_mask.shape, dtype=torch.long)
+    out = SequenceAssembler(segments, None, compact=False).assemble(
+        lambda _ids: text_embeds, ids, text_mask, extra, extra_mask
+    )
+    return out.inputs_embeds, out.attention_mask
+
+
 def test_extra_tokens_go_before_the_text():
     text, text_mask = torch.ones(1, 2, 3), torch.tensor([[1, 1]])
     extra, extra_mask = torch.full((1, 1, 3), 7.0), torch.tensor([[0]])
-    embeds, mask = assemble_encoder_inputs(text, text_mask, extra, extra_mask)
+    embeds, mask = _encoder_inputs(text, text_mask, extra, extra_mask)
     assert embeds[0, :, 0].tolist() == [7.0, 1.0, 1.0] and mask.tolist() == [[0, 1, 1]]
     with pytest.raises(ConfigError, match="project them"):
-        assemble_encoder_inputs(text, text_mask, torch.ones(1, 1, 4))
+        _encoder_inputs(text, text_mask, torch.ones(1, 1, 4))
 
 
 def test_mean_pooling_covers_extra_tokens(tiny):
     batch = tiny.tokenize(TEXTS[:1], max_length=16)
     extra = torch.randn(1, 2, 32)
     with torch.no_grad():
-        embeds, mask = assemble_encoder_inputs(
-            tiny.input_embeddings(batch["input_ids"]), batch["attention_mask"], extra
-        )
+        embeds, mask = _encoder_inputs(tiny.input_embeddings(batch["input_ids"]), batch["attention_mask"], extra)
         states = tiny.forward_embeds(embeds, mask)
         expected = torch.nn.functional.normalize(states[0].mean(dim=0), dim=0)
         torch.testing.assert_close(tiny.encode(**batch, extra_embeds=extra)[0], expected)

@@ -142,14 +142,6 @@ def test_state_dict_round_trip_restores_buffers_and_outputs():
     torch.testing.assert_close(restored.label_embeddings(text), protos.label_embeddings(text))
 
 
-def test_prototype_parameters_are_the_lpn_and_the_free_vectors():
-    protos = _module()
-    params = protos.prototype_parameters()
-    assert any(p is protos.free_vectors for p in params)
-    assert {id(p) for p in params} == {id(p) for p in protos.parameters()}
-    assert len(params) == len(list(protos.lpn.parameters())) + 1
-
-
 def test_lpn_is_the_method_layer():
     layer = LabelPrototypes(3, 64, 2).lpn
     assert layer.self_attn.num_heads == 8 and layer.linear1.out_features == 1024

@@ -53,7 +53,6 @@ __all__ = [
     "IMAGE_SLOT_ID",
     "default_segments",
     "prompt_assemblers",
-    "assemble_encoder_inputs",
 ]
 
 PLACEHOLDERS: tuple[str, ...] = PROMPT_PLACEHOLDERS
@@ -292,35 +291,6 @@ def prompt_assemblers(
         True: SequenceAssembler(full, tokenizer, image_companions=companions, **options),
         False: SequenceAssembler(text_only, tokenizer, **options),
     }
-
-
-def assemble_encoder_inputs(
-    text_embeds: torch.Tensor,
-    text_mask: torch.Tensor,
-    extra_embeds: torch.Tensor | None = None,
-    extra_mask: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The encoder layout of METHOD.md 3 on ready-made text embeddings: extra tokens BEFORE the text, kept in place.
-
-    A thin view of the one assembler (segments ``("{images}", "{text}")``, no compaction) for callers that
-    hold embeddings rather than token ids.
-
-    Args:
-        text_embeds: (B, T, H) word embeddings of the text.
-        text_mask: (B, T) attention mask of the text.
-        extra_embeds: (B, N, H) extra token embeddings, or None for text only.
-        extra_mask: (B, N) mask of the extra tokens (0 = missing image); None means all present.
-
-    Returns:
-        embeds (B, N + T, H) in the text's dtype and mask (B, N + T), int64.
-    """
-    import torch
-
-    segments = ENCODER_SEGMENTS if extra_embeds is not None else ENCODER_SEGMENTS[1:]
-    assembler = SequenceAssembler(segments, None, compact=False)
-    ids = torch.zeros(text_mask.shape, dtype=torch.long, device=text_embeds.device)
-    out = assembler.assemble(lambda _ids: text_embeds, ids, text_mask, extra_embeds, extra_mask)
-    return out.inputs_embeds, out.attention_mask
 
 
 def _is_placeholder(segment: str) -> bool:

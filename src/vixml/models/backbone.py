@@ -38,7 +38,6 @@ from vixml.models.architectures import (
 from vixml.models.assembler import (
     Assembled,
     SequenceAssembler,
-    assemble_encoder_inputs,
     default_segments,
     prompt_assemblers,
 )
@@ -52,7 +51,6 @@ __all__ = [
     "ArchitectureSpec",
     "register_architecture",
     "architecture_spec",
-    "assemble_encoder_inputs",
     "default_dtype",
     "TextBackbone",
 ]

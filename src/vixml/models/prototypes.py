@@ -137,10 +137,6 @@ class LabelPrototypes(nn.Module):
             "unseen_labels": self.unseen_labels,
         }
 
-    def prototype_parameters(self) -> list[nn.Parameter]:
-        """The LPN's parameters and the free vectors: METHOD.md 4 trains them with their own learning rate."""
-        return [*self.lpn.parameters(), self.free_vectors]
-
     @torch.no_grad()
     def assign_free_vectors(
         self,
