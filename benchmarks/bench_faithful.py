@@ -17,6 +17,7 @@ the demo data (every label kept); without it, the whole demo data for the demo's
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 import time
 from importlib import resources
@@ -84,6 +85,8 @@ def run(quick: bool = False) -> dict:
                     value = (metrics.get(phase) or {}).get(key)
                     if value is not None:
                         out[f"{name}_{phase}_{key}"] = round(100 * float(value), 2)
+            partial = {k: v for k, v in out.items() if k.startswith(name)}
+            print(f"faithful {name}: {json.dumps(partial)}", file=sys.stderr, flush=True)  # each variant as it ends
         out["epochs"] = cfg.train.epochs
         out["train_queries"] = 1500 if quick else "all (demo)"
     return out
