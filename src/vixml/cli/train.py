@@ -77,14 +77,24 @@ def predict(
         return
     if data is None:
         raise typer.BadParameter("give --data DIR (a dataset split) or --texts FILE (free input)")
+    import contextlib
+
+    from vixml import distributed
     from vixml.data import write_label_matrix
+    from vixml.devices import resolve_device
     from vixml.inference import Predictor
     from vixml.locking import WriteLock
 
-    with WriteLock(out, "vixml predict"):  # taken first: a second writer of --out is refused before any work
-        predictor = Predictor.load(run, device=device)
-        predictions = predictor.predict_dataset(data, split=split, k=k, augment=augment)
-        write_label_matrix(out, predictions)
+    # under torchrun every rank embeds a shard of the split; rank 0 holds the lock, searches and writes
+    with distributed.session(resolve_device(device, setting="--device")) as world:
+        lock = WriteLock(out, "vixml predict") if world.is_main else contextlib.nullcontext()
+        with lock:  # taken first: a second writer of --out is refused before any work
+            predictor = Predictor.load(run, device=str(distributed.rank_device(resolve_device(device))))
+            predictions = predictor.predict_dataset(data, split=split, k=k, augment=augment)
+            if predictions is not None:
+                write_label_matrix(out, predictions)
+        if predictions is None:
+            return
     summary = {"out": str(out), "queries": predictions.shape[0], "labels": predictions.shape[1], "k": k}
     if as_json:
         emit_json(summary)

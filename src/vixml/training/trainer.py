@@ -162,15 +162,8 @@ class Trainer:
         self.model.prototypes.update_centroids(self.bank, self.dataset.trn_Y)
 
     def _embed(self, split: str, *, progress: str | None = None, to_all: bool = True) -> np.ndarray | None:
-        """A whole split's embeddings; under torchrun sharded over the ranks by whole batches and gathered
-        (on every rank with ``to_all``, else on rank 0 only: the others get None)."""
-        if not self.world.distributed:
-            return self.encoder.embed_split(split, progress=progress)
-        tokens = self.encoder.tokens(split)
-        order = np.argsort(-tokens.lengths, kind="stable")
-        rows = distributed.shard_batches(len(tokens), self.encoder.batch_size, order)
-        values = self.encoder.embed_split(split, rows=rows, progress=progress if self.world.is_main else None)
-        return distributed.gather_rows(rows, values, len(tokens), to_all=to_all)
+        """A whole split's embeddings, sharded over the ranks under torchrun (None off rank 0 unless ``to_all``)."""
+        return self.encoder.embed_split_sharded(split, progress=progress, to_all=to_all)
 
     def sync_stop(self) -> None:
         """A stop asked of any rank (a signal may reach only one) is a stop of every rank."""
