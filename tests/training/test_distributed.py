@@ -79,11 +79,16 @@ def test_two_rank_training_learns_and_resumes_identically(tmp_path, planted_data
 
 
 def test_predict_under_torchrun_equals_one_process(tmp_path, planted_data, config):
-    """(d) ``torchrun --nproc_per_node 2 -m vixml predict`` writes the predictions of one process."""
+    """(d) ``torchrun --nproc_per_node 2 -m vixml predict`` writes the predictions of one process (the run
+    itself trained by ``vixml train --nproc 2``, which launches torchrun)."""
     from vixml.cli.main import main
-    from vixml.training import train
+    from vixml.config import save_config
 
-    run = train(config("train.epochs=1", "prototypes=null"), planted_data, tmp_path / "run")
+    save_config(config("train.epochs=1", "prototypes=null"), tmp_path / "config.yaml")
+    run = tmp_path / "run"
+    argv = ["train", str(tmp_path / "config.yaml"), "--data", str(planted_data), "--out", str(run), "--nproc", "2"]
+    assert main(argv) == 0
+    assert json.loads((run / "metrics.json").read_text())["final"]["P@1"] > 0
     assert main(["predict", str(run), "--data", str(planted_data), "--out", str(tmp_path / "one.npz")]) == 0
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port"]

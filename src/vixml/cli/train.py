@@ -25,16 +25,30 @@ def train(
         False, "--force", help="With --resume: continue even though the data differ from the run's (fingerprint)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the final metrics as one JSON object (fractions, 0-1)."),
+    nproc: int = typer.Option(
+        1, "--nproc", min=1, help="Processes on this machine (GPUs, or CPU ranks): launches torchrun for you."
+    ),
 ) -> None:
     """Train a ViXML dual encoder; writes checkpoints, metrics, plots, the model and test predictions.
 
     Ctrl-C or SIGTERM stops after the current step with a checkpoint (exit 130); --resume continues.
+    Several GPUs: --nproc N, or torchrun --nproc_per_node N -m vixml train ... (several machines: README).
     """
     import json
+    import os
 
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        args = [str(config), "--data", str(data), "--out", str(out)]
+        args += [a for o in overrides for a in ("--set", o)]
+        args += ["--resume"] * resume + ["--force"] * force + ["--json"] * as_json
+        raise typer.Exit(launch_torchrun(nproc, ["train", *args]))
+
+    from vixml import distributed
     from vixml.training import train as run_training
 
     run = run_training(config, data, out, overrides=overrides, resume=resume, force=force)
+    if not distributed.is_main():  # under torchrun rank 0 writes and reports
+        return
     metrics = json.loads((run / "metrics.json").read_text())
     if as_json:
         emit_json({"run": str(run), **metrics, "units": FRACTION})
@@ -42,6 +56,16 @@ def train(
     print_final_metrics(metrics)
     err_console.print(f"run folder: {run} (README.md, curves.png, history.csv, model/)")
     err_console.print(f"report: vixml report {run} --out {run / 'report.html'}  (or open / of `vixml serve {run}`)")
+
+
+def launch_torchrun(nproc: int, args: list[str]) -> int:
+    """``torchrun --standalone --nproc_per_node nproc -m vixml ARGS`` on this machine; its exit code."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+    err_console.print(f"launching {nproc} processes: torchrun --standalone --nproc_per_node={nproc} -m vixml ...")
+    return subprocess.call([*command, "-m", "vixml", *args])
 
 
 def print_final_metrics(metrics: dict) -> None:
