@@ -86,7 +86,8 @@ def session(device: torch.device | None = None, *, timeout_minutes: float = 30.0
     import torch.distributed as dist
 
     env = World(int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")))
-    if dist.is_initialized() or env.size == 1:
+    launched = "TORCHELASTIC_RUN_ID" in os.environ  # torchrun, even with one process (the 1-GPU NCCL check)
+    if dist.is_initialized() or (env.size == 1 and not launched):
         yield world()
         return
     cuda = device is not None and device.type == "cuda"
