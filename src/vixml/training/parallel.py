@@ -65,12 +65,13 @@ def _device(params: list[torch.Tensor]) -> torch.device:
 
 @torch.no_grad()
 def broadcast_parameters(model: torch.nn.Module) -> None:
-    """Rank 0's parameters and buffers on every rank (every replica starts from the same weights)."""
+    """Rank 0's trainable parameters and buffers on every rank (every replica starts from the same weights;
+    frozen weights come from the same pretrained files and are not sent)."""
     if not distributed.world().distributed:
         return
     import torch.distributed as dist
 
-    for t in [*model.parameters(), *model.buffers()]:
+    for t in [*(p for p in model.parameters() if p.requires_grad), *model.buffers()]:
         dist.broadcast(t.data, src=0)
 
 
