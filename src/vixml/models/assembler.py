@@ -53,7 +53,6 @@ __all__ = [
     "IMAGE_SLOT_ID",
     "default_segments",
     "prompt_assemblers",
-    "assemble_encoder_inputs",
 ]
 
 PLACEHOLDERS: tuple[str, ...] = PROMPT_PLACEHOLDERS
@@ -266,12 +265,15 @@ def default_segments(decoder: bool) -> tuple[str, ...]:
     return ModelConfig().prompt if decoder else ENCODER_SEGMENTS
 
 
-def prompt_assemblers(prompt: Sequence[str], tokenizer: Any, **options: Any) -> dict[bool, SequenceAssembler]:
+def prompt_assemblers(
+    prompt: Sequence[str], tokenizer: Any, *, keep_caption: bool = False, **options: Any
+) -> dict[bool, SequenceAssembler]:
     """Two assemblers for one prompt: ``{True: with images, False: text only}`` by ``ModelConfig.prompt_segments``.
 
     The literal segments that the text-only rule drops (the ``"and its image"`` caption) become the
     with-image assembler's ``image_companions``, so that a row whose images are all missing is encoded as by
-    the text-only list even inside a batch with images.
+    the text-only list even inside a batch with images; unless ``keep_caption`` (``model.imageless_caption:
+    keep``, the reference), where such a row keeps the caption and only its masked image slots are compacted.
 
     Args:
         prompt: the full segment list (validated as ``model.prompt``).
@@ -284,40 +286,11 @@ def prompt_assemblers(prompt: Sequence[str], tokenizer: Any, **options: Any) -> 
     full, text_only = config.prompt_segments(True), config.prompt_segments(False)
     start = next((i for i, (a, b) in enumerate(zip(full, text_only, strict=False)) if a != b), len(text_only))
     dropped = range(start, start + len(full) - len(text_only))  # what the text-only rule removes
-    companions = [i for i in dropped if full[i] != IMAGES]
+    companions = [] if keep_caption else [i for i in dropped if full[i] != IMAGES]
     return {
         True: SequenceAssembler(full, tokenizer, image_companions=companions, **options),
         False: SequenceAssembler(text_only, tokenizer, **options),
     }
-
-
-def assemble_encoder_inputs(
-    text_embeds: torch.Tensor,
-    text_mask: torch.Tensor,
-    extra_embeds: torch.Tensor | None = None,
-    extra_mask: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The encoder layout of METHOD.md 3 on ready-made text embeddings: extra tokens BEFORE the text, kept in place.
-
-    A thin view of the one assembler (segments ``("{images}", "{text}")``, no compaction) for callers that
-    hold embeddings rather than token ids.
-
-    Args:
-        text_embeds: (B, T, H) word embeddings of the text.
-        text_mask: (B, T) attention mask of the text.
-        extra_embeds: (B, N, H) extra token embeddings, or None for text only.
-        extra_mask: (B, N) mask of the extra tokens (0 = missing image); None means all present.
-
-    Returns:
-        embeds (B, N + T, H) in the text's dtype and mask (B, N + T), int64.
-    """
-    import torch
-
-    segments = ENCODER_SEGMENTS if extra_embeds is not None else ENCODER_SEGMENTS[1:]
-    assembler = SequenceAssembler(segments, None, compact=False)
-    ids = torch.zeros(text_mask.shape, dtype=torch.long, device=text_embeds.device)
-    out = assembler.assemble(lambda _ids: text_embeds, ids, text_mask, extra_embeds, extra_mask)
-    return out.inputs_embeds, out.attention_mask
 
 
 def _is_placeholder(segment: str) -> bool:

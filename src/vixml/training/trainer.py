@@ -118,8 +118,9 @@ class Trainer:
         )
         self.schedule = None
         if config.mining is not None:
-            m = config.mining
+            m = config.mining.resolved(tc.epochs)  # "auto" = the reference schedule scaled to this run's length
             self.schedule = MiningSchedule(m.cluster_size, m.double_at, m.start_epoch, m.update_every)
+        self.clip_norm = tc.clip_norm(model.backbone.kind == "decoder")
         self.steps_per_epoch = -(-len(self.sampler) // tc.grad_accumulation)
         lr_by_pattern = {}
         if config.prototypes is not None:
@@ -161,9 +162,11 @@ class Trainer:
         self.bank.copy_(torch.from_numpy(self._embed("trn", progress="embedding training queries")))
         self.model.prototypes.update_centroids(self.bank, self.dataset.trn_Y)
 
-    def _embed(self, split: str, *, progress: str | None = None, to_all: bool = True) -> np.ndarray | None:
+    def _embed(
+        self, split: str, *, progress: str | None = None, to_all: bool = True, raw: bool = False
+    ) -> np.ndarray | None:
         """A whole split's embeddings, sharded over the ranks under torchrun (None off rank 0 unless ``to_all``)."""
-        return self.encoder.embed_split_sharded(split, progress=progress, to_all=to_all)
+        return self.encoder.embed_split_sharded(split, progress=progress, to_all=to_all, raw=raw)
 
     def sync_stop(self) -> None:
         """A stop asked of any rank (a signal may reach only one) is a stop of every rank."""
@@ -187,13 +190,15 @@ class Trainer:
             self.progress.epoch = epoch + 1
             last = epoch + 1 == tc.epochs
             metrics = None
-            if self.dataset.tst_Y is not None and not last and tc.eval_every and (epoch + 1) % tc.eval_every == 0:
+            every = tc.eval_interval()
+            if self.dataset.tst_Y is not None and not last and every and (epoch + 1) % every == 0:
                 metrics = self.evaluate()
             record = {"epoch": epoch + 1, "step": self.progress.step, **losses, **(metrics or {})}
             record["seconds"] = round(self.progress.epoch_seconds, 3)
             self.progress.history.append(record)
             self.progress.epoch_seconds = 0.0
-            saved = last or (tc.checkpoint_every and (epoch + 1) % tc.checkpoint_every == 0)
+            every = tc.checkpoint_interval()
+            saved = last or (every and (epoch + 1) % every == 0)
             self.sync_stop()
             if saved or self.stop_requested:
                 self.save_checkpoint()
@@ -291,37 +296,43 @@ class Trainer:
                 "dynamic_margin": lc.dynamic_margin,
                 "aggressive": lc.aggressive,
                 "temperature": lc.temperature,
+                "hinge_tie": lc.hinge_tie,  # prime_loss also gives it to L_r's hinges
             }
         else:
             base_kwargs = {"temperature": lc.infonce_temperature}
-        w = lc.weights
         with autocast(self.precision, self.device):
             q = self.model.encode_queries(q_ids.to(self.device), q_mask.to(self.device), *q_images)
-            u = self.model.encode_labels(l_ids.to(self.device), l_mask.to(self.device), *l_images)
+            u_raw = self.model.encode_labels(l_ids.to(self.device), l_mask.to(self.device), *l_images, raw=True)
             # the global batch on every rank, gradients flowing back to each rank's share (METHOD.md 4)
             q = distributed.gather_with_grad(q[:keep], sizes)
-            u = distributed.gather_with_grad(u[:keep], sizes)
+            u_raw = distributed.gather_with_grad(u_raw[:keep], sizes)
+            u = self.model.backbone.finish(u_raw)
             if self.model.prototypes is not None:
                 label_ids = torch.from_numpy(batch.label_ids).to(self.device)
-                v = self.model.label_prototypes(label_ids, u)
+                v = self.model.label_prototypes(label_ids, u_raw)  # the LPN reads u before normalisation
                 parts = prime_loss(
                     q,
                     u,
                     v,
                     targets,
+                    weights=lc.weights,
                     reg_margin=cfg.prototypes.reg_margin,
                     reg_negatives=cfg.prototypes.reg_num_negatives,
                     base=lc.name,
                     generator=self.loss_generator,
                     **base_kwargs,
                 )
-                total = w.u * parts["L_u"] + w.uv * parts["L_uv"] + w.i * parts["L_i"] + w.r * parts["L_r"]
             else:
                 parts = dual_encoder_loss(
-                    q, u, targets, symmetric=w.i > 0, base=lc.name, generator=self.loss_generator, **base_kwargs
+                    q,
+                    u,
+                    targets,
+                    symmetric=lc.symmetric,
+                    weights=lc.weights,
+                    base=lc.name,
+                    generator=self.loss_generator,
+                    **base_kwargs,
                 )
-                total = w.u * parts["L_u"] + (w.i * parts["L_i"] if "L_i" in parts else 0.0)
-        parts["loss"] = total
         rows = torch.from_numpy(batch.query_rows).to(self.bank.device)
         self.bank[rows] = q.detach().float().to(self.bank.device, non_blocking=True)
         return parts
@@ -342,11 +353,10 @@ class Trainer:
         return sizes, slice(start, stop), stop - start
 
     def _optimizer_step(self) -> None:
-        tc = self.cfg.train
         average_gradients(self.model)
-        if tc.grad_clip is not None:
+        if self.clip_norm is not None:  # train.grad_clip "auto": decoders only, as the reference
             self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -378,7 +388,7 @@ class Trainer:
 
         Under torchrun every rank embeds a shard; rank 0 gets them all, the others an empty (0, D) array.
         """
-        text = self._embed("lbl", progress="embedding labels", to_all=False)
+        text = self._embed("lbl", progress="embedding labels", to_all=False, raw=True)
         if text is None:
             return np.zeros((0, self.model.embedding_dim), dtype=np.float32)
         text = torch.from_numpy(text)
