@@ -55,8 +55,8 @@ def _estimate(stage: str, s: dict) -> int:
         "prepare": 2 * csr + 2 * texts,
         "validate": 2 * csr + 2 * texts,
         "stats": 3 * csr,  # the CSC transpose for label frequencies
-        # queries, the 1 GiB chunk of labels copied and reordered for oneDNN (twice), and the pages of the memory-mapped label
-        # file that the scan touches (page cache, given back under pressure; counted in the peak RSS)
+        # queries, the 1 GiB chunk of labels copied and reordered for oneDNN (twice), and the pages of the
+        # memory-mapped label file that the scan touches (page cache, given back under pressure; in the RSS)
         "search": 4 * s["search_queries"] * s["dim"] + (2 << 30) + 4 * s["n_labels"] * s["dim"] + (400 << 20),
         "evaluate": 2 * csr + 8 * s["n_labels"],
     }[stage]
