@@ -49,3 +49,13 @@ def test_fsdp_sharding_is_refused_without_nccl():
 
     with pytest.raises(ConfigError, match="NCCL"):
         shard_decoder_layers(torch.nn.Linear(2, 2))
+
+
+def test_more_processes_than_gpus_is_refused_before_joining(monkeypatch):
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ConfigError, match="LOCAL_RANK 1.*1 CUDA device"):
+        with distributed.session(torch.device("cuda")):
+            pass

@@ -92,7 +92,15 @@ def session(device: torch.device | None = None, *, timeout_minutes: float = 30.0
         return
     cuda = device is not None and device.type == "cuda"
     if cuda:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        local, count = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+        if local >= count:
+            from vixml.errors import ConfigError
+
+            raise ConfigError(
+                f"rank {env.rank} (LOCAL_RANK {local}) has no GPU: this machine has {count} CUDA device(s); "
+                f"start at most {count} processes per machine (--nproc / torchrun --nproc_per_node)"
+            )
+        torch.cuda.set_device(local)
     dist.init_process_group(backend="nccl" if cuda else "gloo", timeout=datetime.timedelta(minutes=timeout_minutes))
     try:
         yield world()
