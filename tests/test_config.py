@@ -74,9 +74,13 @@ def test_defaults_of_the_contract_keys():
     assert cfg.data.max_length == 32 and cfg.data.label_length() == 32
     assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.lr, cfg.train.seed) == (300, 2048, 2e-4, 0)
     assert cfg.train.precision == "auto" and cfg.model.dtype == "auto"  # resolved per device (vixml.devices)
-    assert cfg.images is None and cfg.prototypes is None and cfg.eval.augment is None
-    assert cfg.mining == MiningConfig(cluster_size=16, double_at=(20, 40, 60, 80, 100, 120))
-    assert (cfg.eval.A, cfg.eval.B, cfg.eval.k) == (0.55, 1.5, 5)
+    assert cfg.images is None and cfg.prototypes == PrototypeConfig() and cfg.eval.augment is None  # PRIME
+    assert cfg.mining == MiningConfig(cluster_size=16, double_at="auto", start_epoch="auto", update_every="auto")
+    assert cfg.mining.resolved(150) == MiningConfig(16, (20, 40, 60, 80, 100, 120), 10, 5)  # the reference's
+    assert cfg.loss.aggressive and cfg.loss.hinge_tie == "split" and not cfg.loss.symmetric
+    assert cfg.train.grad_clip == "auto" and cfg.train.clip_norm(decoder=True) == 1.0
+    assert cfg.train.clip_norm(decoder=False) is None
+    assert (cfg.eval.A, cfg.eval.B, cfg.eval.k) == ("auto", "auto", 5)  # the dataset family's A/B
     assert LoraConfig() == LoraConfig(r=256, alpha=256.0, rslora=True, dropout=0.0, target_modules=None)
     assert ImagesConfig().num_images == 3 and PrototypeConfig().num_free_vectors == 65536
     assert AugmentConfig() == AugmentConfig(num_labels=100, num_queries=100, temperature=0.05, label_weight=0.9)
@@ -302,7 +306,7 @@ def test_configs_are_immutable_and_hashable():
         cfg.train.epochs = 5  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.model = ModelConfig()  # type: ignore[misc]
-    assert isinstance(cfg.mining.double_at, tuple) and isinstance(cfg.model.prompt, tuple)
+    assert isinstance(cfg.mining.resolved(10).double_at, tuple) and isinstance(cfg.model.prompt, tuple)
     assert hash(cfg) == hash(_full()) and len({cfg, _full(), RunConfig()}) == 2
 
 

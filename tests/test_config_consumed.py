@@ -122,7 +122,14 @@ def test_every_config_key_is_read(tmp_path, tiny_bert, qwen_path, reads):
 
     decoder = apply_overrides(
         RunConfig(),
-        [f"model.name_or_path={qwen_path}", "model.lora.r=4", "model.lora.alpha=8", "loss.name=infonce", *common],
+        [
+            f"model.name_or_path={qwen_path}",
+            "model.lora.r=4",
+            "model.lora.alpha=8",
+            "loss.name=infonce",
+            *common,
+            "prototypes=null",  # the plain dual encoder reads loss.symmetric
+        ],
     )
     train(decoder, data, tmp_path / "decoder")
 

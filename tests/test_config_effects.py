@@ -19,9 +19,15 @@ def test_each_ineffective_setting_is_named_with_its_reason():
     assert _said("loss.aggressive=false", "loss.temperature=0.2") == [
         "loss.temperature has no effect without loss.aggressive (it weights violating negatives)"
     ]
-    assert _said("loss.name=infonce", "loss.num_negatives=5", "loss.aggressive=false") == [
+    assert _said("loss.name=infonce", "loss.num_negatives=5") == [
         "loss.num_negatives has no effect with loss.name=infonce (a triplet-loss setting)"
     ]
+    assert _said("loss.name=infonce") == []  # the triplet defaults (aggressive, hinge_tie) are not the user's
+    assert _said("prototypes=null", "loss.weights.i=2") == [
+        "loss.weights.i has no effect without prototypes unless loss.symmetric (L_u alone otherwise)"
+    ]
+    assert _said("prototypes=null", "loss.symmetric=true", "loss.weights.i=2") == []
+    assert _said("loss.symmetric=true") == ["loss.symmetric has no effect with prototypes (PRIME always trains L_i)"]
     assert _said("train.sampling=uniform", "train.propensity_A=0.5") == [
         "train.propensity_A has no effect with train.sampling=uniform"
     ]

@@ -51,3 +51,14 @@ def test_mass_is_the_weighted_softmax_mass_before_truncation():
     p /= p.sum(1, keepdims=True)
     expected = 0.9 * p[:, :5].sum(1) + 0.1 * p[:, 5:].sum(1)  # each training query has exactly one label
     np.testing.assert_allclose(np.asarray(out.sum(1)).ravel(), expected, rtol=1e-5)
+
+
+def test_filtered_pairs_are_removed_before_the_top_k_cut():
+    """The reference fuses, filters the reciprocal pairs, then ranks: a filtered label frees its slot."""
+    train_y = sp.csr_matrix(np.eye(5, dtype=np.float32))
+    args = (np.array([[0.5, 0.4, 0.3]]), np.array([[3, 1, 2]]), np.array([[0.45]]), np.array([[4]]), train_y)
+    plain = augmented_scores(*args, temperature=1.0, label_weight=0.5, k=2)
+    assert sorted(plain.indices.tolist()) == [3, 4]
+    filtered = augmented_scores(*args, temperature=1.0, label_weight=0.5, k=2, exclude=np.array([[0, 3]]))
+    assert sorted(filtered.indices.tolist()) == [1, 4]  # two labels still, none of them filtered
+    assert filtered[0, 4] == pytest.approx(plain[0, 4])  # scores are not renormalised

@@ -228,3 +228,13 @@ def test_eos_falls_back_to_the_tokenizers_and_errors_without_one():
     with pytest.raises(ConfigError, match="no EOS token"):
         SequenceAssembler(PROMPT, NoEos())
     assert SequenceAssembler(("{text}",), NoEos()).eos_token_id is None  # only needed when {eos} is used
+
+
+def test_keep_caption_gives_an_imageless_row_the_reference_caption():
+    """model.imageless_caption: keep (the reference): row 1 keeps "and its image"; its masked slots compact out."""
+    full = prompt_assemblers(PROMPT, WordTokenizer(), keep_caption=True)[True]
+    out = full.assemble(identity_embed, TEXT_IDS, TEXT_MASK, image_tokens(3, 2), IMAGE_MASK)
+    rows = expected_rows()
+    rows[1] = THIS_PRODUCT_TEXT + [18, 19, 17] + AND_ITS_IMAGE + [EOS]
+    assert decoded(out) == rows
+    assert out.last_index.tolist() == [len(r) - 1 for r in rows]  # padding compacted out of the middle

@@ -129,7 +129,10 @@ def test_extra_tokens_change_the_output(tiny):
     assert (with_extra - text_only).abs().amax(dim=1).min() > 1e-3
 
 
-def test_masked_extra_tokens_give_the_text_only_output(tiny):
+def test_masked_extra_tokens_give_the_text_only_output(tiny_path):
+    """model.image_positions: mask (vixml's option; the reference's fixed positions are tested below)."""
+    tiny = TextBackbone.from_pretrained(tiny_path)
+    tiny.set_layout(image_positions="mask")
     batch = tiny.tokenize(TEXTS, max_length=16)
     extra = torch.randn(3, 3, tiny.hidden_size, generator=torch.Generator().manual_seed(1)) * 5
     extra_mask = torch.tensor([[0, 0, 0], [1, 0, 0], [0, 0, 0]])
@@ -147,6 +150,7 @@ def test_without_mask_positions_masked_extra_tokens_shift_the_text(tiny_path):
     register_architecture(model_type, dataclasses.replace(original, positions_from_mask=False))
     try:
         backbone = TextBackbone.from_pretrained(tiny_path)
+        backbone.set_layout(image_positions="mask")
         batch = backbone.tokenize(TEXTS, max_length=16)
         with torch.no_grad():
             text_only = backbone.encode(**batch)
@@ -280,3 +284,35 @@ def test_real_minilm_matches_sentence_transformers():
     with torch.no_grad():
         ours = backbone.encode(**backbone.tokenize(texts, max_length=reference.max_seq_length))
     torch.testing.assert_close(ours, expected, atol=1e-5, rtol=0)
+
+
+def test_image_positions_fixed_is_the_references_plain_concatenation(tiny_path):
+    """model.image_positions: fixed = HF's default arange over [N image slots, text]: [CLS] at N, images or not."""
+    fixed = TextBackbone.from_pretrained(tiny_path)
+    counted = TextBackbone.from_pretrained(tiny_path)
+    counted.set_layout(image_positions="mask")
+    batch = fixed.tokenize(TEXTS, max_length=16)
+    extra = torch.randn(3, 2, 32)
+    extra_mask = torch.tensor([[1, 1], [0, 0], [1, 0]])
+    with torch.no_grad():
+        embeds = torch.cat((extra, fixed.input_embeddings(batch["input_ids"])), dim=1)
+        mask = torch.cat((extra_mask, batch["attention_mask"]), dim=1)
+        states = fixed.model(inputs_embeds=embeds, attention_mask=mask).last_hidden_state  # the reference
+        reference = torch.nn.functional.normalize(pool(states, mask, "mean"), dim=-1)
+        ours = fixed.encode(**batch, extra_embeds=extra, extra_mask=extra_mask)
+        torch.testing.assert_close(ours, reference, atol=1e-5, rtol=1e-5)
+        other = counted.encode(**batch, extra_embeds=extra, extra_mask=extra_mask)
+        text_only = counted.encode(**batch)
+    torch.testing.assert_close(other[1], text_only[1], atol=1e-5, rtol=1e-5)  # mask: as if no image slot
+    assert not torch.allclose(ours[1], other[1], atol=1e-4)  # fixed: the text sits after two empty slots
+    torch.testing.assert_close(ours[0], other[0], atol=1e-5, rtol=1e-5)  # every image present: the same
+
+
+def test_layout_switches_survive_save_and_load(tiny_path, tmp_path):
+    backbone = TextBackbone.from_pretrained(tiny_path)
+    backbone.set_layout(image_positions="mask", imageless_caption="drop")
+    backbone.save(tmp_path / "saved")
+    restored = TextBackbone.load(tmp_path / "saved")
+    assert (restored.image_positions, restored.imageless_caption) == ("mask", "drop")
+    with pytest.raises(ConfigError, match="image_positions"):
+        backbone.set_layout(image_positions="sideways")

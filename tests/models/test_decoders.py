@@ -59,7 +59,14 @@ def test_prompt_reads_back_as_text(decoder_path):
     text0 = tok.decode([i for i in row0 if i >= 0])
     assert text0 == f"{bos}This product texta dog barksand its image{eos}"
     row1 = ids.inputs_embeds[1][ids.attention_mask[1].bool()].tolist()
-    assert tok.decode(row1) == f"{bos}This product textthe puppy plays with a red ball{eos}"  # no image: no caption
+    # no image: the caption stays, its image slots are compacted out (model.imageless_caption: keep, the reference)
+    assert tok.decode(row1) == f"{bos}This product textthe puppy plays with a red balland its image{eos}"
+    backbone.set_layout(imageless_caption="drop")
+    ids = backbone.assembler(True).assemble_ids(
+        batch["input_ids"], batch["attention_mask"], torch.tensor([[1, 0], [0, 0]])
+    )
+    row1 = ids.inputs_embeds[1][ids.attention_mask[1].bool()].tolist()
+    assert tok.decode(row1) == f"{bos}This product textthe puppy plays with a red ball{eos}"  # drop: no caption
 
 
 @pytest.mark.parametrize("pooling", ["mean", "last"])
@@ -106,7 +113,9 @@ def test_left_padding_gives_the_right_padding_embeddings(decoder_path, pooling):
 
 
 def test_images_change_rows_that_have_them_only(decoder_path):
+    """With model.imageless_caption: drop, a row without images is encoded exactly as a text-only item."""
     backbone = TextBackbone.from_pretrained(decoder_path)
+    backbone.set_layout(imageless_caption="drop")
     images, mask = _images(backbone)
     batch = backbone.tokenize(TEXTS, 32)
     with torch.no_grad():

@@ -250,13 +250,14 @@ def test_checkpointing_is_the_first_lever():
     assert probe.peak_no_checkpointing > (gib * 0.9 - 1) * 2**30
     est = estimate_memory(cfg, gpu_gib=gib)
     assert not est.fits and est.suggested_checkpointing
-    assert (est.suggested_batch_size, est.suggested_accumulation) == (2048, 1)
+    assert (est.suggested_batch_size, est.suggested_accumulation) == (cfg.train.batch_size, 1)
     assert any("gradient checkpointing on" in note for note in est.notes)
 
 
 @pytest.mark.parametrize("gpu_gib", [80.0, 40.0])
 def test_suggested_accumulation_fits(gpu_gib):
-    cfg = load_config(CONFIGS / "qwen2.5-7b-images-lf-amazontitles-131k.yaml")
+    preset = load_config(CONFIGS / "qwen2.5-7b-images-lf-amazontitles-131k.yaml")  # App. A: batch 1024
+    cfg = apply_overrides(preset, ["train.batch_size=2048"])
     est = estimate_memory(cfg, gpu_gib=gpu_gib, num_labels=131073)
     assert not est.fits
     micro, steps = est.suggested_batch_size, est.suggested_accumulation

@@ -16,9 +16,9 @@ from vixml.models.prototypes import LabelPrototypes
 D = 16
 
 
-def _module(num_labels: int = 6, num_free: int = 3, dropout: float = 0.0) -> LabelPrototypes:
+def _module(num_labels: int = 6, num_free: int = 3, dropout: float = 0.0, **switches) -> LabelPrototypes:
     torch.manual_seed(0)
-    return LabelPrototypes(num_labels, D, num_free, heads=4, ffn_dim=32, dropout=dropout)
+    return LabelPrototypes(num_labels, D, num_free, heads=4, ffn_dim=32, dropout=dropout, **switches)
 
 
 def test_forward_shape_and_unit_norm():
@@ -41,7 +41,7 @@ def test_forward_is_the_mean_of_the_lpn_over_the_three_tokens():
     assert not torch.allclose(protos(ids, u)[0], expected[0])
 
 
-def test_update_centroids_is_the_normalised_mean_of_the_training_queries():
+def test_update_centroids_is_the_plain_mean_of_the_training_queries():
     protos = _module(num_labels=4)
     bank = torch.tensor([[1.0, 0.0] + [0.0] * (D - 2), [0.0, 2.0] + [0.0] * (D - 2), [3.0, 3.0] + [0.0] * (D - 2)])
     # label 0 <- queries 0, 1; label 1 <- query 2; label 2 <- none; label 3 <- queries 0, 1, 2 (values ignored)
@@ -49,19 +49,47 @@ def test_update_centroids_is_the_normalised_mean_of_the_training_queries():
     protos.update_centroids(bank, y)
     mean0 = (bank[0] + bank[1]) / 2
     mean3 = bank.mean(dim=0)
-    torch.testing.assert_close(protos.centroids[0], mean0 / mean0.norm())
-    torch.testing.assert_close(protos.centroids[1], bank[2] / bank[2].norm())
+    torch.testing.assert_close(protos.centroids[0], mean0)  # xclib compute_centroid: not normalised
+    torch.testing.assert_close(protos.centroids[1], bank[2])
     torch.testing.assert_close(protos.centroids[2], torch.zeros(D))
-    torch.testing.assert_close(protos.centroids[3], mean3 / mean3.norm())
+    torch.testing.assert_close(protos.centroids[3], mean3)
     assert protos.has_queries.tolist() == [True, True, False, True]
     protos.update_centroids(bank.numpy(), y)  # numpy banks too
-    torch.testing.assert_close(protos.centroids[0], mean0 / mean0.norm())
+    torch.testing.assert_close(protos.centroids[0], mean0)
     with pytest.raises(ValueError):
         protos.update_centroids(bank[:2], y)
 
 
+def test_lpn_inputs_raw_reads_u_and_centroid_as_given_normalized_rescales_them():
+    raw, norm = _module(), _module(lpn_inputs="normalized")
+    y = sp.csr_matrix(np.eye(4, 6, dtype=np.float32))
+    bank = torch.randn(4, D) * 3
+    for m in (raw, norm):
+        m.eval().update_centroids(bank, y)
+    ids, u = torch.tensor([0, 1]), torch.randn(2, D) * 5
+    torch.testing.assert_close(raw(ids, u), raw.compose(u, raw.label_to_free[ids], bank[:2]))
+    torch.testing.assert_close(
+        norm(ids, u), raw.compose(F.normalize(u), raw.label_to_free[ids], F.normalize(bank[:2]))
+    )
+    torch.testing.assert_close(norm(ids, u), norm(ids, u * 7))  # the scale of u no longer counts
+    assert not torch.allclose(raw(ids, u), raw(ids, u * 7))
+
+
+def test_every_label_gets_a_prototype_by_default_zero_centroid_for_unseen_ones():
+    protos = _module(num_labels=5).eval()
+    y = sp.csr_matrix(np.array([[1, 0, 1, 0, 0], [0, 0, 1, 0, 1]], dtype=np.float32))  # labels 1, 3 unseen
+    protos.update_centroids(torch.randn(2, D), y)
+    text = torch.randn(5, D) * 3
+    out = protos.label_embeddings(text, batch_size=2)
+    unseen = torch.tensor([1, 3])
+    torch.testing.assert_close(
+        out[unseen], protos.compose(text[unseen], protos.label_to_free[unseen], torch.zeros(2, D))
+    )
+    torch.testing.assert_close(out, protos(torch.arange(5), text))
+
+
 def test_label_embeddings_fall_back_to_text_for_labels_without_queries():
-    protos = _module(num_labels=5, dropout=0.5).train()
+    protos = _module(num_labels=5, dropout=0.5, unseen_labels="text").train()
     y = sp.csr_matrix(np.array([[1, 0, 1, 0, 0], [0, 0, 1, 0, 1]], dtype=np.float32))  # labels 1, 3 unseen
     protos.update_centroids(torch.randn(2, D), y)
     text = torch.randn(5, D) * 3
@@ -75,7 +103,7 @@ def test_label_embeddings_fall_back_to_text_for_labels_without_queries():
 
 
 def test_label_embeddings_before_any_centroid_update_are_the_text_embeddings():
-    protos = _module()
+    protos = _module(unseen_labels="text")
     text = torch.randn(6, D)
     torch.testing.assert_close(protos.label_embeddings(text), F.normalize(text, dim=-1))
 

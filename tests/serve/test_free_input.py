@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 from support_data import label_word
 from support_serve import N_LABELS
 from vixml.cli.main import main
+from vixml.config import apply_overrides
 from vixml.data import load_dataset, read_label_matrix
 from vixml.data.queries import read_text_input
 from vixml.errors import DataError
@@ -73,9 +75,17 @@ def test_augmented_free_texts_equal_augmented_split_predictions(tmp_path, prime_
     args = ["--k", 5, "--augment", "--data", serve_data]
     vixml("predict", prime_run, "--texts", serve_data / "tst.raw.txt", "--out", out, *args)
     free = read_label_matrix(out)
-    split = Predictor.load(prime_run, device="cpu").predict_dataset(serve_data, k=5, augment=True)
+    predictor = Predictor.load(prime_run, device="cpu")
+    unfiltered = dataclasses.replace(predictor, config=apply_overrides(predictor.config, ["eval.use_filter=false"]))
+    split = unfiltered.predict_dataset(serve_data, k=5, augment=True)  # free texts have no filter rows
     assert free.shape == split.shape == (ds.n_test, N_LABELS)
     np.testing.assert_allclose(free.toarray(), split.toarray(), atol=1e-4)
+    pairs = ds.filter_tst
+    assert pairs is not None and len(pairs), "the planted data has reciprocal pairs to filter"
+    for augment in (False, True):  # the filter pairs go before the top-k cut: rows keep k labels, none filtered
+        filtered = predictor.predict_dataset(serve_data, k=5, augment=augment).tocsr()
+        assert (np.diff(filtered.indptr) == 5).all()
+        assert not filtered[pairs[:, 0], pairs[:, 1]].any()
     assert (
         vixml(
             "predict", prime_run, "--texts", serve_data / "tst.raw.txt", "--out", out, "--augment", ok=False

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from vixml.config import LossWeights
 from vixml.errors import ConfigError
 from vixml.training.losses import (
     LOSSES,
@@ -326,11 +327,14 @@ def test_prime_loss_rectangular_batch_and_gradients():
         assert x.grad is not None and x.grad.abs().sum() > 0
 
 
-def test_prime_loss_reg_weight_and_validation():
+def test_prime_loss_weights_and_validation():
     q, u, v = _embeddings(4, 4, 8)
     y = torch.eye(4)
-    a = prime_loss(q, u, v, y, reg_weight=0.0, generator=gen())
+    a = prime_loss(q, u, v, y, weights=LossWeights(r=0.0), generator=gen())
     assert a["loss"].item() == pytest.approx((a["L_u"] + a["L_uv"] + a["L_i"]).item(), abs=1e-6)
+    b = prime_loss(q, u, v, y, weights=LossWeights(u=2.0, uv=0.5, i=0.0, r=1.0), generator=gen())
+    expected = 2.0 * b["L_u"] + 0.5 * b["L_uv"] + b["L_r"]
+    assert b["loss"].item() == pytest.approx(expected.item(), abs=1e-6)
     with pytest.raises(ConfigError, match="valid names: infonce, triplet"):
         prime_loss(q, u, v, y, base="hinge")
     with pytest.raises(ValueError) as err:
@@ -350,6 +354,8 @@ def test_dual_encoder_loss():
     assert set(both) == {"loss", "L_u", "L_i"}
     assert both["L_i"].item() == pytest.approx(triplet_loss(u @ q.T, targets.T, **FIXED).item())
     assert both["loss"].item() == pytest.approx((both["L_u"] + both["L_i"]).item())
+    weighted = dual_encoder_loss(q, u, targets, symmetric=True, weights=LossWeights(u=0.5, i=2.0), **FIXED)
+    assert weighted["loss"].item() == pytest.approx((0.5 * weighted["L_u"] + 2.0 * weighted["L_i"]).item())
 
 
 # --------------------------------------------------------------------------------------------- registry

@@ -27,16 +27,19 @@ def ineffective_settings(cfg: RunConfig) -> list[str]:
     if cfg.prototypes is None:
         for name in _changed(loss.weights, LossWeights(), "uv", "r"):
             out.append(f"loss.weights.{name}={getattr(loss.weights, name)} has no effect without prototypes")
+        if not loss.symmetric and loss.weights.i != LossWeights().i:
+            out.append("loss.weights.i has no effect without prototypes unless loss.symmetric (L_u alone otherwise)")
+    elif loss.symmetric:
+        out.append("loss.symmetric has no effect with prototypes (PRIME always trains L_i)")
     if loss.name == "triplet":
         if not loss.aggressive and loss.temperature != LossConfig().temperature:
             out.append("loss.temperature has no effect without loss.aggressive (it weights violating negatives)")
         if loss.infonce_temperature != LossConfig().infonce_temperature:
             out.append("loss.infonce_temperature has no effect with loss.name=triplet")
     else:
-        for name in _changed(loss, LossConfig(), "num_negatives", "margin_min", "margin_max", "dynamic_margin"):
+        triplet_only = ("num_negatives", "margin_min", "margin_max", "dynamic_margin", "aggressive", "hinge_tie")
+        for name in _changed(loss, LossConfig(), *triplet_only):
             out.append(f"loss.{name} has no effect with loss.name={loss.name} (a triplet-loss setting)")
-        if loss.aggressive:
-            out.append(f"loss.aggressive has no effect with loss.name={loss.name} (a triplet-loss setting)")
     if train.sampling == "uniform":
         for name in _changed(train, TrainConfig(), "propensity_A", "propensity_B"):
             out.append(f"train.{name} has no effect with train.sampling=uniform")

@@ -68,7 +68,7 @@ class _Section:
             object.__setattr__(self, f.name, value)
             for op_name, bound in f.metadata.get("bounds", {}).items():
                 op, sign = _BOUNDS[op_name]
-                if value is not None and not op(value, bound):
+                if value is not None and not isinstance(value, str) and not op(value, bound):
                     problems.append((f.name, f"must be {sign} {bound}, got {value!r}"))
         if not problems:
             problems += self._check()
@@ -136,7 +136,19 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        (tp,) = [a for a in args if a is not type(None)]
+        options = [a for a in args if a is not type(None)]
+        if len(options) > 1:  # e.g. ``float | Literal["auto"]``: the first option that accepts the value
+            errors = []
+            for option in options:
+                try:
+                    return _coerce(value, option, key)
+                except InvalidConfigError as exc:
+                    errors.append((option, exc))
+            for option, exc in errors:  # a list is meant for the tuple option: its item-level message
+                if isinstance(value, list | tuple) and typing.get_origin(option) is tuple:
+                    raise exc
+            raise bad
+        (tp,) = options
         origin, args = typing.get_origin(tp), typing.get_args(tp)
     if value is None:
         raise bad

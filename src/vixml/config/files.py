@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import textwrap
+import types
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import fields
@@ -132,7 +133,12 @@ def _parse_value(raw: str, tp: Any, key: str) -> Any:
     text = raw.strip()
     if _is_optional(tp) and text in ("null", "~", "None"):
         return None
-    base = next((a for a in typing.get_args(tp) if a is not type(None)), tp) if _is_optional(tp) else tp
+    union = typing.get_origin(tp) in (typing.Union, types.UnionType)
+    options = [a for a in typing.get_args(tp) if a is not type(None)] if union else [tp]
+    literals = [c for a in options if typing.get_origin(a) is Literal for c in typing.get_args(a)]
+    if len(options) > 1 and text in literals:  # "auto" of ``int | Literal["auto"]``
+        return text
+    base = next((a for a in options if typing.get_origin(a) is tuple), options[0])
     if base is str or (typing.get_origin(base) is Literal and all(isinstance(c, str) for c in typing.get_args(base))):
         return text  # as written: "model.name_or_path=1e-3" stays a string, "on"/"off" stay modes
     try:

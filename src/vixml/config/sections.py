@@ -1,7 +1,13 @@
-"""The sections of a vixml run's configuration, one dataclass per concern (METHOD.md settings as defaults)."""
+"""The sections of a vixml run's configuration, one dataclass per concern (METHOD.md settings as defaults).
+
+Defaults follow the reference code (DiegoOrtego/vixml and its run scripts): an empty config trains the
+paper's encoder recipe. Every deliberate deviation from the reference is a named switch whose default is
+the reference's behaviour (README, "Reproducing the paper").
+"""
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -21,7 +27,18 @@ __all__ = [
     "AugmentConfig",
     "EvalConfig",
     "RunConfig",
+    "PAPER_EPOCHS",
+    "scaled_epoch",
 ]
+
+PAPER_EPOCHS = 150
+"""Run length of the reference encoder schedule (cl_start 10, cl_update 5, doubling at 20..120, eval 10,
+checkpoint 5 are given for 150 epochs); ``auto`` schedule values keep these proportions of ``train.epochs``."""
+
+
+def scaled_epoch(paper_value: int, epochs: int, minimum: int = 1) -> int:
+    """``paper_value`` (an epoch count of the 150-epoch reference schedule) scaled to a run of ``epochs``."""
+    return max(minimum, math.floor(paper_value * epochs / PAPER_EPOCHS + 0.5))
 
 
 @dataclass(frozen=True)
@@ -67,6 +84,16 @@ class ModelConfig(_Section):
         "auto",
         "Dtype of the loaded weights (autocast then computes in train.precision); auto = bf16 for decoders on "
         "a GPU with native bf16, fp32 otherwise.",
+    )
+    image_positions: Literal["fixed", "mask"] = _f(
+        "fixed",
+        "Encoders with images: position ids of the text. fixed = always after the N image slots, missing "
+        "images or not (reference: [CLS] at position N); mask = counted over the real tokens only.",
+    )
+    imageless_caption: Literal["keep", "drop"] = _f(
+        "keep",
+        "Decoder items whose images are ALL missing (in a model with images): keep the caption before {images} "
+        "with masked image slots (reference), or drop it so that the item reads as a text-only one.",
     )
     prompt: tuple[str, ...] = _f(
         ("This product text", "{text}", "and its image", "{images}", "{eos}"),
@@ -156,7 +183,19 @@ class PrototypeConfig(_Section):
         65536, "Learnable free vectors; labels share them by balanced k-means clusters; 0 = none.", ge=0
     )
     free_init: Literal["xavier", "cluster_mean"] = _f(
-        "xavier", "Initial free vectors: Xavier-uniform noise, or the mean label embedding of their cluster."
+        "xavier",
+        "Initial free vectors: Xavier-uniform noise (reference encoders), or the mean label embedding of their "
+        "cluster (reference decoders: --init_fv_w_embeddings).",
+    )
+    lpn_inputs: Literal["raw", "normalized"] = _f(
+        "raw",
+        "What the prototype network reads: raw = the un-normalised pooled label embedding and the plain mean of "
+        "its training queries' embeddings (reference); normalized = both L2-normalised (three equal-norm tokens).",
+    )
+    unseen_labels: Literal["prototype", "text"] = _f(
+        "prototype",
+        "Labels without any training query: a prototype from a zero centroid (reference), or their "
+        "normalised text embedding instead.",
     )
     lpn_heads: int = _f(8, "Attention heads of the label prototype network (one Transformer encoder layer).", ge=1)
     lpn_ffn: int = _f(1024, "Feed-forward width of the label prototype network.", ge=1)
@@ -180,16 +219,40 @@ class MiningConfig(_Section):
 
     _key = "mining"
     cluster_size: int = _f(16, "Queries per cluster when mining starts.", ge=1)
-    double_at: tuple[int, ...] = _f(
-        (20, 40, 60, 80, 100, 120), "Epochs at which the cluster size doubles (curriculum), ascending."
+    double_at: tuple[int, ...] | Literal["auto"] = _f(
+        "auto",
+        "Epochs at which the cluster size doubles (curriculum), ascending; auto = the reference's 20,40,...,120 "
+        "of 150 epochs, scaled to train.epochs.",
     )
-    start_epoch: int = _f(10, "First epoch with cluster batches (random batches before it).", ge=0)
-    update_every: int = _f(5, "Re-cluster the query-embedding bank every N epochs from start_epoch.", ge=1)
+    start_epoch: int | Literal["auto"] = _f(
+        "auto",
+        "First epoch with cluster batches (random batches before it); auto = the reference's 10 of 150 epochs, "
+        "scaled to train.epochs (at least 1, and early enough that a short run mines).",
+        ge=0,
+    )
+    update_every: int | Literal["auto"] = _f(
+        "auto",
+        "Re-cluster the query-embedding bank every N epochs from start_epoch; auto = the reference's 5 of 150 "
+        "epochs, scaled to train.epochs (at least 1).",
+        ge=1,
+    )
 
     def _check(self) -> list[tuple[str, str]]:
-        if any(e < 0 for e in self.double_at) or list(self.double_at) != sorted(set(self.double_at)):
-            return [("double_at", f"must be distinct non-negative epochs in ascending order, got {self.double_at}")]
+        d = self.double_at
+        if d != "auto" and (any(e < 0 for e in d) or list(d) != sorted(set(d))):
+            return [("double_at", f"must be distinct non-negative epochs in ascending order, got {d}")]
         return []
+
+    def resolved(self, epochs: int) -> MiningConfig:
+        """This section with every ``auto`` replaced by the reference schedule scaled to ``epochs``."""
+        start = self.start_epoch
+        if start == "auto":
+            start = min(scaled_epoch(10, epochs), max(epochs - 2, 0))
+        update = scaled_epoch(5, epochs) if self.update_every == "auto" else self.update_every
+        double = self.double_at
+        if double == "auto":
+            double = tuple(sorted({e for k in range(1, 7) if (e := scaled_epoch(20 * k, epochs, minimum=0)) < epochs}))
+        return MiningConfig(self.cluster_size, double, start, update)
 
 
 @dataclass(frozen=True)
@@ -199,7 +262,12 @@ class LossWeights(_Section):
     _key = "loss.weights"
     u: float = _f(1.0, "Weight of L_u: query vs label text embedding.", ge=0)
     uv: float = _f(1.0, "Weight of L_uv: query vs label prototype (with prototypes only).", ge=0)
-    i: float = _f(1.0, "Weight of L_i: label text embedding vs queries (transposed targets).", ge=0)
+    i: float = _f(
+        1.0,
+        "Weight of L_i: label text embedding vs queries (transposed targets); without prototypes only with "
+        "loss.symmetric.",
+        ge=0,
+    )
     r: float = _f(0.1, "Weight of L_r, the prototype regulariser (with prototypes only).", ge=0)
 
 
@@ -215,8 +283,22 @@ class LossConfig(_Section):
         0.3, "Upper clamp of the dynamic margin; the fixed margin when dynamic_margin is off.", ge=0
     )
     dynamic_margin: bool = _f(True, "Margin = clamp(|s_p - s_n|, margin_min, margin_max), without gradient.")
-    aggressive: bool = _f(False, "Weight violating negatives by softmax(s_n / temperature).")
+    aggressive: bool = _f(
+        True,
+        "Per query, the softmax(s_n / temperature)-weighted mean of its violating negatives' hinge terms "
+        "(reference scripts: --agressive-loss); false = their plain sum.",
+    )
     temperature: float = _f(0.1, "Temperature of the aggressive negative weighting.", gt=0)
+    hinge_tie: Literal["split", "zero"] = _f(
+        "split",
+        "Gradient of max(0, x) at exactly x = 0 (frequent with the dynamic margin): split = 0.5 as torch.max in "
+        "the reference, zero = none (relu). Loss values are the same.",
+    )
+    symmetric: bool = _f(
+        False,
+        "Plain dual encoder (no prototypes): also train L_i, labels ranking the batch's queries (the reference "
+        "trains L_u alone; PRIME always has L_i).",
+    )
     infonce_temperature: float = _f(0.05, "Temperature of the InfoNCE softmax.", gt=0)
     weights: LossWeights = _f(LossWeights, "Weights of the loss terms (section).")
 
@@ -244,15 +326,30 @@ class TrainConfig(_Section):
         "AVX512_BF16 or AMX), else fp16 on CUDA and fp32 on CPU; forced bf16 on other CPUs is 8-9x slower "
         "than fp32 (paper: fp16 for encoders, bf16 for decoders).",
     )
-    grad_clip: float | None = _f(1.0, "Clip the gradient norm to this value; null = no clipping.", gt=0)
+    grad_clip: float | Literal["auto"] | None = _f(
+        "auto",
+        "Clip the gradient norm to this value; null = no clipping; auto = 1.0 for decoders, none for encoders "
+        "(reference).",
+        gt=0,
+    )
     seed: int = _f(0, "Seed of every random number generator.", ge=0)
     sampling: Literal["uniform", "inverse_propensity"] = _f(
         "inverse_propensity", "Which positive of a query enters its batch: uniform, or by inverse propensity (tail)."
     )
     propensity_A: float = _f(0.6, "Propensity parameter A of the positive sampling.", gt=0)
     propensity_B: float = _f(2.6, "Propensity parameter B of the positive sampling.", ge=0)
-    eval_every: int = _f(10, "Evaluate on the test split every N epochs; 0 = only after the last epoch.", ge=0)
-    checkpoint_every: int = _f(5, "Write a resumable checkpoint every N epochs; 0 = only at the end.", ge=0)
+    eval_every: int | Literal["auto"] = _f(
+        "auto",
+        "Evaluate on the test split every N epochs; 0 = only after the last epoch; auto = every 10 of 150 epochs, "
+        "scaled to train.epochs (at least every epoch).",
+        ge=0,
+    )
+    checkpoint_every: int | Literal["auto"] = _f(
+        "auto",
+        "Write a resumable checkpoint every N epochs; 0 = only at the end; auto = every 5 of 150 epochs, scaled "
+        "to train.epochs (at least every epoch).",
+        ge=0,
+    )
     checkpoint_minutes: float | None = _f(
         5.0, "Also write a checkpoint inside an epoch after this many minutes of training; null = never.", gt=0
     )
@@ -267,6 +364,20 @@ class TrainConfig(_Section):
         if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
             return [("device", f"{self.device!r} is not valid; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")]
         return []
+
+    def eval_interval(self) -> int:
+        """``eval_every`` with ``auto`` resolved for this run's length."""
+        return scaled_epoch(10, self.epochs) if self.eval_every == "auto" else self.eval_every
+
+    def checkpoint_interval(self) -> int:
+        """``checkpoint_every`` with ``auto`` resolved for this run's length."""
+        return scaled_epoch(5, self.epochs) if self.checkpoint_every == "auto" else self.checkpoint_every
+
+    def clip_norm(self, decoder: bool) -> float | None:
+        """The gradient-norm clip of a run whose backbone is a decoder or not (``auto`` resolved)."""
+        if self.grad_clip == "auto":
+            return 1.0 if decoder else None
+        return self.grad_clip
 
 
 @dataclass(frozen=True)
@@ -285,8 +396,17 @@ class EvalConfig(_Section):
     """Prediction depth and the metrics (METHOD.md 5-6)."""
 
     _key = "eval"
-    A: float = _f(0.55, "Propensity parameter A of PSP/PSnDCG (Amazon datasets: 0.6).", gt=0)
-    B: float = _f(1.5, "Propensity parameter B of PSP/PSnDCG (Amazon datasets: 2.6).", ge=0)
+    A: float | Literal["auto"] = _f(
+        "auto",
+        "Propensity parameter A of PSP/PSnDCG; auto = the dataset family's (dataset.json or folder name: Amazon "
+        "0.6, Wikipedia 0.5), else 0.55.",
+        gt=0,
+    )
+    B: float | Literal["auto"] = _f(
+        "auto",
+        "Propensity parameter B of PSP/PSnDCG; auto = the dataset family's (Amazon 2.6, Wikipedia 0.4), else 1.5.",
+        ge=0,
+    )
     k: int = _f(5, "Metrics are reported at 1..k (and R@topk).", ge=1)
     topk: int = _f(100, "Labels kept per query by the search.", ge=1)
     use_filter: bool = _f(True, "Remove the pairs of filter_labels_test.txt (when present) before scoring.")
@@ -304,7 +424,9 @@ class RunConfig(_Section):
     model: ModelConfig = _f(ModelConfig, "The backbone (section).")
     data: DataConfig = _f(DataConfig, "Tokenisation (section).")
     images: ImagesConfig | None = _f(None, "Image early fusion (section); null = text-only.")
-    prototypes: PrototypeConfig | None = _f(None, "PRIME label prototypes (section); null = plain dual encoder.")
+    prototypes: PrototypeConfig | None = _f(
+        PrototypeConfig, "PRIME label prototypes (section); null = plain dual encoder."
+    )
     mining: MiningConfig | None = _f(MiningConfig, "NGAME cluster batches (section); null = random batches.")
     loss: LossConfig = _f(LossConfig, "The loss (section).")
     train: TrainConfig = _f(TrainConfig, "Optimisation (section).")

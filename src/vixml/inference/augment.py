@@ -23,6 +23,7 @@ def augmented_scores(
     temperature: float = 0.05,
     label_weight: float = 0.9,
     k: int = 100,
+    exclude: np.ndarray | None = None,
 ) -> sp.csr_matrix:
     """Combine label hits and training-query hits into one (n, L) score matrix, top-``k`` per row.
 
@@ -35,6 +36,8 @@ def augmented_scores(
         temperature: softmax temperature over the kl + kq scores of a query.
         label_weight: lambda; label hits weigh lambda, training-query hits 1 - lambda.
         k: labels kept per query.
+        exclude: (m, 2) (row, label) pairs removed from the fused scores BEFORE the top-``k`` cut (the
+            dataset's reciprocal-pair filter), as the reference fuses, filters, then ranks; None = none.
 
     Returns:
         (n, L) CSR with at most ``k`` scores per row (probability mass, larger is better).
@@ -62,6 +65,11 @@ def augmented_scores(
     )
     binary = sp.csr_matrix((np.ones(train_Y.nnz), train_Y.indices, train_Y.indptr), shape=train_Y.shape)
     combined = (direct + to_queries @ binary).tocsr()
+    if exclude is not None and len(exclude):
+        from vixml.metrics import filter_predictions
+
+        combined = filter_predictions(combined, exclude)
+        combined.eliminate_zeros()
     return _top_k_per_row(combined, k)
 
 

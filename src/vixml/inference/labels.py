@@ -246,15 +246,17 @@ def encode_new_labels(
     """
     import torch
 
-    text_emb = predictor.encode_labels(list(texts), images)
     prototypes = predictor.model.prototypes
     if prototypes is None or not len(texts):
-        return text_emb, None
+        return predictor.encode_labels(list(texts), images), None
+    text_emb = predictor.encode_labels(list(texts), images, raw=True)  # what the LPN reads
     label_to_free = prototypes.label_to_free.cpu().numpy()
     means = predictor.labels.cluster_means(label_to_free, prototypes.num_free_vectors)
     unit = text_emb / np.maximum(np.linalg.norm(text_emb, axis=1, keepdims=True), 1e-12)
     _, nearest = topk(unit, means, 1)
     free = nearest[:, 0].astype(np.int64)
+    if prototypes.unseen_labels == "text":  # the run searches labels without queries by their text embedding
+        return unit.astype(np.float32), free
     with torch.inference_mode():
         emb = prototype_without_centroid(prototypes, torch.from_numpy(text_emb), torch.from_numpy(free))
     return emb.float().cpu().numpy(), free
@@ -267,15 +269,11 @@ def prototype_without_centroid(prototypes, text_emb, free_ids):
     the reference gives a label without queries a zero centroid), for labels that have no id in its buffers.
     """
     import torch
-    import torch.nn.functional as F
 
     was_training = prototypes.training
     prototypes.eval()
     try:
-        dtype, device = prototypes.free_vectors.dtype, prototypes.free_vectors.device
-        u = text_emb.to(device, dtype)
-        tokens = torch.stack((u, prototypes.free_vectors[free_ids.to(device)], torch.zeros_like(u)), dim=1)
-        return F.normalize(prototypes.lpn(tokens).mean(dim=1), dim=-1)
+        return prototypes.compose(text_emb, free_ids, torch.zeros_like(text_emb))
     finally:
         prototypes.train(was_training)
 

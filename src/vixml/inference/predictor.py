@@ -147,11 +147,11 @@ class Predictor:
         """
         return self.labels.predictions(*self.labels.search(self.encode(texts, images), k))
 
-    def encode_labels(self, texts: Sequence[str], images=None) -> np.ndarray:
+    def encode_labels(self, texts: Sequence[str], images=None, *, raw: bool = False) -> np.ndarray:
         """Label texts (and images, as in :meth:`encode`) -> (n, D) embeddings, as training encodes its labels.
 
         The label side of the dual encoder with the label token length; prototypes are applied apart
-        (:func:`vixml.inference.labels.encode_new_labels`).
+        (:func:`vixml.inference.labels.encode_new_labels`); ``raw``: before the normalisation (their input).
         """
         if images is not None and not self.model.uses_images("label"):
             if not isinstance(images, list) or any(len(items) for items in images):
@@ -161,12 +161,15 @@ class Predictor:
             images = self._embed_image_files(images)
         image_batch = _as_image_batch(images, len(texts))
         batch = None if image_batch[0] is None else image_batch
-        return self.encoder().embed_texts(list(texts), batch, side="label")
+        return self.encoder().embed_texts(list(texts), batch, side="label", raw=raw)
 
     def predict_dataset(
         self, data_dir: str | Path, *, split: str = "tst", k: int = 100, augment: bool = False
-    ) -> sp.csr_matrix:
+    ) -> sp.csr_matrix | None:
         """Predictions for a split of a dataset folder as an (n, L) CSR (the prediction-file format).
+
+        Under torchrun every rank embeds a shard of the split; rank 0 searches and returns the predictions,
+        the other ranks return None.
 
         Args:
             data_dir: the dataset folder.
@@ -174,18 +177,35 @@ class Predictor:
             k: labels per query.
             augment: retrieval-augmented scoring with the run's ``eval.augment`` settings (paper defaults when
                 the run has none): top labels and top training queries, joint softmax.
+
+        With ``eval.use_filter`` and a filter file for the split (``filter_labels_test.txt``), its (row, label)
+        pairs are removed BEFORE the cut to ``k``, so that every row still gets ``k`` labels (+R: the fused
+        scores are filtered, then ranked, as the reference does).
         """
         dataset = self.load_dataset(data_dir)
         encoder = self.encoder(dataset)
-        queries = encoder.embed_split(split, progress=f"embedding {split} queries")
+        queries = encoder.embed_split_sharded(split, progress=f"embedding {split} queries", to_all=False)
+        train_queries = None
+        if augment:
+            train_queries = encoder.embed_split_sharded("trn", progress="embedding trn queries", to_all=False)
+        if queries is None:  # under torchrun, not rank 0: this rank embedded its shard; rank 0 searches
+            return None
+        pairs = dataset.filter_tst if split == "tst" and self.config.eval.use_filter else None
+        if pairs is not None and not len(pairs):
+            pairs = None
         if not augment:
-            scores, indices = topk(queries, self.label_embeddings, k, check_finite="queries")
+            extra = int(np.bincount(pairs[:, 0]).max()) if pairs is not None else 0
+            scores, indices = topk(queries, self.label_embeddings, k + extra, check_finite="queries")
+            if pairs is not None:
+                from vixml.metrics import filter_predictions
+
+                scores, indices = filter_predictions((scores, indices), pairs)
+                scores, indices = scores[:, :k], indices[:, :k]
             return to_csr(scores, indices, self.num_labels)
         from vixml.config import AugmentConfig
 
         ac = self.config.eval.augment or AugmentConfig()
         label_scores, label_indices = topk(queries, self.label_embeddings, ac.num_labels, check_finite="queries")
-        train_queries = encoder.embed_split("trn", progress="embedding trn queries")
         query_scores, query_indices = topk(queries, train_queries, ac.num_queries)
         if split == "trn":  # a training query must not vote for itself
             self_hit = query_indices == np.arange(queries.shape[0])[:, None]
@@ -199,6 +219,7 @@ class Predictor:
             temperature=ac.temperature,
             label_weight=ac.label_weight,
             k=k,
+            exclude=pairs,
         )
 
 

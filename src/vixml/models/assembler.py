@@ -265,12 +265,15 @@ def default_segments(decoder: bool) -> tuple[str, ...]:
     return ModelConfig().prompt if decoder else ENCODER_SEGMENTS
 
 
-def prompt_assemblers(prompt: Sequence[str], tokenizer: Any, **options: Any) -> dict[bool, SequenceAssembler]:
+def prompt_assemblers(
+    prompt: Sequence[str], tokenizer: Any, *, keep_caption: bool = False, **options: Any
+) -> dict[bool, SequenceAssembler]:
     """Two assemblers for one prompt: ``{True: with images, False: text only}`` by ``ModelConfig.prompt_segments``.
 
     The literal segments that the text-only rule drops (the ``"and its image"`` caption) become the
     with-image assembler's ``image_companions``, so that a row whose images are all missing is encoded as by
-    the text-only list even inside a batch with images.
+    the text-only list even inside a batch with images; unless ``keep_caption`` (``model.imageless_caption:
+    keep``, the reference), where such a row keeps the caption and only its masked image slots are compacted.
 
     Args:
         prompt: the full segment list (validated as ``model.prompt``).
@@ -283,7 +286,7 @@ def prompt_assemblers(prompt: Sequence[str], tokenizer: Any, **options: Any) -> 
     full, text_only = config.prompt_segments(True), config.prompt_segments(False)
     start = next((i for i, (a, b) in enumerate(zip(full, text_only, strict=False)) if a != b), len(text_only))
     dropped = range(start, start + len(full) - len(text_only))  # what the text-only rule removes
-    companions = [i for i in dropped if full[i] != IMAGES]
+    companions = [] if keep_caption else [i for i in dropped if full[i] != IMAGES]
     return {
         True: SequenceAssembler(full, tokenizer, image_companions=companions, **options),
         False: SequenceAssembler(text_only, tokenizer, **options),

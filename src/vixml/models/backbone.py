@@ -127,6 +127,9 @@ class TextBackbone(torch.nn.Module):
         self.transform = torch.nn.Linear(self.hidden_size, transform_dim) if transform_dim is not None else None
         self.embedding_dim: int = transform_dim if transform_dim is not None else self.hidden_size
         self.name_or_path = str(name_or_path or getattr(model.config, "_name_or_path", "") or "")
+        # reference layouts (model.image_positions / model.imageless_caption); set_layout changes them
+        self.image_positions: Literal["fixed", "mask"] = "fixed"
+        self.imageless_caption: Literal["keep", "drop"] = "keep"
         self.set_prompt(prompt)
 
     @classmethod
@@ -313,7 +316,27 @@ class TextBackbone(torch.nn.Module):
             compact=self.spec.compact or decoder,
             eos_token=self.spec.eos_token,
             bos_token_id=leading_bos_id(self.tokenizer) if decoder else None,
+            keep_caption=self.imageless_caption == "keep",
         )
+
+    def set_layout(
+        self, image_positions: Literal["fixed", "mask"] = "fixed", imageless_caption: Literal["keep", "drop"] = "keep"
+    ) -> None:
+        """Choose the two image layouts where vixml may deviate from the reference (defaults: the reference).
+
+        ``image_positions`` (encoders with images): ``fixed`` places the text after the N image slots whether
+        or not the images exist ([CLS] at position N, as the reference's plain concatenation); ``mask`` counts
+        positions over the real tokens. ``imageless_caption`` (decoders): a row without any image keeps the
+        caption before ``{images}`` (``keep``) or reads as a text-only item (``drop``).
+        """
+        if image_positions not in ("fixed", "mask") or imageless_caption not in ("keep", "drop"):
+            raise ConfigError(
+                f"image_positions must be fixed or mask and imageless_caption keep or drop; "
+                f"got {image_positions!r}, {imageless_caption!r}"
+            )
+        self.image_positions = image_positions
+        self.imageless_caption = imageless_caption
+        self.set_prompt(self.prompt)
 
     def assembler(self, with_images: bool) -> SequenceAssembler:
         """The assembler of items with images (the full segment list) or without (the text-only list)."""
@@ -342,26 +365,35 @@ class TextBackbone(torch.nn.Module):
             extra_mask,
         )
 
-    def forward_embeds(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward_embeds(
+        self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Run the model on (B, T, H) token embeddings with their (B, T) mask -> (B, T, H) last hidden states.
 
         The model adds its own position (and token-type) embeddings as it does for ``input_ids``; types whose
-        spec says so get position ids counted over the mask. Decoders run without a KV cache.
+        spec says so get position ids counted over the mask (or ``position_ids`` when given). Decoders run
+        without a KV cache.
         """
         kwargs: dict[str, Any] = {}
-        if self.spec.positions_from_mask:
+        if position_ids is not None:
+            kwargs["position_ids"] = position_ids
+        elif self.spec.positions_from_mask:
             kwargs["position_ids"] = _positions_from_mask(attention_mask)
         if self.kind == "decoder":
             kwargs["use_cache"] = False
         output = self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
         return output.last_hidden_state
 
-    def pool_states(self, states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """(B, T, H) token states -> (B, D) float32 embeddings: pooled, transformed, normalised."""
+    def pool_states(self, states: torch.Tensor, attention_mask: torch.Tensor, raw: bool = False) -> torch.Tensor:
+        """(B, T, H) token states -> (B, D) float32 embeddings: pooled, transformed, normalised (not when ``raw``)."""
         pooled = pool(states, attention_mask, self.pooling)
         if self.transform is not None:
             pooled = self.transform(pooled.to(self.transform.weight.dtype))
         pooled = pooled.float()
+        return pooled if raw else self.finish(pooled)
+
+    def finish(self, pooled: torch.Tensor) -> torch.Tensor:
+        """The last step of :meth:`encode`: L2 normalisation when ``normalize`` (for a ``raw=True`` output)."""
         if self.normalize:
             pooled = torch.nn.functional.normalize(pooled, p=2.0, dim=-1)
         return pooled
@@ -372,6 +404,7 @@ class TextBackbone(torch.nn.Module):
         attention_mask: torch.Tensor,
         extra_embeds: torch.Tensor | None = None,
         extra_mask: torch.Tensor | None = None,
+        raw: bool = False,
     ) -> torch.Tensor:
         """Encode token ids, optionally with image tokens placed by this backbone's segment list.
 
@@ -380,14 +413,28 @@ class TextBackbone(torch.nn.Module):
             attention_mask: (B, T) text mask.
             extra_embeds: (B, N, H) image tokens in the token-embedding space, or None.
             extra_mask: (B, N), 0 for missing images; None = all present.
+            raw: skip the normalisation (the pooled, transformed state: what PRIME's LPN reads).
 
         Returns:
-            (B, D) float32 embeddings, L2-normalised when ``normalize``. Mean pooling covers every real token
-            of the assembled sequence (prompt words and image tokens included).
+            (B, D) float32 embeddings, L2-normalised when ``normalize`` and not ``raw``. Mean pooling covers
+            every real token of the assembled sequence (prompt words and image tokens included).
         """
         batch = self.assemble(input_ids, attention_mask, extra_embeds, extra_mask)
-        states = self.forward_embeds(batch.inputs_embeds, batch.attention_mask)
-        return self.pool_states(states, batch.attention_mask)
+        positions = None
+        layout = self._assemblers[extra_embeds is not None]
+        if (
+            extra_embeds is not None
+            and self.image_positions == "fixed"
+            and self.spec.positions_from_mask
+            and not layout.compact
+            and layout.segments[0] == "{images}"
+        ):  # the reference's encoder: images then text, the text's positions start at N whatever the mask
+            n = extra_embeds.shape[1]
+            mask = batch.attention_mask
+            slots = torch.arange(n, device=mask.device).expand(mask.shape[0], n)
+            positions = torch.cat((slots, n + _positions_from_mask(mask[:, n:])), dim=1)
+        states = self.forward_embeds(batch.inputs_embeds, batch.attention_mask, positions)
+        return self.pool_states(states, batch.attention_mask, raw=raw)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: torch.Tensor) -> torch.Tensor:
         """Same as :meth:`encode` (so that hooks, DDP and ``torch.compile`` see a regular module call)."""
@@ -435,6 +482,8 @@ class TextBackbone(torch.nn.Module):
             "normalize": self.normalize,
             "transform_dim": self.embedding_dim if self.transform is not None else None,
             "prompt": list(self.prompt),
+            "image_positions": self.image_positions,
+            "imageless_caption": self.imageless_caption,
             "lora": adapter_only,
             "base_model": self.name_or_path,
         }
@@ -473,6 +522,8 @@ class TextBackbone(torch.nn.Module):
             backbone.model = load_adapter(backbone.model, directory, trainable=trainable)
         else:
             backbone = cls.from_pretrained(directory, **settings, **options)
+        # heads saved before these switches existed: the layouts vixml used then
+        backbone.set_layout(head.get("image_positions", "mask"), head.get("imageless_caption", "drop"))
         if backbone.transform is not None:
             weights = directory / HEAD_WEIGHTS
             if not weights.exists():

@@ -105,6 +105,7 @@ def build_dual_encoder(
         liger=mc.liger,
         load_in_4bit=mc.lora is not None and mc.lora.quantize == "4bit",
     )
+    backbone.set_layout(mc.image_positions, mc.imageless_caption)
     if mc.lora is not None:
         lc = mc.lora
         backbone.add_lora(
@@ -120,6 +121,8 @@ def build_dual_encoder(
             heads=pc.lpn_heads,
             ffn_dim=pc.lpn_ffn,
             dropout=pc.lpn_dropout,
+            lpn_inputs=pc.lpn_inputs,
+            unseen_labels=pc.unseen_labels,
         )
     projection = None
     if config.images is not None and vision_dim is not None:

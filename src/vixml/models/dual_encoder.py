@@ -93,27 +93,34 @@ class DualEncoder(nn.Module):
         attention_mask: torch.Tensor,
         images: torch.Tensor | None = None,
         image_mask: torch.Tensor | None = None,
+        *,
+        raw: bool = False,
     ) -> torch.Tensor:
-        """Label texts (and images) -> (B, D) normalised embeddings (prototypes are applied apart)."""
-        return self._encode("label", input_ids, attention_mask, images, image_mask)
+        """Label texts (and images) -> (B, D) normalised embeddings (prototypes are applied apart).
 
-    def _encode(self, side, input_ids, attention_mask, images, image_mask) -> torch.Tensor:
+        ``raw``: before the normalisation (the reference's LPN reads the raw pooled state ``u``; normalise it
+        with ``backbone.finish`` for the losses).
+        """
+        return self._encode("label", input_ids, attention_mask, images, image_mask, raw=raw)
+
+    def _encode(self, side, input_ids, attention_mask, images, image_mask, raw: bool = False) -> torch.Tensor:
         if images is None or not self.uses_images(side):
-            return self.backbone.encode(input_ids, attention_mask)
+            return self.backbone.encode(input_ids, attention_mask, raw=raw)
         tokens = self.image_projection(images.to(self.device))
         mask = image_mask.to(self.device) if image_mask is not None else None
-        return self.backbone.encode(input_ids, attention_mask, extra_embeds=tokens, extra_mask=mask)
+        return self.backbone.encode(input_ids, attention_mask, extra_embeds=tokens, extra_mask=mask, raw=raw)
 
     def label_prototypes(self, label_ids: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
-        """(B,) label ids and their (B, D) text embeddings -> (B, D) prototypes (needs prototypes)."""
+        """(B,) label ids and their (B, D) raw text embeddings -> (B, D) prototypes (needs prototypes)."""
         if self.prototypes is None:
             raise RuntimeError("this dual encoder has no prototypes")
         return self.prototypes(label_ids.to(text_emb.device), text_emb)
 
     def inference_label_embeddings(self, text_emb_all: torch.Tensor) -> torch.Tensor:
-        """(L, D) text embeddings of every label -> (L, D) embeddings to search: prototypes when present."""
+        """(L, D) raw text embeddings of every label (``encode_labels(..., raw=True)``) -> (L, D) embeddings
+        to search: prototypes when present, else the normalised text embeddings."""
         if self.prototypes is None:
-            return text_emb_all
+            return self.backbone.finish(text_emb_all)
         return self.prototypes.label_embeddings(text_emb_all.to(self.device)).to(text_emb_all.device)
 
     def save(self, directory: str | os.PathLike) -> None:
@@ -148,7 +155,9 @@ class DualEncoder(nn.Module):
         backbone = TextBackbone.load(directory / "backbone", **backbone_kwargs)
         prototypes = projection = None
         if meta.get("prototypes"):
-            prototypes = _load_module(LabelPrototypes(**meta["prototypes"]), directory / _PROTOTYPES)
+            # runs saved before these switches existed were trained with normalised inputs and the text fallback
+            hyper = {"lpn_inputs": "normalized", "unseen_labels": "text", **meta["prototypes"]}
+            prototypes = _load_module(LabelPrototypes(**hyper), directory / _PROTOTYPES)
         if meta.get("image_projection"):
             projection = _load_module(ImageProjection(**meta["image_projection"]), directory / _PROJECTION)
         return cls(backbone, prototypes, projection, meta.get("image_sides", "both")).eval()

@@ -35,6 +35,8 @@ __all__ = ["LabelPrototypes"]
 logger = logging.getLogger(__name__)
 
 FreeVectorInit = Literal["xavier", "cluster_mean"]
+LpnInputs = Literal["raw", "normalized"]
+UnseenLabels = Literal["prototype", "text"]
 
 
 def _check_config(num_labels: int, dim: int, num_free_vectors: int, heads: int, ffn_dim: int, dropout: float) -> None:
@@ -73,6 +75,11 @@ class LabelPrototypes(nn.Module):
         heads: attention heads of the LPN.
         ffn_dim: feed-forward width of the LPN.
         dropout: dropout of the LPN.
+        lpn_inputs: ``"raw"``: the LPN reads the text embedding as given (callers pass the un-normalised
+            pooled state) and the plain mean of the label's query embeddings, as the reference (its text
+            token then dominates by norm); ``"normalized"``: both L2-normalised first (three equal-norm tokens).
+        unseen_labels: labels without training queries get a prototype from a zero centroid
+            (``"prototype"``, the reference) or their normalised text embedding at inference (``"text"``).
 
     Raises:
         ConfigError: an argument is out of range, or ``dim`` is not divisible by ``heads``.
@@ -86,9 +93,18 @@ class LabelPrototypes(nn.Module):
         heads: int = 8,
         ffn_dim: int = 1024,
         dropout: float = 0.1,
+        lpn_inputs: LpnInputs = "raw",
+        unseen_labels: UnseenLabels = "prototype",
     ) -> None:
         super().__init__()
         _check_config(num_labels, dim, num_free_vectors, heads, ffn_dim, dropout)
+        if lpn_inputs not in ("raw", "normalized") or unseen_labels not in ("prototype", "text"):
+            raise ConfigError(
+                f"lpn_inputs must be 'raw' or 'normalized' and unseen_labels 'prototype' or 'text'; "
+                f"got {lpn_inputs!r}, {unseen_labels!r}"
+            )
+        self.lpn_inputs = lpn_inputs
+        self.unseen_labels = unseen_labels
         self.num_labels = num_labels
         self.dim = dim
         self.num_free_vectors = num_free_vectors
@@ -117,6 +133,8 @@ class LabelPrototypes(nn.Module):
             "heads": self.lpn.self_attn.num_heads,
             "ffn_dim": self.lpn.linear1.out_features,
             "dropout": self.lpn.dropout.p,
+            "lpn_inputs": self.lpn_inputs,
+            "unseen_labels": self.unseen_labels,
         }
 
     @torch.no_grad()
@@ -168,7 +186,9 @@ class LabelPrototypes(nn.Module):
 
     @torch.no_grad()
     def update_centroids(self, query_bank: torch.Tensor | np.ndarray, train_Y: sp.spmatrix | sp.sparray) -> None:
-        """Recompute every label's centroid: the normalised mean of its training queries' embeddings.
+        """Recompute every label's centroid: the plain mean of its training queries' embeddings (xclib's
+        ``compute_centroid(reduction="mean")`` in the reference; ``lpn_inputs="normalized"`` normalises it
+        when it is read).
 
         Runs between epochs on the bank of query embeddings of the epoch just finished (on the bank's device,
         as one sparse matmul). A label with no training query gets a zero centroid and ``has_queries`` False.
@@ -205,13 +225,17 @@ class LabelPrototypes(nn.Module):
                 size=(num_labels, n),
                 check_invariants=False,  # built from a canonical scipy CSR
             ).to(bank.device)
-        sums = select @ bank.to(torch.float32)  # (L, d); the mean's scale vanishes in the normalisation
-        self.centroids.copy_(F.normalize(sums, dim=1).to(self.centroids.device, self.centroids.dtype))
+        sums = select @ bank.to(torch.float32)  # (L, d)
+        means = sums / counts.clamp(min=1).to(sums.device, sums.dtype).unsqueeze(1)
+        self.centroids.copy_(means.to(self.centroids.device, self.centroids.dtype))
         self.has_queries.copy_((counts > 0).to(self.has_queries.device))
         missing = int((counts == 0).sum())
         if missing:
             logger.info(
-                "%d of %d labels have no training query: zero centroid, text-embedding fallback", missing, num_labels
+                "%d of %d labels have no training query: zero centroid (%s at inference)",
+                missing,
+                num_labels,
+                "prototype" if self.unseen_labels == "prototype" else "text-embedding fallback",
             )
 
     def forward(self, label_ids: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
@@ -219,33 +243,36 @@ class LabelPrototypes(nn.Module):
 
         Args:
             label_ids: (B,) long label ids, selecting free vectors and centroids.
-            text_emb: (B, d) the encoder's embeddings of the same labels' texts (u).
+            text_emb: (B, d) the encoder's embeddings of the same labels' texts (u), BEFORE L2 normalisation
+                (``DualEncoder.encode_labels(..., raw=True)``); ``lpn_inputs`` decides what the LPN reads.
 
         Returns:
             (B, d) unit-norm prototypes, in the dtype of the LPN's computation.
         """
         label_ids = label_ids.to(self.label_to_free.device, torch.long)
+        free = self.label_to_free[label_ids].to(self.free_vectors.device)
+        return self.compose(text_emb, free, self.centroids[label_ids])
+
+    def compose(self, text_emb: torch.Tensor, free_ids: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
+        """``normalise(mean(LPN([u, free_vector, centroid])))`` from explicit parts (new labels: zero centroid)."""
         dtype = self.free_vectors.dtype
         device = self.free_vectors.device
-        tokens = torch.stack(
-            (
-                text_emb.to(device, dtype),
-                self.free_vectors[self.label_to_free[label_ids].to(device)],
-                self.centroids[label_ids].to(device, dtype),
-            ),
-            dim=1,
-        )  # (B, 3, d)
+        u = text_emb.to(device, dtype)
+        c = centroids.to(device, dtype)
+        if self.lpn_inputs == "normalized":
+            u, c = F.normalize(u, dim=-1), F.normalize(c, dim=-1)
+        tokens = torch.stack((u, self.free_vectors[free_ids.to(device)], c), dim=1)  # (B, 3, d)
         return F.normalize(self.lpn(tokens).mean(dim=1), dim=-1)
 
     @torch.no_grad()
     def label_embeddings(self, text_emb_all: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
-        """Inference label embeddings: prototypes, or the normalised text embedding for unseen labels.
-
-        Labels without any training query (``has_queries`` False) have no centroid to learn from, so METHOD.md 4
-        falls back to their text embedding. Runs in eval mode (no dropout) and restores the previous mode.
+        """Inference label embeddings: every label's prototype (``unseen_labels="prototype"``, the reference:
+        a label without training queries has a zero centroid), or, with ``"text"``, the normalised text
+        embedding for labels without any training query. Runs in eval mode (no dropout) and restores the
+        previous mode.
 
         Args:
-            text_emb_all: (L, d) the encoder's embeddings of every label's text.
+            text_emb_all: (L, d) the encoder's embeddings of every label's text, before normalisation.
             batch_size: labels per LPN call (bounds the memory).
 
         Returns:
@@ -259,7 +286,10 @@ class LabelPrototypes(nn.Module):
         self.eval()
         try:
             out = F.normalize(text_emb_all.to(torch.float32), dim=-1)
-            seen = torch.nonzero(self.has_queries, as_tuple=True)[0]
+            if self.unseen_labels == "prototype":
+                seen = torch.arange(self.num_labels, device=self.has_queries.device)
+            else:
+                seen = torch.nonzero(self.has_queries, as_tuple=True)[0]
             for start in range(0, seen.numel(), batch_size):
                 ids = seen[start : start + batch_size]
                 ids_out = ids.to(text_emb_all.device)

@@ -8,6 +8,7 @@ the split's image bank on the sides that carry images, length-sorted batches wit
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import torch
 
+from vixml import distributed
 from vixml.data.tokenize import TokenArrays, TokenCache
 from vixml.errors import DataError, Problem
 from vixml.models.amp import autocast
@@ -97,9 +99,14 @@ class SplitEncoder:
         """The bank the split is encoded with: None when the model has no images on that side."""
         return self.images.get(split) if self.model.uses_images(side_of(split)) else None
 
-    def embed_split(self, split: Split, *, rows: np.ndarray | None = None, progress: str | None = None) -> np.ndarray:
-        """(len(rows), D) float32 embeddings of a split's items (all rows by default), in row order."""
-        encode = self.model.encode_labels if split == "lbl" else self.model.encode_queries
+    def embed_split(
+        self, split: Split, *, rows: np.ndarray | None = None, progress: str | None = None, raw: bool = False
+    ) -> np.ndarray:
+        """(len(rows), D) float32 embeddings of a split's items (all rows by default), in row order.
+
+        ``raw`` (labels only): before the normalisation, as PRIME's prototype network reads them.
+        """
+        encode = functools.partial(self.model.encode_labels, raw=raw) if split == "lbl" else self.model.encode_queries
         with _eval_mode(self.model):
             return embed_tokens(
                 encode,
@@ -112,6 +119,23 @@ class SplitEncoder:
                 progress=progress,
             )
 
+    def embed_split_sharded(
+        self, split: Split, *, progress: str | None = None, to_all: bool = True, raw: bool = False
+    ) -> np.ndarray | None:
+        """A whole split's (n, D) embeddings; under torchrun each rank embeds whole batches of it, round robin.
+
+        The batches are those of one process (length-sorted, ``eval.encode_batch_size``), so the result is the
+        single-process one. ``to_all``: every rank gets the whole array (an all-gather); otherwise rank 0 does
+        and the others get None (evaluation and prediction: only rank 0 searches and writes).
+        """
+        if not distributed.world().distributed:
+            return self.embed_split(split, progress=progress, raw=raw)
+        tokens = self.tokens(split)
+        order = np.argsort(-tokens.lengths, kind="stable")
+        rows = distributed.shard_batches(len(tokens), self.batch_size, order)
+        values = self.embed_split(split, rows=rows, progress=progress if distributed.is_main() else None, raw=raw)
+        return distributed.gather_rows(rows, values, len(tokens), to_all=to_all)
+
     @torch.inference_mode()
     def embed_texts(
         self,
@@ -119,14 +143,15 @@ class SplitEncoder:
         images: tuple[np.ndarray, np.ndarray] | None = None,
         *,
         side: Literal["query", "label"] = "query",
+        raw: bool = False,
     ) -> np.ndarray:
         """Free texts (and their image embeddings ``(emb (n, N, D), mask (n, N))``) -> (n, D) float32.
 
         Tokenised on the fly with the run's maximum length of ``side``; images are used when the model carries
-        images on that side.
+        images on that side. ``raw`` (labels only): before the normalisation.
         """
         model = self.model
-        encode = model.encode_labels if side == "label" else model.encode_queries
+        encode = functools.partial(model.encode_labels, raw=raw) if side == "label" else model.encode_queries
         use_images = images is not None and model.uses_images(side)
         max_length = self.max_length("lbl" if side == "label" else "tst")
         out = []

@@ -10,7 +10,7 @@ torch is imported inside the functions so that importing the package stays cheap
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from vixml.errors import ConfigError
 
@@ -24,6 +24,8 @@ __all__ = [
     "sample_positive",
     "hardest_negatives",
     "mean_over_rows",
+    "hinge",
+    "HingeTie",
     "raise_problems",
     "int_problem",
     "positive_problem",
@@ -115,6 +117,27 @@ def hardest_negatives(scores: torch.Tensor, pos: torch.Tensor, k: int) -> tuple[
     _, index = torch.topk(ranked, k=k_eff, dim=1, largest=True, sorted=True)
     valid = ~pos.gather(1, index)
     return index, valid
+
+
+HingeTie = Literal["split", "zero"]
+"""Gradient of ``max(0, x)`` at exactly ``x = 0``: ``split`` = 0.5 (``torch.max(zeros, x)`` of the reference), ``zero``
+= none (``relu``)."""
+
+
+def hinge(x: torch.Tensor, tie: HingeTie = "split") -> torch.Tensor:
+    """``max(0, x)`` elementwise; ``tie`` picks the gradient at exactly 0 (the values are identical).
+
+    The reference's ``torch.max(torch.zeros_like(x), x)`` gives an entry at exactly 0 half the gradient of a
+    violating one. Ties are not rare: with the dynamic margin, a correctly ordered pair whose gap lies in
+    [margin_min, margin_max] has ``s_n - s_p + |s_p - s_n| = 0`` exactly (IEEE subtraction is antisymmetric).
+    """
+    import torch
+
+    if tie == "split":
+        return torch.maximum(torch.zeros_like(x), x)
+    if tie == "zero":
+        return torch.relu(x)
+    raise ConfigError(f"hinge_tie must be 'split' or 'zero', got {tie!r}")
 
 
 def mean_over_rows(per_row: torch.Tensor, row_valid: torch.Tensor) -> torch.Tensor:

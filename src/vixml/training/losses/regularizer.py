@@ -10,9 +10,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from vixml.training.losses._mining import (
+    HingeTie,
     as_compute_dtype,
     check_pair,
     hardest_negatives,
+    hinge,
     int_problem,
     margin_problem,
     positive_mask,
@@ -33,6 +35,7 @@ def prime_regularizer(
     *,
     margin: float = 0.1,
     num_negatives: int = 10,
+    hinge_tie: HingeTie = "split",
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Push a positive higher, and hard negatives lower, in prototype space than in raw space.
@@ -45,7 +48,8 @@ def prime_regularizer(
       prototypes currently confuse), ``l_n = max(0, proto_in - raw_in + margin)``; fewer if fewer exist.
 
     Each part is averaged over its violating entries only (``sum / count(l > 0)``, 0 when nothing
-    violates: satisfied pairs do not dilute the signal), and ``L_r = (part_p + part_n) / 2``. Both score
+    violates: satisfied pairs do not dilute the signal; a part without any violation is a constant 0, as in
+    the reference, so its ties send no gradient), and ``L_r = (part_p + part_n) / 2``. Both score
     matrices receive gradient (nothing is detached, as in the reference).
 
     Args:
@@ -54,6 +58,7 @@ def prime_regularizer(
         targets: (B, C) relevance; any non-zero entry is a positive.
         margin: required advantage of the prototype space (paper: 0.1).
         num_negatives: k hardest negatives per row (paper: 10).
+        hinge_tie: gradient of the hinges at exactly 0 (see ``triplet_loss``).
         generator: source of the positive picks (see ``triplet_loss``).
 
     Returns:
@@ -76,17 +81,20 @@ def prime_regularizer(
     pos = positive_mask(targets)
 
     pos_index, has_pos = sample_positive(pos, generator)
-    loss_p = torch.relu(raw.gather(1, pos_index) - proto.gather(1, pos_index) + margin).squeeze(1)  # (B,)
+    loss_p = hinge(raw.gather(1, pos_index) - proto.gather(1, pos_index) + margin, hinge_tie).squeeze(1)  # (B,)
     loss_p = torch.where(has_pos, loss_p, torch.zeros_like(loss_p))
 
     neg_index, neg_valid = hardest_negatives(proto, pos, num_negatives)
-    loss_n = torch.relu(proto.gather(1, neg_index) - raw.gather(1, neg_index) + margin)  # (B, k')
+    loss_n = hinge(proto.gather(1, neg_index) - raw.gather(1, neg_index) + margin, hinge_tie)  # (B, k')
     loss_n = torch.where(neg_valid & has_pos.unsqueeze(1), loss_n, torch.zeros_like(loss_n))
 
     return (_mean_of_violations(loss_p) + _mean_of_violations(loss_n)) / 2
 
 
 def _mean_of_violations(loss: torch.Tensor) -> torch.Tensor:
-    """Sum of ``loss`` divided by its number of positive entries (0 when there are none)."""
-    count = (loss > 0).sum().clamp(min=1).to(loss.dtype)
-    return loss.sum() / count
+    """Sum of ``loss`` divided by its number of positive entries; a constant 0 (no gradient) when there are none."""
+    import torch
+
+    count = (loss > 0).sum()
+    total = loss.sum()
+    return torch.where(count > 0, total / count.clamp(min=1).to(loss.dtype), total.detach() * 0)

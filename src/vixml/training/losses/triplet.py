@@ -13,9 +13,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from vixml.training.losses._mining import (
+    HingeTie,
     as_compute_dtype,
     check_pair,
     hardest_negatives,
+    hinge,
     int_problem,
     margin_problem,
     mean_over_rows,
@@ -41,6 +43,7 @@ def triplet_loss(
     dynamic_margin: bool = True,
     aggressive: bool = False,
     temperature: float = 0.1,
+    hinge_tie: HingeTie = "split",
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Triplet margin loss of each row's random positive against its k hardest in-batch negatives.
@@ -55,7 +58,9 @@ def triplet_loss(
        ``m = margin_max`` when ``dynamic_margin`` is False (the reference's fixed ``margin``). With the
        dynamic margin a correctly ordered pair costs nothing once it is ``margin_min`` apart, while a
        wrongly ordered pair is pushed by up to ``margin_max``.
-    4. per-negative loss ``l_n = max(0, s_n - s_p + m)``.
+    4. per-negative loss ``l_n = max(0, s_n - s_p + m)``; at exactly 0 (a correctly ordered pair whose gap
+       lies in [margin_min, margin_max]: the dynamic margin makes it a tie by construction) the gradient is
+       split (0.5, as ``torch.max`` in the reference) or zero (``relu``), per ``hinge_tie``.
     5. ``aggressive``: ``l_n *= softmax(s_n / temperature)`` taken over the violating negatives only
        (``l_n > 0``), which focuses the row on its worst violators. As in the reference the weights are
        not detached, so gradient also flows through them.
@@ -73,6 +78,7 @@ def triplet_loss(
         dynamic_margin: use the clamped per-pair margin (True) or the fixed ``margin_max``.
         aggressive: weight each row's violating negatives by a softmax of their scores.
         temperature: softmax temperature of the aggressive weighting (paper: 0.1).
+        hinge_tie: gradient of the hinge at exactly 0: ``"split"`` (reference) or ``"zero"``.
         generator: the only source of randomness (positive picks); pass a seeded ``torch.Generator`` on
             ``scores.device`` for reproducible, resumable training. None uses torch's global RNG.
 
@@ -87,6 +93,7 @@ def triplet_loss(
 
     check_pair(scores, targets, where="triplet_loss")
     _check_hyper(num_negatives, margin_min, margin_max, temperature)
+    raise_problems("triplet_loss", [_tie_problem(hinge_tie)])
 
     s = as_compute_dtype(scores)
     pos = positive_mask(targets)
@@ -99,7 +106,7 @@ def triplet_loss(
         margin = torch.clamp((s_p - s_n).abs().detach(), min=margin_min, max=margin_max)
     else:
         margin = margin_max
-    loss = torch.relu(s_n - s_p + margin)
+    loss = hinge(s_n - s_p + margin, hinge_tie)
     loss = torch.where(neg_valid, loss, torch.zeros_like(loss))  # (B, k')
 
     if aggressive:
@@ -108,6 +115,11 @@ def triplet_loss(
         loss = loss * torch.softmax(logits, dim=1)
 
     return mean_over_rows(loss.sum(dim=1), has_pos)
+
+
+def _tie_problem(tie: object) -> str | None:
+    """Why ``tie`` is not a valid ``hinge_tie``, or None."""
+    return None if tie in ("split", "zero") else f"hinge_tie must be 'split' or 'zero', got {tie!r}"
 
 
 def _check_hyper(num_negatives: int, margin_min: float, margin_max: float, temperature: float) -> None:
