@@ -77,8 +77,15 @@ def one_step(cfg, data_dir, out_dir, result: Path | None) -> dict:
     return out
 
 
-def train_run(cfg, data_dir, out_dir, kill_at: int | None = None, resume: bool = False) -> None:
-    """``vixml.training.train`` on this rank; ``kill_at``: every rank dies after that optimiser step."""
+def train_run(
+    cfg, data_dir, out_dir, kill_at: int | None = None, resume: bool = False, term_at: tuple | None = None
+) -> None:
+    """``vixml.training.train`` on this rank; ``kill_at``: every rank dies after that optimiser step;
+    ``term_at=(rank, step)``: that rank alone gets SIGTERM after that step (the others must stop with it)."""
+    import signal
+
+    from vixml import distributed
+    from vixml.errors import TrainingInterrupted
     from vixml.training import train
 
     class Killed(Exception):
@@ -87,8 +94,10 @@ def train_run(cfg, data_dir, out_dir, kill_at: int | None = None, resume: bool =
     def kill(step: int) -> None:
         if step == kill_at:
             raise Killed
+        if term_at is not None and (distributed.world().rank, step) == tuple(term_at):
+            os.kill(os.getpid(), signal.SIGTERM)
 
     try:
-        train(cfg, data_dir, out_dir, resume=resume, step_callbacks=[kill] if kill_at else [])
-    except Killed:
+        train(cfg, data_dir, out_dir, resume=resume, step_callbacks=[kill])
+    except (Killed, TrainingInterrupted):
         pass

@@ -60,7 +60,8 @@ def _same_run(a, b) -> None:
 
 def test_two_rank_training_learns_and_resumes_identically(tmp_path, planted_data, config):
     """(b) a 2-rank run learns the planted data; (c) killed inside an epoch on both ranks, it resumes
-    (``resume=True``, 2 ranks) to the uninterrupted 2-rank run, bit for bit."""
+    (``resume=True``, 2 ranks) to the uninterrupted 2-rank run, bit for bit; so does a run stopped by a
+    SIGTERM that reached one rank only (the ranks agree to stop, with a checkpoint at that step)."""
     cfg = config("train.epochs=4", "prototypes.lpn_heads=4", "prototypes.lpn_ffn=64", "prototypes.lr=2e-3")
     full, killed = tmp_path / "full", tmp_path / "killed"
     spawn(train_run, 2, cfg, planted_data, full)
@@ -76,6 +77,13 @@ def test_two_rank_training_learns_and_resumes_identically(tmp_path, planted_data
     _same_run(full, killed)
     state = json.loads((killed / "run.json").read_text())
     assert len(state["segments"]) == 2 and state["finished"]
+
+    stopped = tmp_path / "stopped"  # SIGTERM reaches rank 1 only: both ranks checkpoint at step 13 and stop
+    spawn(train_run, 2, cfg, planted_data, stopped, None, False, (1, 13))
+    assert not (stopped / "metrics.json").exists()
+    assert any(p.name.endswith("-s000000013") for p in (stopped / "checkpoints").iterdir())
+    spawn(train_run, 2, cfg, planted_data, stopped, None, True)
+    _same_run(full, stopped)
 
 
 def test_predict_under_torchrun_equals_one_process(tmp_path, planted_data, config):
