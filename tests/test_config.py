@@ -80,7 +80,7 @@ def test_defaults_of_the_contract_keys():
     assert cfg.loss.aggressive and cfg.loss.hinge_tie == "split" and not cfg.loss.symmetric
     assert cfg.train.grad_clip == "auto" and cfg.train.clip_norm(decoder=True) == 1.0
     assert cfg.train.clip_norm(decoder=False) is None
-    assert (cfg.eval.A, cfg.eval.B, cfg.eval.k) == (0.55, 1.5, 5)
+    assert (cfg.eval.A, cfg.eval.B, cfg.eval.k) == ("auto", "auto", 5)  # the dataset family's A/B
     assert LoraConfig() == LoraConfig(r=256, alpha=256.0, rslora=True, dropout=0.0, target_modules=None)
     assert ImagesConfig().num_images == 3 and PrototypeConfig().num_free_vectors == 65536
     assert AugmentConfig() == AugmentConfig(num_labels=100, num_queries=100, temperature=0.05, label_weight=0.9)

@@ -57,3 +57,17 @@ def test_bad_arguments():
         inverse_propensity(sp.csr_matrix((0, 2)))
     with pytest.raises(DataError, match="2-D"):
         inverse_propensity(np.ones(3))
+
+
+def test_auto_propensity_comes_from_the_dataset_family(tmp_path):
+    """eval.A/B "auto" (the default): Amazon data is scored with 0.6/2.6, not the generic 0.55/1.5."""
+    from vixml.metrics import resolve_propensity
+
+    amazon = tmp_path / "LF-AmazonTitles-131K"
+    amazon.mkdir()
+    assert resolve_propensity("auto", "auto", amazon) == (0.6, 2.6)
+    assert resolve_propensity(0.5, "auto", amazon) == (0.5, 2.6)
+    assert resolve_propensity(0.7, 1.0, amazon) == (0.7, 1.0)
+    other = tmp_path / "my-data"
+    other.mkdir()
+    assert resolve_propensity("auto", "auto", other) == (0.55, 1.5)

@@ -112,21 +112,8 @@ def evaluate(
 
 def _propensity(a: float | None, b: float | None, folder: Path) -> tuple[float, float, str]:
     """``(A, B, why)``: the given values, else the dataset family's (its manifest, else its folder's name)."""
-    from vixml.data import read_manifest
-    from vixml.data.family import dataset_family
-    from vixml.metrics import PROPENSITY_PRESETS
+    from vixml.metrics import dataset_propensity
 
-    family, source = None, ""
-    try:
-        manifest = read_manifest(folder)
-    except (OSError, ValueError):
-        manifest = None
-    if manifest and manifest.get("family"):
-        family, source = manifest["family"], f"family {manifest['family']!r} in {folder / 'dataset.json'}"
-    elif (named := dataset_family(folder.resolve().name)) is not None:
-        family, source = named, f"family {named!r} from the folder name {folder.resolve().name!r}"
-    preset_a, preset_b = PROPENSITY_PRESETS.get(family or "default", PROPENSITY_PRESETS["default"])
-    if family is None:
-        source = "family unknown: the default; pass --A/--B or --data DIR"
+    preset_a, preset_b, source = dataset_propensity(folder)
     why = "given" if a is not None and b is not None else source
     return (a if a is not None else preset_a), (b if b is not None else preset_b), why

@@ -396,8 +396,17 @@ class EvalConfig(_Section):
     """Prediction depth and the metrics (METHOD.md 5-6)."""
 
     _key = "eval"
-    A: float = _f(0.55, "Propensity parameter A of PSP/PSnDCG (Amazon datasets: 0.6).", gt=0)
-    B: float = _f(1.5, "Propensity parameter B of PSP/PSnDCG (Amazon datasets: 2.6).", ge=0)
+    A: float | Literal["auto"] = _f(
+        "auto",
+        "Propensity parameter A of PSP/PSnDCG; auto = the dataset family's (dataset.json or folder name: Amazon "
+        "0.6, Wikipedia 0.5), else 0.55.",
+        gt=0,
+    )
+    B: float | Literal["auto"] = _f(
+        "auto",
+        "Propensity parameter B of PSP/PSnDCG; auto = the dataset family's (Amazon 2.6, Wikipedia 0.4), else 1.5.",
+        ge=0,
+    )
     k: int = _f(5, "Metrics are reported at 1..k (and R@topk).", ge=1)
     topk: int = _f(100, "Labels kept per query by the search.", ge=1)
     use_filter: bool = _f(True, "Remove the pairs of filter_labels_test.txt (when present) before scoring.")

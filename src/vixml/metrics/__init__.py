@@ -17,7 +17,13 @@ from __future__ import annotations
 from vixml.metrics.evaluation import RECALL_AT, evaluate
 from vixml.metrics.filtering import filter_predictions
 from vixml.metrics.functions import mrr, ndcg, precision, psndcg, psprecision, recall
-from vixml.metrics.propensity import PROPENSITY_PRESETS, inverse_propensity, propensity_preset
+from vixml.metrics.propensity import (
+    PROPENSITY_PRESETS,
+    dataset_propensity,
+    inverse_propensity,
+    propensity_preset,
+    resolve_propensity,
+)
 
 __all__ = [
     "evaluate",
@@ -32,4 +38,6 @@ __all__ = [
     "inverse_propensity",
     "propensity_preset",
     "PROPENSITY_PRESETS",
+    "dataset_propensity",
+    "resolve_propensity",
 ]

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 
 import numpy as np
 import scipy.sparse as sp
@@ -35,7 +36,14 @@ import scipy.sparse as sp
 from vixml.data.family import dataset_family
 from vixml.errors import ConfigError, DataError, Problem
 
-__all__ = ["PROPENSITY_PRESETS", "propensity_preset", "inverse_propensity", "check_propensity_params"]
+__all__ = [
+    "PROPENSITY_PRESETS",
+    "propensity_preset",
+    "dataset_propensity",
+    "resolve_propensity",
+    "inverse_propensity",
+    "check_propensity_params",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +71,38 @@ def propensity_preset(dataset: str) -> tuple[float, float]:
         return PROPENSITY_PRESETS[name]
     family = dataset_family(name)
     return PROPENSITY_PRESETS[family if family in ("amazon", "wikipedia") else "default"]
+
+
+def dataset_propensity(folder: str | os.PathLike) -> tuple[float, float, str]:
+    """``(A, B, why)`` of a dataset folder: its family in ``dataset.json``, else the family of its folder's
+    name, else the default preset (``why`` says which)."""
+    from pathlib import Path
+
+    from vixml.data import read_manifest
+
+    folder = Path(folder)
+    family, source = None, ""
+    try:
+        manifest = read_manifest(folder)
+    except (OSError, ValueError):
+        manifest = None
+    if manifest and manifest.get("family"):
+        family, source = manifest["family"], f"family {manifest['family']!r} in {folder / 'dataset.json'}"
+    elif (named := dataset_family(folder.resolve().name)) is not None:
+        family, source = named, f"family {named!r} from the folder name {folder.resolve().name!r}"
+    A, B = PROPENSITY_PRESETS.get(family or "default", PROPENSITY_PRESETS["default"])
+    if family is None:
+        source = "family unknown: the default; pass --A/--B or --data DIR"
+    return A, B, source
+
+
+def resolve_propensity(A: float | str, B: float | str, folder: str | os.PathLike) -> tuple[float, float]:
+    """``eval.A`` / ``eval.B`` with ``"auto"`` replaced by the dataset family's value (:func:`dataset_propensity`)."""
+    if A != "auto" and B != "auto":
+        return float(A), float(B)
+    preset_a, preset_b, why = dataset_propensity(folder)
+    logger.info("propensity A/B auto: %s, %s (%s)", preset_a, preset_b, why)
+    return (preset_a if A == "auto" else float(A)), (preset_b if B == "auto" else float(B))
 
 
 def check_propensity_params(A: float, B: float) -> tuple[float, float]:

@@ -80,7 +80,7 @@ def _recorded_data(run: RunFolder, metrics: dict) -> Path | None:
 def _add_analysis(summary: RunSummary, run: RunFolder, data: Path) -> None:
     from vixml.config import EvalConfig
     from vixml.data import load_dataset, read_label_matrix, read_texts
-    from vixml.metrics import filter_predictions
+    from vixml.metrics import filter_predictions, resolve_propensity
     from vixml.metrics.deciles import metrics_by_decile, ranked_topk
 
     dataset = load_dataset(data, images=False)
@@ -94,7 +94,8 @@ def _add_analysis(summary: RunSummary, run: RunFolder, data: Path) -> None:
         ec = EvalConfig()
     if ec.use_filter and dataset.filter_tst is not None and len(dataset.filter_tst):
         pred = filter_predictions(pred, dataset.filter_tst)
-    summary.deciles = metrics_by_decile(dataset.tst_Y, pred, dataset.trn_Y, k=DECILE_K, A=ec.A, B=ec.B)
+    A, B = resolve_propensity(ec.A, ec.B, dataset.path)
+    summary.deciles = metrics_by_decile(dataset.tst_Y, pred, dataset.trn_Y, k=DECILE_K, A=A, B=B)
     label_texts = read_texts(run.label_texts, layout="plain") if run.label_texts.is_file() else dataset.lbl_texts
     rows = np.linspace(0, dataset.n_test - 1, num=min(SAMPLES, dataset.n_test), dtype=np.int64)
     top = ranked_topk(pred[rows], DECILE_K)

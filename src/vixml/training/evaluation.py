@@ -7,7 +7,7 @@ import scipy.sparse as sp
 
 from vixml.config import EvalConfig
 from vixml.data import XMCDataset
-from vixml.metrics import evaluate
+from vixml.metrics import evaluate, resolve_propensity
 from vixml.search import to_csr, topk
 
 __all__ = ["evaluate_split", "search_labels"]
@@ -29,5 +29,6 @@ def evaluate_split(
     """
     predictions = search_labels(queries, label_emb, cfg.topk)
     pairs = dataset.filter_tst if cfg.use_filter else None
-    metrics = evaluate(dataset.tst_Y, predictions, train=dataset.trn_Y, k=cfg.k, A=cfg.A, B=cfg.B, filter=pairs)
+    A, B = resolve_propensity(cfg.A, cfg.B, dataset.path)  # auto: the dataset family's
+    metrics = evaluate(dataset.tst_Y, predictions, train=dataset.trn_Y, k=cfg.k, A=A, B=B, filter=pairs)
     return metrics, predictions

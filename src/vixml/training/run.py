@@ -123,6 +123,7 @@ def train(
         try:
             with _stop_on_signals(trainer):
                 if not (resume and trainer.resume()) and dataset.tst_Y is not None:
+                    logger.info("zero-shot evaluation: the untrained model on %d test queries", dataset.n_test)
                     metrics = trainer.evaluate()  # epoch 0: the zero-shot encoder, the baseline of every curve
                     trainer.progress.history.append({"epoch": 0, "step": 0, **metrics})
                 trainer.fit()
@@ -191,6 +192,7 @@ def _finish(trainer: Trainer, run: RunFolder, dataset: XMCDataset, cfg: RunConfi
         if trainer.stop_requested:
             raise TrainingInterrupted(trainer.progress.epoch, trainer.progress.step, run.path)
 
+    logger.info("final evaluation: label embeddings, test predictions, metrics")
     main = distributed.is_main()  # every rank embeds its shard; rank 0 writes
     trainer.finalize()
     trainer.sync_stop()
