@@ -101,3 +101,30 @@ def train_run(
         train(cfg, data_dir, out_dir, resume=resume, step_callbacks=[kill])
     except (Killed, TrainingInterrupted):
         pass
+
+
+def fsdp_step(model_dir, result: Path | None) -> dict:
+    """A decoder's forward+backward on 4 sequences: in one process, or FSDP2-sharded with 2 sequences a rank.
+    The token embeddings and one block's MLP are frozen (as a LoRA run's base is), so blocks mix both."""
+    from transformers import AutoModel
+
+    from vixml import distributed
+    from vixml.training.parallel import shard_decoder_layers
+
+    torch.manual_seed(0)
+    model = AutoModel.from_pretrained(model_dir, dtype=torch.float32)
+    model.embed_tokens.requires_grad_(False)
+    model.layers[0].mlp.requires_grad_(False)
+    ids = torch.randint(3, 60, (4, 6), generator=torch.Generator().manual_seed(1))
+    w = distributed.world()
+    if w.distributed:
+        shard_decoder_layers(model)
+        ids = ids[2 * w.rank : 2 * w.rank + 2]
+    model(input_ids=ids).last_hidden_state.pow(2).mean().backward()
+    grads = {}
+    for name, p in model.named_parameters():
+        if p.grad is not None:
+            grads[name] = (p.grad.full_tensor() if hasattr(p.grad, "full_tensor") else p.grad).clone()
+    if result is not None and distributed.is_main():
+        torch.save(grads, result)
+    return grads

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from support_data import PLANTED_LABELS
-from support_distributed import free_port, one_step, spawn, train_run
+from support_distributed import free_port, fsdp_step, one_step, spawn, train_run
 from vixml.data import read_label_matrix
 
 pytestmark = pytest.mark.slow  # each test spawns gloo ranks that import torch and transformers
@@ -108,3 +108,14 @@ def test_predict_under_torchrun_equals_one_process(tmp_path, planted_data, confi
     assert one.shape == two.shape and one.nnz == two.nnz
     np.testing.assert_array_equal(one.indices, two.indices)
     np.testing.assert_allclose(two.data, one.data, rtol=1e-5, atol=1e-6)
+
+
+def test_fsdp2_sharded_decoder_gradients_equal_one_process(tmp_path, qwen_path):
+    """FSDP2 (``fully_shard`` of every decoder block, gloo): 2 ranks x 2 sequences give the gradients of one
+    process on 4, frozen and trainable weights mixed in a block as with LoRA."""
+    single = fsdp_step(qwen_path, None)
+    spawn(fsdp_step, 2, qwen_path, tmp_path / "two.pt")
+    sharded = torch.load(tmp_path / "two.pt")
+    assert sharded.keys() == single.keys() and "layers.0.mlp.up_proj.weight" not in single
+    for name, grad in single.items():
+        torch.testing.assert_close(sharded[name], grad, rtol=1e-4, atol=1e-6, msg=name)
