@@ -24,6 +24,7 @@ LAYERS = {
     "inference": 5,
     "serve": 6,
     "cli": 7,
+    "__main__": 8,  # python -m vixml: the command line, above everything
 }
 BASE = 0
 

@@ -25,16 +25,30 @@ def train(
         False, "--force", help="With --resume: continue even though the data differ from the run's (fingerprint)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the final metrics as one JSON object (fractions, 0-1)."),
+    nproc: int = typer.Option(
+        1, "--nproc", min=1, help="Processes on this machine (GPUs, or CPU ranks): launches torchrun for you."
+    ),
 ) -> None:
     """Train a ViXML dual encoder; writes checkpoints, metrics, plots, the model and test predictions.
 
     Ctrl-C or SIGTERM stops after the current step with a checkpoint (exit 130); --resume continues.
+    Several GPUs: --nproc N, or torchrun --nproc_per_node N -m vixml train ... (several machines: README).
     """
     import json
+    import os
 
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        args = [str(config), "--data", str(data), "--out", str(out)]
+        args += [a for o in overrides for a in ("--set", o)]
+        args += ["--resume"] * resume + ["--force"] * force + ["--json"] * as_json
+        raise typer.Exit(launch_torchrun(nproc, ["train", *args]))
+
+    from vixml import distributed
     from vixml.training import train as run_training
 
     run = run_training(config, data, out, overrides=overrides, resume=resume, force=force)
+    if not distributed.is_main():  # under torchrun rank 0 writes and reports
+        return
     metrics = json.loads((run / "metrics.json").read_text())
     if as_json:
         emit_json({"run": str(run), **metrics, "units": FRACTION})
@@ -42,6 +56,16 @@ def train(
     print_final_metrics(metrics)
     err_console.print(f"run folder: {run} (README.md, curves.png, history.csv, model/)")
     err_console.print(f"report: vixml report {run} --out {run / 'report.html'}  (or open / of `vixml serve {run}`)")
+
+
+def launch_torchrun(nproc: int, args: list[str]) -> int:
+    """``torchrun --standalone --nproc_per_node nproc -m vixml ARGS`` on this machine; its exit code."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+    err_console.print(f"launching {nproc} processes: torchrun --standalone --nproc_per_node={nproc} -m vixml ...")
+    return subprocess.call([*command, "-m", "vixml", *args])
 
 
 def print_final_metrics(metrics: dict) -> None:
@@ -77,14 +101,24 @@ def predict(
         return
     if data is None:
         raise typer.BadParameter("give --data DIR (a dataset split) or --texts FILE (free input)")
+    import contextlib
+
+    from vixml import distributed
     from vixml.data import write_label_matrix
+    from vixml.devices import resolve_device
     from vixml.inference import Predictor
     from vixml.locking import WriteLock
 
-    with WriteLock(out, "vixml predict"):  # taken first: a second writer of --out is refused before any work
-        predictor = Predictor.load(run, device=device)
-        predictions = predictor.predict_dataset(data, split=split, k=k, augment=augment)
-        write_label_matrix(out, predictions)
+    # under torchrun every rank embeds a shard of the split; rank 0 holds the lock, searches and writes
+    with distributed.session(resolve_device(device, setting="--device")) as world:
+        lock = WriteLock(out, "vixml predict") if world.is_main else contextlib.nullcontext()
+        with lock:  # taken first: a second writer of --out is refused before any work
+            predictor = Predictor.load(run, device=str(distributed.rank_device(resolve_device(device))))
+            predictions = predictor.predict_dataset(data, split=split, k=k, augment=augment)
+            if predictions is not None:
+                write_label_matrix(out, predictions)
+        if predictions is None:
+            return
     summary = {"out": str(out), "queries": predictions.shape[0], "labels": predictions.shape[1], "k": k}
     if as_json:
         emit_json(summary)

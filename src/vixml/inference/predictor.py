@@ -165,8 +165,11 @@ class Predictor:
 
     def predict_dataset(
         self, data_dir: str | Path, *, split: str = "tst", k: int = 100, augment: bool = False
-    ) -> sp.csr_matrix:
+    ) -> sp.csr_matrix | None:
         """Predictions for a split of a dataset folder as an (n, L) CSR (the prediction-file format).
+
+        Under torchrun every rank embeds a shard of the split; rank 0 searches and returns the predictions,
+        the other ranks return None.
 
         Args:
             data_dir: the dataset folder.
@@ -181,7 +184,12 @@ class Predictor:
         """
         dataset = self.load_dataset(data_dir)
         encoder = self.encoder(dataset)
-        queries = encoder.embed_split(split, progress=f"embedding {split} queries")
+        queries = encoder.embed_split_sharded(split, progress=f"embedding {split} queries", to_all=False)
+        train_queries = None
+        if augment:
+            train_queries = encoder.embed_split_sharded("trn", progress="embedding trn queries", to_all=False)
+        if queries is None:  # under torchrun, not rank 0: this rank embedded its shard; rank 0 searches
+            return None
         pairs = dataset.filter_tst if split == "tst" and self.config.eval.use_filter else None
         if pairs is not None and not len(pairs):
             pairs = None
@@ -198,7 +206,6 @@ class Predictor:
 
         ac = self.config.eval.augment or AugmentConfig()
         label_scores, label_indices = topk(queries, self.label_embeddings, ac.num_labels, check_finite="queries")
-        train_queries = encoder.embed_split("trn", progress="embedding trn queries")
         query_scores, query_indices = topk(queries, train_queries, ac.num_queries)
         if split == "trn":  # a training query must not vote for itself
             self_hit = query_indices == np.arange(queries.shape[0])[:, None]

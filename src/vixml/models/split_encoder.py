@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import torch
 
+from vixml import distributed
 from vixml.data.tokenize import TokenArrays, TokenCache
 from vixml.errors import DataError, Problem
 from vixml.models.amp import autocast
@@ -117,6 +118,23 @@ class SplitEncoder:
                 device=self.device,
                 progress=progress,
             )
+
+    def embed_split_sharded(
+        self, split: Split, *, progress: str | None = None, to_all: bool = True, raw: bool = False
+    ) -> np.ndarray | None:
+        """A whole split's (n, D) embeddings; under torchrun each rank embeds whole batches of it, round robin.
+
+        The batches are those of one process (length-sorted, ``eval.encode_batch_size``), so the result is the
+        single-process one. ``to_all``: every rank gets the whole array (an all-gather); otherwise rank 0 does
+        and the others get None (evaluation and prediction: only rank 0 searches and writes).
+        """
+        if not distributed.world().distributed:
+            return self.embed_split(split, progress=progress, raw=raw)
+        tokens = self.tokens(split)
+        order = np.argsort(-tokens.lengths, kind="stable")
+        rows = distributed.shard_batches(len(tokens), self.batch_size, order)
+        values = self.embed_split(split, rows=rows, progress=progress if distributed.is_main() else None, raw=raw)
+        return distributed.gather_rows(rows, values, len(tokens), to_all=to_all)
 
     @torch.inference_mode()
     def embed_texts(

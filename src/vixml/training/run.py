@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from vixml import __version__
+from vixml import __version__, distributed
 from vixml.atomic import atomic_open
 from vixml.config import RunConfig, apply_overrides, ineffective_settings, load_config, save_config
 from vixml.data import XMCDataset, load_dataset, write_label_matrix, write_texts
@@ -94,16 +94,19 @@ def train(
     banks = image_banks(cfg, dataset)
     for warning in ineffective_settings(cfg):
         logger.warning("%s", warning)
-    with run.lock("vixml train"):
-        run.clean_stale()
-        state = _RunState.read(run)
+    with distributed.session(device) as world, _rank_zero_lock(run, world):
+        device = distributed.rank_device(device)
+        state = _RunState.read(run, write=world.is_main)
         _check_resumable(run, cfg, dataset, state, resume=resume, force=force)
         if resume and state.get("finished") and not run.missing():
             logger.info("%s has already finished training: nothing to do", run.path)
             return run.path
-        save_config(cfg, run.config)
+        if world.is_main:
+            save_config(cfg, run.config)
         state.begin(dataset, precision, reason)
         logger.info("precision %s (%s)", precision, reason)
+        if world.distributed:
+            logger.info("rank %d of %d: each rank encodes 1/%d of every batch", world.rank, world.size, world.size)
         _seed_everything(cfg.train.seed)
         vision_dim = next(iter(banks.values())).dim if banks else None
         model = build_dual_encoder(cfg, num_labels=dataset.n_labels, vision_dim=vision_dim, device=device)
@@ -120,6 +123,7 @@ def train(
         try:
             with _stop_on_signals(trainer):
                 if not (resume and trainer.resume()) and dataset.tst_Y is not None:
+                    logger.info("zero-shot evaluation: the untrained model on %d test queries", dataset.n_test)
                     metrics = trainer.evaluate()  # epoch 0: the zero-shot encoder, the baseline of every curve
                     trainer.progress.history.append({"epoch": 0, "step": 0, **metrics})
                 trainer.fit()
@@ -128,6 +132,22 @@ def train(
             state.end()
     logger.info("run written to %s", run.path)
     return run.path
+
+
+@contextlib.contextmanager
+def _rank_zero_lock(run: RunFolder, world: distributed.World) -> Iterator[None]:
+    """The run folder's write lock, held by rank 0 only (the one writer); the others wait until it has it."""
+    if not world.distributed:
+        with run.lock("vixml train"):
+            run.clean_stale()
+            yield
+        return
+    lock = run.lock(f"vixml train (rank 0 of {world.size})") if world.is_main else contextlib.nullcontext()
+    with lock:
+        if world.is_main:
+            run.clean_stale()
+        distributed.barrier()
+        yield
 
 
 def _as_config(config: Any, overrides: Sequence[str]) -> RunConfig:
@@ -172,19 +192,28 @@ def _finish(trainer: Trainer, run: RunFolder, dataset: XMCDataset, cfg: RunConfi
         if trainer.stop_requested:
             raise TrainingInterrupted(trainer.progress.epoch, trainer.progress.step, run.path)
 
+    logger.info("final evaluation: label embeddings, test predictions, metrics")
+    main = distributed.is_main()  # every rank embeds its shard; rank 0 writes
     trainer.finalize()
+    trainer.sync_stop()
     stop_if_requested()
     label_emb = trainer.label_embeddings()
-    save_array(run.label_embeddings, label_emb)
-    run.replace_model(trainer.model.save)
-    write_texts(run.label_texts, dataset.lbl_texts)  # predictions shown as text, without the data
+    if main:
+        save_array(run.label_embeddings, label_emb)
+        run.replace_model(trainer.model.save)
+        write_texts(run.label_texts, dataset.lbl_texts)  # predictions shown as text, without the data
     final = None
     history = trainer.progress.history
     if dataset.tst_Y is not None:
+        trainer.sync_stop()
         stop_if_requested()
         final, predictions = trainer.evaluate_with_predictions(label_emb)
-        write_label_matrix(run.predictions, predictions)
+        if main:
+            write_label_matrix(run.predictions, predictions)
         history[-1].update(final)
+    distributed.barrier()
+    if not main:
+        return
     _write_history(history, run)
     _write_json(run.metrics, {"final": final, "zero_shot": _zero_shot(history)})
     plot_training_curves(history, run.curves, title=str(cfg.model.name_or_path))
@@ -196,14 +225,15 @@ def _finish(trainer: Trainer, run: RunFolder, dataset: XMCDataset, cfg: RunConfi
 class _RunState:
     """``run.json``: what the run was trained on and with, and the wall time of every segment (resumes add up)."""
 
-    def __init__(self, run: RunFolder, data: dict[str, Any]):
+    def __init__(self, run: RunFolder, data: dict[str, Any], *, write: bool = True):
         self.path = run.state
         self.data = data
+        self.write = write  # False on ranks other than 0: they keep the record but never write it
         self._started: float | None = None
 
     @classmethod
-    def read(cls, run: RunFolder) -> _RunState:
-        return cls(run, run.read_state())
+    def read(cls, run: RunFolder, *, write: bool = True) -> _RunState:
+        return cls(run, run.read_state(), write=write)
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.data.get(key, default)
@@ -224,7 +254,8 @@ class _RunState:
         if self._started is not None:
             self.data["segments"][-1]["seconds"] = round(time.perf_counter() - self._started, 1)
         self.data["seconds"] = round(sum(s["seconds"] for s in self.data.get("segments", [])), 1)
-        _write_json(self.path, self.data)
+        if self.write:
+            _write_json(self.path, self.data)
 
     def finish(self) -> None:
         self.data["finished"] = True

@@ -22,6 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from vixml import distributed
 from vixml.config import RunConfig
 from vixml.data import XMCDataset
 from vixml.data.layout import label_file
@@ -35,6 +36,7 @@ from vixml.training.clustering import balanced_kmeans
 from vixml.training.evaluation import evaluate_split
 from vixml.training.losses import dual_encoder_loss, prime_loss
 from vixml.training.optim import build_optimizer, build_scheduler
+from vixml.training.parallel import average_gradients, broadcast_parameters
 from vixml.training.sampler import Batch, EpochBatchSampler, MiningSchedule
 
 __all__ = ["Trainer", "EpochEnd"]
@@ -99,6 +101,8 @@ class Trainer:
         self.device = model.device
         self.precision = precision
         self.images = dict(images or {})
+        self.world = distributed.world()  # under torchrun: each rank encodes its share of every batch
+        broadcast_parameters(model)
         self.encoder = SplitEncoder(
             model, config, precision=precision, device=self.device, dataset=dataset, images=self.images
         )
@@ -143,16 +147,31 @@ class Trainer:
     def _init_prototypes(self) -> None:
         """PRIME's start: free vectors by balanced clustering of the label embeddings; centroids from queries."""
         protos = self.model.prototypes
-        label_emb = self.encoder.embed_split("lbl", progress="embedding labels")
-        clusters = balanced_kmeans(label_emb, num_clusters=protos.num_free_vectors, seed=self.cfg.train.seed)
+        label_emb = self._embed("lbl", progress="embedding labels")
+        assignment = None
+        if self.world.is_main:  # clustered once, on rank 0, and broadcast: every replica gets the same vectors
+            clusters = balanced_kmeans(label_emb, num_clusters=protos.num_free_vectors, seed=self.cfg.train.seed)
+            assignment = clusters.labels()
+        assignment = distributed.broadcast_object(assignment)
         init = self.cfg.prototypes.free_init
-        protos.assign_free_vectors(torch.from_numpy(clusters.labels()), init=init, label_embeddings=label_emb)
+        protos.assign_free_vectors(torch.from_numpy(assignment), init=init, label_embeddings=label_emb)
         self._refill_bank()
 
     def _refill_bank(self) -> None:
         """Every training query embedded by the current model (eval mode), then the centroids from them."""
-        self.bank.copy_(torch.from_numpy(self.encoder.embed_split("trn", progress="embedding training queries")))
+        self.bank.copy_(torch.from_numpy(self._embed("trn", progress="embedding training queries")))
         self.model.prototypes.update_centroids(self.bank, self.dataset.trn_Y)
+
+    def _embed(
+        self, split: str, *, progress: str | None = None, to_all: bool = True, raw: bool = False
+    ) -> np.ndarray | None:
+        """A whole split's embeddings, sharded over the ranks under torchrun (None off rank 0 unless ``to_all``)."""
+        return self.encoder.embed_split_sharded(split, progress=progress, to_all=to_all, raw=raw)
+
+    def sync_stop(self) -> None:
+        """A stop asked of any rank (a signal may reach only one) is a stop of every rank."""
+        if self.world.distributed and distributed.any_rank(bool(self.stop_requested)) and not self.stop_requested:
+            self.stop_requested = "stop on another rank"
 
     # ------------------------------------------------------------------------------------------ the loop
     def fit(self) -> None:
@@ -180,6 +199,7 @@ class Trainer:
             self.progress.epoch_seconds = 0.0
             every = tc.checkpoint_interval()
             saved = last or (every and (epoch + 1) % every == 0)
+            self.sync_stop()
             if saved or self.stop_requested:
                 self.save_checkpoint()
             for callback in self.callbacks:
@@ -195,7 +215,12 @@ class Trainer:
         p = self.progress
         sums = {k: torch.tensor(v, dtype=torch.float32, device=self.device) for k, v in p.sums.items()}
         bar = tqdm(
-            total=len(self.sampler), initial=p.batch, desc=f"epoch {epoch + 1}/{tc.epochs}", unit="batch", leave=False
+            total=len(self.sampler),
+            initial=p.batch,
+            desc=f"epoch {epoch + 1}/{tc.epochs}",
+            unit="batch",
+            leave=False,
+            disable=not self.world.is_main,
         )
         started = time.perf_counter()
         seen = 0
@@ -215,6 +240,7 @@ class Trainer:
                 loss = float(sums["loss"]) / p.count
                 self._check_finite_loss(loss)
                 bar.set_postfix(loss=f"{loss:.4f}", q_per_s=f"{seen / (time.perf_counter() - started):.0f}")
+            self.sync_stop()
             if p.batch < len(self.sampler) and (self.stop_requested or self._checkpoint_due()):
                 p.epoch_seconds += time.perf_counter() - started
                 started = time.perf_counter()
@@ -235,7 +261,8 @@ class Trainer:
         if tc.checkpoint_steps and self.progress.step % tc.checkpoint_steps == 0:
             return True
         minutes = tc.checkpoint_minutes
-        return bool(minutes) and time.monotonic() - self._last_checkpoint >= 60 * minutes
+        due = bool(minutes) and time.monotonic() - self._last_checkpoint >= 60 * minutes
+        return distributed.any_rank(due) if minutes and self.world.distributed else due
 
     def _check_finite_loss(self, loss: float) -> None:
         """Stop on a non-finite loss (fp16 overflows are the gradient scaler's business, not a divergence)."""
@@ -254,10 +281,11 @@ class Trainer:
 
     def _loss(self, batch: Batch, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         cfg = self.cfg
-        q_ids, q_mask = self.encoder.tokens("trn").batch(batch.query_rows)
-        l_ids, l_mask = self.encoder.tokens("lbl").batch(batch.label_ids)
-        q_images = self._batch_images("trn", batch.query_rows, rng)
-        l_images = self._batch_images("lbl", batch.label_ids, rng)
+        sizes, share, keep = self._share(len(batch))
+        q_ids, q_mask = self.encoder.tokens("trn").batch(batch.query_rows[share])
+        l_ids, l_mask = self.encoder.tokens("lbl").batch(batch.label_ids[share])
+        q_images = tuple(t[share] for t in self._batch_images("trn", batch.query_rows, rng))
+        l_images = tuple(t[share] for t in self._batch_images("lbl", batch.label_ids, rng))
         targets = torch.from_numpy(batch.targets).to(self.device)
         lc = cfg.loss
         if lc.name == "triplet":
@@ -275,6 +303,9 @@ class Trainer:
         with autocast(self.precision, self.device):
             q = self.model.encode_queries(q_ids.to(self.device), q_mask.to(self.device), *q_images)
             u_raw = self.model.encode_labels(l_ids.to(self.device), l_mask.to(self.device), *l_images, raw=True)
+            # the global batch on every rank, gradients flowing back to each rank's share (METHOD.md 4)
+            q = distributed.gather_with_grad(q[:keep], sizes)
+            u_raw = distributed.gather_with_grad(u_raw[:keep], sizes)
             u = self.model.backbone.finish(u_raw)
             if self.model.prototypes is not None:
                 label_ids = torch.from_numpy(batch.label_ids).to(self.device)
@@ -306,7 +337,23 @@ class Trainer:
         self.bank[rows] = q.detach().float().to(self.bank.device, non_blocking=True)
         return parts
 
+    def _share(self, n: int) -> tuple[tuple[int, ...], slice, int]:
+        """This rank's contiguous share of an n-item batch: (every rank's size, its slice, rows to keep).
+
+        A rank whose share is empty (a last batch smaller than the world) encodes one item and keeps none,
+        so every rank runs the same collectives.
+        """
+        if not self.world.distributed:
+            return (n,), slice(0, n), n
+        ranges = distributed.split_evenly(n, self.world.size)
+        start, stop = ranges[self.world.rank]
+        sizes = tuple(b - a for a, b in ranges)
+        if stop == start:
+            return sizes, slice(0, 1), 0
+        return sizes, slice(start, stop), stop - start
+
     def _optimizer_step(self) -> None:
+        average_gradients(self.model)
         if self.clip_norm is not None:  # train.grad_clip "auto": decoders only, as the reference
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_norm)
@@ -322,19 +369,29 @@ class Trainer:
         """Refresh what the next epoch uses: NGAME clusters of the query bank, PRIME centroids."""
         if self.schedule is not None and self.schedule.should_recluster(epoch):
             size = self.schedule.cluster_size_at(epoch)
-            rows = np.flatnonzero(np.diff(self.dataset.trn_Y.indptr) > 0)
-            bank = self.bank.cpu().numpy()
-            clusters = balanced_kmeans(bank[rows], cluster_size=size, seed=self.cfg.train.seed + epoch)
-            self.sampler.set_clusters([rows[c] for c in clusters.clusters()], cluster_size=size)
-            logger.info("epoch %d: %d query clusters of size %d", epoch + 1, clusters.num_clusters, size)
+            groups = None
+            if self.world.is_main:  # clustered once, on rank 0; every rank then cuts the same batches from it
+                rows = np.flatnonzero(np.diff(self.dataset.trn_Y.indptr) > 0)
+                bank = self.bank.cpu().numpy()
+                clusters = balanced_kmeans(bank[rows], cluster_size=size, seed=self.cfg.train.seed + epoch)
+                groups = [rows[c] for c in clusters.clusters()]
+            groups = distributed.broadcast_object(groups)
+            self.sampler.set_clusters(groups, cluster_size=size)
+            logger.info("epoch %d: %d query clusters of size %d", epoch + 1, len(groups), size)
         pc = self.cfg.prototypes
         if pc is not None and (epoch + 1) % pc.centroid_refresh_every == 0:
             self.model.prototypes.update_centroids(self.bank, self.dataset.trn_Y)
 
     # ------------------------------------------------------------------------------------------ evaluation
     def label_embeddings(self) -> np.ndarray:
-        """(L, D) embeddings searched at inference: prototypes with PRIME, text embeddings otherwise."""
-        text = torch.from_numpy(self.encoder.embed_split("lbl", progress="embedding labels", raw=True))
+        """(L, D) embeddings searched at inference: prototypes with PRIME, text embeddings otherwise.
+
+        Under torchrun every rank embeds a shard; rank 0 gets them all, the others an empty (0, D) array.
+        """
+        text = self._embed("lbl", progress="embedding labels", to_all=False, raw=True)
+        if text is None:
+            return np.zeros((0, self.model.embedding_dim), dtype=np.float32)
+        text = torch.from_numpy(text)
         with torch.inference_mode():
             return self.model.inference_label_embeddings(text).float().cpu().numpy()
 
@@ -346,12 +403,14 @@ class Trainer:
         self, label_embeddings: np.ndarray | None = None
     ) -> tuple[dict[str, float], sp.csr_matrix]:
         """Metrics on the test split and the (n_test, L) CSR predictions they were computed from."""
-        queries = self.encoder.embed_split("tst", progress="embedding test queries")
+        queries = self._embed("tst", progress="embedding test queries", to_all=False)
         if label_embeddings is None:
             label_embeddings = self.label_embeddings()
+        if queries is None:  # not rank 0: rank 0 evaluates and says the metrics; it alone writes predictions
+            return distributed.broadcast_object(None), sp.csr_matrix((0, self.dataset.n_labels), dtype=np.float32)
         metrics, predictions = evaluate_split(queries, label_embeddings, self.dataset, self.cfg.eval)
         logger.info("epoch %d: %s", self.progress.epoch, _summary(metrics))
-        return metrics, predictions
+        return distributed.broadcast_object(metrics), predictions
 
     def finalize(self) -> None:
         """Exact PRIME centroids from the final model (the bank holds stale training-mode embeddings)."""
@@ -371,6 +430,7 @@ class Trainer:
             "sampler": self.sampler.state_dict(),
             "loss_generator": self.loss_generator.get_state(),
             "rng": ckpt.rng_state(),
+            "rng_ranks": distributed.all_gather_objects(ckpt.rng_state()) if self.world.distributed else None,
             "epoch": p.epoch,
             "step": p.step,
             "batch": p.batch,
@@ -379,7 +439,11 @@ class Trainer:
             "epoch_seconds": p.epoch_seconds,
             "history": p.history,
         }
-        path = ckpt.save_checkpoint(self.out_dir / "checkpoints", p.epoch, state, self.bank.cpu().numpy(), step=p.step)
+        folder = self.out_dir / "checkpoints"
+        path = folder  # only rank 0 writes (atomically); the others wait until it is on disk
+        if self.world.is_main:
+            path = ckpt.save_checkpoint(folder, p.epoch, state, self.bank.cpu().numpy(), step=p.step)
+        distributed.barrier()
         self._last_checkpoint = time.monotonic()
         return path
 
@@ -410,7 +474,9 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.sampler.load_state_dict(state["sampler"])
         self.loss_generator.set_state(state["loss_generator"])
-        ckpt.set_rng_state(state["rng"])
+        ranks = state.get("rng_ranks")  # each rank continues its own random streams (dropout)
+        same_world = ranks is not None and len(ranks) == self.world.size
+        ckpt.set_rng_state(ranks[self.world.rank] if same_world else state["rng"])
         self.progress = _Progress(
             epoch=state["epoch"],
             step=state["step"],

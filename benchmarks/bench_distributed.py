@@ -1,0 +1,125 @@
+"""Training throughput with 2 gloo ranks against 1 process on CPU, and the communication cost per step.
+
+Same run both ways: the planted synthetic data, a random 4-layer 128-wide BERT, global batch 128, the same
+optimiser steps. Each rank encodes half of every batch; the embeddings are all-gathered with gradients and
+the gradients averaged (``vixml.training.parallel``). On a 2-core box the two ranks share the cores, so no
+speed-up is expected: the figure to read is the communication time per step (all-gather forward, its
+backward all-reduce, the gradient average), timed around every collective; it includes waiting for the
+slower rank, so it is an upper bound on the transfer cost.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+STEPS = 12
+
+
+def _setup(root: Path, quick: bool):
+    from support_data import make_dataset
+    from support_models import make_tiny_bert
+    from vixml.config import RunConfig, apply_overrides
+    from vixml.data import load_dataset
+
+    data = make_dataset(root / "data", n_train=2048, n_test=16, n_labels=256, max_labels=3)
+    ds = load_dataset(data)
+    texts = list(ds.trn_texts) + list(ds.lbl_texts)
+    model = make_tiny_bert(root / "bert", vocab_texts=texts, hidden=128, layers=2 if quick else 4, heads=4)
+    cfg = apply_overrides(
+        RunConfig(),
+        [
+            f"model.name_or_path={model}",
+            "data.max_length=32",
+            "train.batch_size=128",
+            "train.device=cpu",
+            "train.precision=fp32",
+            "prototypes=null",
+            "mining=null",
+        ],
+    )
+    return cfg, data
+
+
+def _steps(cfg, data, out: Path, result: Path | None, steps: int) -> dict:
+    """``steps`` optimiser steps of the trainer; seconds in total and inside collectives."""
+    import torch.distributed as dist
+
+    from vixml import distributed
+    from vixml.data import load_dataset
+    from vixml.models import build_dual_encoder
+    from vixml.training.trainer import Trainer
+
+    comm = {"s": 0.0, "calls": 0}
+    originals = {}
+    for name in ("all_gather", "all_reduce"):
+        originals[name] = getattr(dist, name)
+
+        def timed(*args, _f=originals[name], **kwargs):
+            t = time.perf_counter()
+            try:
+                return _f(*args, **kwargs)
+            finally:
+                comm["s"] += time.perf_counter() - t
+                comm["calls"] += 1
+
+        setattr(dist, name, timed)
+    try:
+        ds = load_dataset(data)
+        torch.manual_seed(0)
+        model = build_dual_encoder(cfg, num_labels=ds.n_labels, device=torch.device("cpu"))
+        trainer = Trainer(cfg, ds, model, out)
+        model.train()
+        batches = trainer.sampler.epoch_batches(0)
+        trainer._loss(next(batches), np.random.default_rng(0))["loss"].backward()  # warm-up
+        trainer._optimizer_step()
+        comm.update(s=0.0, calls=0)
+        start = time.perf_counter()
+        for i in range(steps):
+            trainer._loss(next(batches), np.random.default_rng(i))["loss"].backward()
+            trainer._optimizer_step()
+        seconds = time.perf_counter() - start
+    finally:
+        for name, f in originals.items():
+            setattr(dist, name, f)
+    figures = {"s_per_step": seconds / steps, "comm_ms_per_step": 1e3 * comm["s"] / steps}
+    figures["collectives_per_step"] = comm["calls"] / steps
+    if result is not None and distributed.is_main():
+        result.write_text(json.dumps(figures))
+    return figures
+
+
+def run(quick: bool = False) -> dict:
+    from support_distributed import spawn
+
+    steps = 4 if quick else STEPS
+    torch.set_num_threads(1)  # what torchrun gives each rank (OMP_NUM_THREADS=1): a like-for-like comparison
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        cfg, data = _setup(root, quick)
+        one = _steps(cfg, data, root / "one", None, steps)
+        spawn(_steps, 2, cfg, data, root / "two", root / "two.json", steps)
+        two = json.loads((root / "two.json").read_text())
+    batch = 128
+    return {
+        "global_batch": batch,
+        "steps": steps,
+        "1_rank_queries_per_s": round(batch / one["s_per_step"], 1),
+        "2_ranks_queries_per_s": round(batch / two["s_per_step"], 1),
+        "speedup_2_vs_1": round(one["s_per_step"] / two["s_per_step"], 3),
+        "2_ranks_comm_ms_per_step": round(two["comm_ms_per_step"], 2),
+        "2_ranks_comm_share_of_step": round(two["comm_ms_per_step"] / 1e3 / two["s_per_step"], 4),
+        "2_ranks_collectives_per_step": two["collectives_per_step"],
+        "threads_per_rank": 1,
+    }
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    print(json.dumps(run(quick="--quick" in sys.argv), indent=2))

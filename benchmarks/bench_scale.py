@@ -1,0 +1,198 @@
+"""LF-AmazonTitles-1.3M scale on one CPU box: prepare, validate, stats, search and evaluate, with peak memory.
+
+A synthetic dataset of the real one's shape (2,248,619 training queries, 1,305,265 labels, about 22 labels
+per training query, Zipf-like label popularity, short title texts) is generated, then every stage runs in
+its own process so that its peak resident memory (``ru_maxrss``) is its own: ``prepare`` (in place: the
+manifest, with validation), ``validate``, ``stats``, an exact top-100 ``search`` of test queries against
+the (L, 384) float32 label embeddings memory-mapped from disk and read in bounded blocks, and ``evaluate``
+of those predictions (P@k, nDCG@k, PSP@k, recall). Before each stage its memory estimate is compared with
+the memory available and the stage is refused with a clear message when it would not fit.
+
+``--scale`` shrinks every size (the runner uses 0.05 with ``--quick``, 1.0 otherwise); ``--search-queries``
+bounds the searched test queries (exact search costs n x L x D: 2,000 x 1.3M x 384 is ~1e12 FLOP).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+FULL = {"n_train": 2_248_619, "n_test": 970_237, "n_labels": 1_305_265, "labels_per_query": 22.2, "dim": 384}
+STAGES = ("generate", "prepare", "validate", "stats", "search", "evaluate")
+
+
+def _available_bytes() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return 1 << 62
+
+
+def _sizes(scale: float, search_queries: int) -> dict:
+    s = {k: max(8, int(v * scale)) for k, v in FULL.items() if k.startswith("n_")}
+    s["labels_per_query"] = FULL["labels_per_query"]
+    s["dim"] = FULL["dim"]
+    s["search_queries"] = min(search_queries, s["n_test"])
+    return s
+
+
+def _estimate(stage: str, s: dict) -> int:
+    """Bytes a stage holds at most (CSR int32 indices + float32 data + int64 indptr, texts, embeddings blocks)."""
+    nnz_trn = s["n_train"] * s["labels_per_query"]
+    nnz_tst = s["n_test"] * s["labels_per_query"]
+    csr = 8 * (nnz_trn + nnz_tst) + 8 * (s["n_train"] + s["n_test"])
+    texts = 48 * (s["n_train"] + s["n_test"] + s["n_labels"])
+    return {
+        "generate": 3 * csr + 2 * texts,  # COO -> CSR with duplicates summed
+        "prepare": 2 * csr + 2 * texts,
+        "validate": 2 * csr + 2 * texts,
+        "stats": 3 * csr,  # the CSC transpose for label frequencies
+        # queries, the 1 GiB chunk of labels copied and reordered for oneDNN (twice), and the pages of the
+        # memory-mapped label file that the scan touches (page cache, given back under pressure; in the RSS)
+        "search": 4 * s["search_queries"] * s["dim"] + (2 << 30) + 4 * s["n_labels"] * s["dim"] + (400 << 20),
+        "evaluate": 2 * csr + 8 * s["n_labels"],
+    }[stage]
+
+
+def _rng_labels(n: int, s: dict, rng: np.random.Generator):
+    import scipy.sparse as sp
+
+    counts = np.clip(rng.poisson(s["labels_per_query"] - 1, n) + 1, 1, 200)
+    cols = (s["n_labels"] * rng.random(int(counts.sum())) ** 2.5).astype(np.int32)  # head labels are frequent
+    rows = np.repeat(np.arange(n, dtype=np.int32), counts)
+    y = sp.csr_matrix((np.ones(cols.size, dtype=np.float32), (rows, cols)), shape=(n, s["n_labels"]))
+    y.sum_duplicates()
+    y.data[:] = 1.0
+    return y
+
+
+def _texts(n: int, prefix: str, rng: np.random.Generator) -> list[str]:
+    words = rng.integers(0, 50_000, size=(n, 4))
+    return [f"{prefix} w{a} w{b} w{c} w{d}" for a, b, c, d in words.tolist()]
+
+
+def stage(name: str, folder: Path, s: dict) -> dict:
+    """Run one stage in this process; its figures."""
+    from vixml.data import load_dataset, write_label_matrix, write_texts
+
+    data, emb = folder / "data", folder / "emb"
+    out: dict = {}
+    if name == "generate":
+        rng = np.random.default_rng(0)
+        data.mkdir(parents=True, exist_ok=True)
+        emb.mkdir(parents=True, exist_ok=True)
+        for split, n in (("trn", s["n_train"]), ("tst", s["n_test"])):
+            y = _rng_labels(n, s, rng)
+            write_label_matrix(data / f"{split}_X_Y.npz", y)
+            out[f"{split}_nnz"] = int(y.nnz)
+            del y
+            write_texts(data / f"{split}.raw.txt", _texts(n, "item", rng))
+        write_texts(data / "lbl.raw.txt", _texts(s["n_labels"], "label", rng))
+        labels = np.lib.format.open_memmap(emb / "labels.npy", "w+", np.float32, (s["n_labels"], s["dim"]))
+        for start in range(0, s["n_labels"], 1 << 16):  # written block by block: never whole in memory
+            block = rng.standard_normal((min(1 << 16, s["n_labels"] - start), s["dim"]), dtype=np.float32)
+            labels[start : start + len(block)] = block / np.linalg.norm(block, axis=1, keepdims=True)
+        labels.flush()
+        del labels
+        queries = rng.standard_normal((s["search_queries"], s["dim"]), dtype=np.float32)
+        np.save(emb / "queries.npy", queries / np.linalg.norm(queries, axis=1, keepdims=True))
+        out["bytes_on_disk"] = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    elif name == "prepare":
+        from vixml.data import prepare_dataset
+
+        prepare_dataset(data, data, family="amazon")
+    elif name == "validate":
+        from vixml.data.validate import validate_dataset
+
+        out["problems"] = len(validate_dataset(data))
+    elif name == "stats":
+        from vixml.data.stats import dataset_stats
+
+        st = dataset_stats(data)
+        out["avg_labels_per_query"] = round(st["trn"]["avg_labels_per_point"], 2)
+        out["labels_without_train_points"] = st["labels_without_train_points"]
+    elif name == "search":
+        from vixml.data import write_label_matrix
+        from vixml.search import topk
+
+        labels = np.load(emb / "labels.npy", mmap_mode="r")
+        queries = np.load(emb / "queries.npy")
+        scores, indices = topk(queries, labels, 100, device="cpu")
+        import scipy.sparse as sp
+
+        n = len(queries)
+        pred = sp.csr_matrix(
+            (scores.ravel(), indices.ravel(), np.arange(0, 100 * n + 1, 100)), shape=(n, s["n_labels"])
+        )
+        write_label_matrix(emb / "pred.npz", pred)
+        out["queries_per_s"] = None  # filled by the caller from the time
+    elif name == "evaluate":
+        from vixml.data import read_label_matrix
+        from vixml.metrics import evaluate
+
+        ds = load_dataset(data)
+        pred = read_label_matrix(emb / "pred.npz")
+        m = evaluate(ds.tst_Y[: pred.shape[0]], pred, train=ds.trn_Y, k=5)
+        out["P@1"] = round(m["P@1"], 6)
+    return out
+
+
+def _child(name: str, folder: Path, s: dict) -> None:
+    start = time.perf_counter()
+    figures = stage(name, folder, s)
+    figures["seconds"] = round(time.perf_counter() - start, 1)
+    figures["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    print("RESULT " + json.dumps(figures), flush=True)
+
+
+def run(quick: bool = False, scale: float | None = None, search_queries: int = 2000, folder: Path | None = None):
+    scale = (0.05 if quick else 1.0) if scale is None else scale
+    s = _sizes(scale, search_queries)
+    results: dict = {"scale": scale, **{k: v for k, v in s.items() if k != "labels_per_query"}}
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        for name in STAGES:
+            need, have = _estimate(name, s), _available_bytes()
+            results[f"{name}_estimate_mib"] = round(need / 2**20)
+            if need > have:
+                raise MemoryError(
+                    f"bench_scale: stage {name} needs about {need / 2**30:.1f} GiB, {have / 2**30:.1f} GiB "
+                    "available: run it with a smaller --scale"
+                )
+            done = subprocess.run(
+                [sys.executable, __file__, "--child", name, "--folder", tmp, "--sizes", json.dumps(s)],
+                capture_output=True,
+                text=True,
+            )
+            if done.returncode != 0:
+                raise RuntimeError(f"bench_scale: stage {name} failed:\n{done.stderr[-2000:]}")
+            line = next(ln for ln in done.stdout.splitlines() if ln.startswith("RESULT "))
+            for key, value in json.loads(line[len("RESULT ") :]).items():
+                if value is not None:
+                    results[f"{name}_{key}"] = value
+            print(f"bench_scale {name}: {line}", file=sys.stderr, flush=True)
+    results["search_queries_per_s"] = round(s["search_queries"] / max(results["search_seconds"], 1e-9), 1)
+    return results
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--child")
+    parser.add_argument("--folder", type=Path)
+    parser.add_argument("--sizes")
+    parser.add_argument("--scale", type=float, default=None)
+    parser.add_argument("--search-queries", type=int, default=2000)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    if args.child:
+        _child(args.child, args.folder, json.loads(args.sizes))
+    else:
+        figures = run(args.quick, args.scale, args.search_queries, args.folder)
+        print(json.dumps(figures, indent=2))

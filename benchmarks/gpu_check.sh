@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The GPU check of issue 11, on one CUDA GPU in under 8 minutes (each part has its own time limit):
+#   1. the gpu-marked tests; 2. a 1-GPU NCCL run (torchrun, 1 process) of the demo data;
+#   3. a Qwen2.5-0.5B-sized decoder step in bf16 with and without gradient checkpointing, measured peak
+#      memory next to `vixml memory`'s estimate; 4. exact search on the GPU against the CPU.
+# Usage: benchmarks/gpu_check.sh [OUT]   (figures in OUT/*.json, logs in OUT/*.log; default /tmp/vixml-gpu-check)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python}
+OUT=${1:-/tmp/vixml-gpu-check}
+mkdir -p "$OUT"
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1 MPLBACKEND=Agg
+status=0
+step() {  # step NAME SECONDS COMMAND...: run with a limit, keep going, remember a failure
+  local name=$1 limit=$2; shift 2
+  echo "== $name (limit ${limit}s)"
+  local t0=$SECONDS
+  if timeout "$limit" "$@" >"$OUT/$name.log" 2>&1; then echo "   ok in $((SECONDS - t0))s"; else
+    echo "   FAILED (rc $?) in $((SECONDS - t0))s: tail of $OUT/$name.log"; tail -20 "$OUT/$name.log"; status=1; fi
+}
+$PY -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.cuda.get_device_name())" || exit 2
+step gpu-tests 150 $PY -m pytest -q -m gpu tests -p no:cacheprovider
+step demo-data 60 $PY benchmarks/gpu_check.py demo "$OUT"
+step nccl-1gpu 120 $PY -m torch.distributed.run --standalone --nproc_per_node 1 -m vixml train "$OUT/demo.yaml" \
+  --data "$OUT/demo" --out "$OUT/nccl-run" --json
+step decoder-0.5b 150 sh -c "$PY benchmarks/gpu_check.py decoder '$OUT' > '$OUT/decoder.json'"
+step gpu-search 60 sh -c "$PY benchmarks/gpu_check.py search > '$OUT/search.json'"
+grep -q "rank 0 of\|nccl" "$OUT/nccl-run.log" 2>/dev/null || true
+cat "$OUT"/decoder.json "$OUT"/search.json 2>/dev/null
+exit $status

@@ -1,0 +1,94 @@
+"""Several gloo ranks on one CPU for the distributed tests: spawn workers that join one process group.
+
+Each worker runs a function of this module (spawned processes import it by name) with ``RANK`` and
+``WORLD_SIZE`` set, as torchrun would, and writes what rank 0 saw to a file the test reads.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spawn(fn, world_size: int, *args) -> None:
+    """Run ``fn(*args)`` on ``world_size`` gloo ranks (torchrun's variables set); raise if any rank fails."""
+    import torch.multiprocessing as mp
+
+    port = free_port()
+    mp.spawn(_worker, args=(world_size, port, fn, args), nprocs=world_size, join=True)
+
+
+def _worker(rank: int, world_size: int, port: int, fn, args) -> None:
+    import torch.distributed as dist
+
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+        LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        OMP_NUM_THREADS="1",
+    )
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    try:
+        fn(*args)
+    finally:
+        dist.destroy_process_group()
+
+
+def one_step(cfg, data_dir, out_dir, result: Path | None) -> dict:
+    """One training step on the first batch (dropout off, so one process and two ranks see the same model):
+    the loss parts, the averaged gradients and the query-bank rows filled."""
+    from vixml import distributed
+    from vixml.data import load_dataset
+    from vixml.models import build_dual_encoder
+    from vixml.training.parallel import average_gradients
+    from vixml.training.trainer import Trainer
+
+    ds = load_dataset(data_dir)
+    torch.manual_seed(0)
+    model = build_dual_encoder(cfg, num_labels=ds.n_labels, device=torch.device("cpu"))
+    trainer = Trainer(cfg, ds, model, out_dir)
+    if model.prototypes is not None:
+        trainer._init_prototypes()
+    model.eval()
+    batch = next(trainer.sampler.epoch_batches(0))
+    parts = trainer._loss(batch, np.random.default_rng(0))
+    parts["loss"].backward()
+    average_gradients(model)
+    out = {
+        "parts": {k: float(v.detach()) for k, v in parts.items()},
+        "grads": {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None},
+        "bank": trainer.bank.clone(),
+    }
+    if result is not None and distributed.is_main():
+        torch.save(out, result)
+    return out
+
+
+def train_run(cfg, data_dir, out_dir, kill_at: int | None = None, resume: bool = False) -> None:
+    """``vixml.training.train`` on this rank; ``kill_at``: every rank dies after that optimiser step."""
+    from vixml.training import train
+
+    class Killed(Exception):
+        pass
+
+    def kill(step: int) -> None:
+        if step == kill_at:
+            raise Killed
+
+    try:
+        train(cfg, data_dir, out_dir, resume=resume, step_callbacks=[kill] if kill_at else [])
+    except Killed:
+        pass
