@@ -62,6 +62,7 @@ def train_config():
             RunConfig(),
             [
                 f"model.name_or_path={model_path}",
+                "prototypes=null",  # plain unless a test sets prototypes.* (the empty config is PRIME now)
                 "data.max_length=16",
                 "train.epochs=6",
                 "train.batch_size=32",

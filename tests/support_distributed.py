@@ -77,8 +77,15 @@ def one_step(cfg, data_dir, out_dir, result: Path | None) -> dict:
     return out
 
 
-def train_run(cfg, data_dir, out_dir, kill_at: int | None = None, resume: bool = False) -> None:
-    """``vixml.training.train`` on this rank; ``kill_at``: every rank dies after that optimiser step."""
+def train_run(
+    cfg, data_dir, out_dir, kill_at: int | None = None, resume: bool = False, term_at: tuple | None = None
+) -> None:
+    """``vixml.training.train`` on this rank; ``kill_at``: every rank dies after that optimiser step;
+    ``term_at=(rank, step)``: that rank alone gets SIGTERM after that step (the others must stop with it)."""
+    import signal
+
+    from vixml import distributed
+    from vixml.errors import TrainingInterrupted
     from vixml.training import train
 
     class Killed(Exception):
@@ -87,8 +94,37 @@ def train_run(cfg, data_dir, out_dir, kill_at: int | None = None, resume: bool =
     def kill(step: int) -> None:
         if step == kill_at:
             raise Killed
+        if term_at is not None and (distributed.world().rank, step) == tuple(term_at):
+            os.kill(os.getpid(), signal.SIGTERM)
 
     try:
-        train(cfg, data_dir, out_dir, resume=resume, step_callbacks=[kill] if kill_at else [])
-    except Killed:
+        train(cfg, data_dir, out_dir, resume=resume, step_callbacks=[kill])
+    except (Killed, TrainingInterrupted):
         pass
+
+
+def fsdp_step(model_dir, result: Path | None) -> dict:
+    """A decoder's forward+backward on 4 sequences: in one process, or FSDP2-sharded with 2 sequences a rank.
+    The token embeddings and one block's MLP are frozen (as a LoRA run's base is), so blocks mix both."""
+    from transformers import AutoModel
+
+    from vixml import distributed
+    from vixml.training.parallel import shard_decoder_layers
+
+    torch.manual_seed(0)
+    model = AutoModel.from_pretrained(model_dir, dtype=torch.float32)
+    model.embed_tokens.requires_grad_(False)
+    model.layers[0].mlp.requires_grad_(False)
+    ids = torch.randint(3, 60, (4, 6), generator=torch.Generator().manual_seed(1))
+    w = distributed.world()
+    if w.distributed:
+        shard_decoder_layers(model)
+        ids = ids[2 * w.rank : 2 * w.rank + 2]
+    model(input_ids=ids).last_hidden_state.pow(2).mean().backward()
+    grads = {}
+    for name, p in model.named_parameters():
+        if p.grad is not None:
+            grads[name] = (p.grad.full_tensor() if hasattr(p.grad, "full_tensor") else p.grad).clone()
+    if result is not None and distributed.is_main():
+        torch.save(grads, result)
+    return grads

@@ -15,6 +15,7 @@ def run_config(model_path, *extra: str) -> RunConfig:
         RunConfig(),
         [
             f"model.name_or_path={model_path}",
+            "prototypes=null",  # plain unless prototypes.* follow (the empty config is PRIME now)
             "data.max_length=16",
             "train.epochs=3",
             "train.batch_size=32",

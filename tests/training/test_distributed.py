@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from support_data import PLANTED_LABELS
-from support_distributed import free_port, one_step, spawn, train_run
+from support_distributed import free_port, fsdp_step, one_step, spawn, train_run
 from vixml.data import read_label_matrix
 
 pytestmark = pytest.mark.slow  # each test spawns gloo ranks that import torch and transformers
@@ -60,7 +60,8 @@ def _same_run(a, b) -> None:
 
 def test_two_rank_training_learns_and_resumes_identically(tmp_path, planted_data, config):
     """(b) a 2-rank run learns the planted data; (c) killed inside an epoch on both ranks, it resumes
-    (``resume=True``, 2 ranks) to the uninterrupted 2-rank run, bit for bit."""
+    (``resume=True``, 2 ranks) to the uninterrupted 2-rank run, bit for bit; so does a run stopped by a
+    SIGTERM that reached one rank only (the ranks agree to stop, with a checkpoint at that step)."""
     cfg = config("train.epochs=4", "prototypes.lpn_heads=4", "prototypes.lpn_ffn=64", "prototypes.lr=2e-3")
     full, killed = tmp_path / "full", tmp_path / "killed"
     spawn(train_run, 2, cfg, planted_data, full)
@@ -76,6 +77,13 @@ def test_two_rank_training_learns_and_resumes_identically(tmp_path, planted_data
     _same_run(full, killed)
     state = json.loads((killed / "run.json").read_text())
     assert len(state["segments"]) == 2 and state["finished"]
+
+    stopped = tmp_path / "stopped"  # SIGTERM reaches rank 1 only: both ranks checkpoint at step 13 and stop
+    spawn(train_run, 2, cfg, planted_data, stopped, None, False, (1, 13))
+    assert not (stopped / "metrics.json").exists()
+    assert any(p.name.endswith("-s000000013") for p in (stopped / "checkpoints").iterdir())
+    spawn(train_run, 2, cfg, planted_data, stopped, None, True)
+    _same_run(full, stopped)
 
 
 def test_predict_under_torchrun_equals_one_process(tmp_path, planted_data, config):
@@ -100,3 +108,14 @@ def test_predict_under_torchrun_equals_one_process(tmp_path, planted_data, confi
     assert one.shape == two.shape and one.nnz == two.nnz
     np.testing.assert_array_equal(one.indices, two.indices)
     np.testing.assert_allclose(two.data, one.data, rtol=1e-5, atol=1e-6)
+
+
+def test_fsdp2_sharded_decoder_gradients_equal_one_process(tmp_path, qwen_path):
+    """FSDP2 (``fully_shard`` of every decoder block, gloo): 2 ranks x 2 sequences give the gradients of one
+    process on 4, frozen and trainable weights mixed in a block as with LoRA."""
+    single = fsdp_step(qwen_path, None)
+    spawn(fsdp_step, 2, qwen_path, tmp_path / "two.pt")
+    sharded = torch.load(tmp_path / "two.pt")
+    assert sharded.keys() == single.keys() and "layers.0.mlp.up_proj.weight" not in single
+    for name, grad in single.items():
+        torch.testing.assert_close(sharded[name], grad, rtol=1e-4, atol=1e-6, msg=name)

@@ -157,6 +157,7 @@ def test_prime_composition_matches_the_reference_gradients(aggressive):
     b, d = 20, 16
     q0, u0, v0 = (torch.nn.functional.normalize(torch.randn(b, d, generator=g), dim=1) for _ in range(3))
     _, y = _batch(b, b, seed=7)
+    assert _ties(q0 @ u0.T, y) > 0 and _ties(q0 @ v0.T, y) > 0  # hinge ties in L_u and L_uv
     torch.manual_seed(8)
     ref = [x.clone().requires_grad_(True) for x in (q0, u0, v0)]
     ref_loss = _ref_prime(*ref, y, aggressive)

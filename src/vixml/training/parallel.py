@@ -8,7 +8,7 @@ all-gathered with gradients (:func:`vixml.distributed.gather_with_grad`), the av
 one process on the global batch.
 
 FSDP2 (``fully_shard``) for multi-billion decoders with LoRA: :func:`shard_decoder_layers` shards every
-transformer block of the backbone over the ranks; it needs CUDA and NCCL (GPU only, guarded).
+transformer block of a decoder over the ranks (tested on CPU gloo; not yet switched on by the trainer).
 """
 
 from __future__ import annotations
@@ -75,20 +75,27 @@ def broadcast_parameters(model: torch.nn.Module) -> None:
         dist.broadcast(t.data, src=0)
 
 
-def shard_decoder_layers(model: torch.nn.Module) -> torch.nn.Module:
-    """FSDP2: shard each transformer block of the backbone (and then the whole model) over the ranks.
+def shard_decoder_layers(module: torch.nn.Module) -> torch.nn.Module:
+    """FSDP2: shard each transformer block of ``module`` and then ``module`` itself over the ranks.
+
+    ``module`` must be one whose ``forward`` is called (the Hugging Face model inside the backbone): FSDP2
+    gathers a block's weights in its pre-forward hook and frees them after. Frozen (LoRA base) and trainable
+    weights may share a block. Gradients are reduce-scattered (averaged) by FSDP itself, so the sharded
+    parameters must not also go through :func:`average_gradients`. Not yet switched on by the trainer.
 
     Raises:
-        ConfigError: not on CUDA with NCCL (FSDP is for multi-billion decoders on several GPUs).
+        ConfigError: no process group has been joined (run under torchrun).
     """
     import torch.distributed as dist
 
-    if not (dist.is_initialized() and dist.get_backend() == "nccl"):
-        raise ConfigError("FSDP sharding needs several CUDA GPUs under torchrun (NCCL); on CPU train replicated")
+    if not dist.is_initialized():
+        raise ConfigError("FSDP sharding needs a process group: run under torchrun (NCCL on GPUs, gloo on CPU)")
     from torch.distributed.fsdp import fully_shard
 
-    blocks = [m for m in model.modules() if type(m).__name__.endswith("DecoderLayer")]
+    blocks = [m for m in module.modules() if type(m).__name__.endswith("DecoderLayer")]
+    if not blocks:
+        raise ConfigError(f"FSDP sharding: {type(module).__name__} has no *DecoderLayer blocks (a decoder only)")
     for block in blocks:
         fully_shard(block)
-    fully_shard(model)
-    return model
+    fully_shard(module)
+    return module
