@@ -33,7 +33,7 @@ def test_demo_config_writes_out_every_setting_that_decides_its_time():
     needed = {
         "data": {"max_length", "label_max_length"},
         "mining": {"cluster_size", "double_at", "start_epoch", "update_every"},
-        "loss": {"name", "num_negatives", "aggressive"},
+        "loss": {"name", "num_negatives", "aggressive", "symmetric", "hinge_tie"},
         "train": {"epochs", "batch_size", "lr", "warmup_steps", "schedule", "precision", "eval_every"},
         "eval": {"topk", "encode_batch_size"},
     }
