@@ -14,7 +14,36 @@ from typing import Any, ClassVar, Literal, TypeVar, Union
 from vixml.devices import Precision
 from vixml.errors import ConfigError
 
-__all__ = ["InvalidConfigError", "Precision", "PROMPT_PLACEHOLDERS"]
+__all__ = [
+    "InvalidConfigError",
+    "Precision",
+    "PROMPT_PLACEHOLDERS",
+    "Kind",
+    "PoolingMode",
+    "ImageSides",
+    "ImagePositions",
+    "ImagelessCaption",
+    "FreeVectorInit",
+    "LpnInputs",
+    "UnseenLabels",
+    "LossName",
+    "HingeTie",
+    "PositiveSampling",
+]
+
+# Every mode vocabulary, defined once: the config validates against these and the components that consume a
+# mode annotate with the same name, so the two cannot drift apart.
+Kind = Literal["auto", "encoder", "decoder"]
+PoolingMode = Literal["mean", "cls", "last"]
+ImageSides = Literal["both", "query", "label"]
+ImagePositions = Literal["fixed", "mask"]
+ImagelessCaption = Literal["keep", "drop"]
+FreeVectorInit = Literal["xavier", "cluster_mean"]
+LpnInputs = Literal["raw", "normalized"]
+UnseenLabels = Literal["prototype", "text"]
+LossName = Literal["triplet", "infonce"]
+HingeTie = Literal["split", "zero"]
+PositiveSampling = Literal["uniform", "inverse_propensity"]
 
 PROMPT_PLACEHOLDERS = ("{text}", "{images}", "{eos}")
 _S = TypeVar("_S", bound="_Section")

@@ -12,7 +12,23 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from vixml.config.fields import PROMPT_PLACEHOLDERS, Precision, _f, _Section
+from vixml.config.fields import (
+    PROMPT_PLACEHOLDERS,
+    FreeVectorInit,
+    HingeTie,
+    ImagelessCaption,
+    ImagePositions,
+    ImageSides,
+    Kind,
+    LossName,
+    LpnInputs,
+    PoolingMode,
+    PositiveSampling,
+    Precision,
+    UnseenLabels,
+    _f,
+    _Section,
+)
 
 __all__ = [
     "ModelConfig",
@@ -66,10 +82,10 @@ class ModelConfig(_Section):
 
     _key = "model"
     name_or_path: str = _f("sentence-transformers/all-MiniLM-L6-v2", "Hugging Face model name or local folder.")
-    kind: Literal["auto", "encoder", "decoder"] = _f(
+    kind: Kind = _f(
         "auto", "Backbone family; auto = read from the model's HF config (decoders get the prompt, causal attention)."
     )
-    pooling: Literal["mean", "cls", "last"] = _f(
+    pooling: PoolingMode = _f(
         "mean", "Token pooling: mean over the attention mask (image tokens included), first token, or last token."
     )
     normalize: bool = _f(True, "L2-normalise embeddings so that inner product = cosine similarity.")
@@ -85,12 +101,12 @@ class ModelConfig(_Section):
         "Dtype of the loaded weights (autocast then computes in train.precision); auto = bf16 for decoders on "
         "a GPU with native bf16, fp32 otherwise.",
     )
-    image_positions: Literal["fixed", "mask"] = _f(
+    image_positions: ImagePositions = _f(
         "fixed",
         "Encoders with images: position ids of the text. fixed = always after the N image slots, missing "
         "images or not (reference: [CLS] at position N); mask = counted over the real tokens only.",
     )
-    imageless_caption: Literal["keep", "drop"] = _f(
+    imageless_caption: ImagelessCaption = _f(
         "keep",
         "Decoder items whose images are ALL missing (in a model with images): keep the caption before {images} "
         "with masked image slots (reference), or drop it so that the item reads as a text-only one.",
@@ -165,7 +181,7 @@ class ImagesConfig(_Section):
         ge=0,
         lt=1,
     )
-    sides: Literal["both", "query", "label"] = _f("both", "Which items carry images: queries, labels, or both.")
+    sides: ImageSides = _f("both", "Which items carry images: queries, labels, or both.")
 
     def resolve_placement(self, kind: Literal["encoder", "decoder"]) -> Literal["before_text", "prompt"]:
         """The placement for a backbone of ``kind`` (resolves ``auto``)."""
@@ -182,17 +198,17 @@ class PrototypeConfig(_Section):
     num_free_vectors: int = _f(
         65536, "Learnable free vectors; labels share them by balanced k-means clusters; 0 = none.", ge=0
     )
-    free_init: Literal["xavier", "cluster_mean"] = _f(
+    free_init: FreeVectorInit = _f(
         "xavier",
         "Initial free vectors: Xavier-uniform noise (reference encoders), or the mean label embedding of their "
         "cluster (reference decoders: --init_fv_w_embeddings).",
     )
-    lpn_inputs: Literal["raw", "normalized"] = _f(
+    lpn_inputs: LpnInputs = _f(
         "raw",
         "What the prototype network reads: raw = the un-normalised pooled label embedding and the plain mean of "
         "its training queries' embeddings (reference); normalized = both L2-normalised (three equal-norm tokens).",
     )
-    unseen_labels: Literal["prototype", "text"] = _f(
+    unseen_labels: UnseenLabels = _f(
         "prototype",
         "Labels without any training query: a prototype from a zero centroid (reference), or their "
         "normalised text embedding instead.",
@@ -276,7 +292,7 @@ class LossConfig(_Section):
     """The in-batch contrastive loss (METHOD.md 4)."""
 
     _key = "loss"
-    name: Literal["triplet", "infonce"] = _f("triplet", "Triplet with online hard negatives, or InfoNCE.")
+    name: LossName = _f("triplet", "Triplet with online hard negatives, or InfoNCE.")
     num_negatives: int = _f(10, "Hardest in-batch negatives per query (triplet).", ge=1)
     margin_min: float = _f(0.1, "Lower clamp of the dynamic margin.", ge=0)
     margin_max: float = _f(
@@ -289,7 +305,7 @@ class LossConfig(_Section):
         "(reference scripts: --agressive-loss); false = their plain sum.",
     )
     temperature: float = _f(0.1, "Temperature of the aggressive negative weighting.", gt=0)
-    hinge_tie: Literal["split", "zero"] = _f(
+    hinge_tie: HingeTie = _f(
         "split",
         "Gradient of max(0, x) at exactly x = 0 (frequent with the dynamic margin): split = 0.5 as torch.max in "
         "the reference, zero = none (relu). Loss values are the same.",
@@ -333,7 +349,7 @@ class TrainConfig(_Section):
         gt=0,
     )
     seed: int = _f(0, "Seed of every random number generator.", ge=0)
-    sampling: Literal["uniform", "inverse_propensity"] = _f(
+    sampling: PositiveSampling = _f(
         "inverse_propensity", "Which positive of a query enters its batch: uniform, or by inverse propensity (tail)."
     )
     propensity_A: float = _f(0.6, "Propensity parameter A of the positive sampling.", gt=0)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 
 from vixml.atomic import atomic_open, atomic_path
+from vixml.config.fields import Kind
 from vixml.devices import native_bf16, torch_dtype
 from vixml.errors import ConfigError, DataError, Problem
 from vixml.models.architectures import (
@@ -61,7 +62,6 @@ HEAD_CONFIG = "vixml_head.json"
 HEAD_WEIGHTS = "vixml_head.safetensors"
 _FORMAT = "vixml.text_backbone"
 _FORMAT_VERSION = 1
-Kind = Literal["auto", "encoder", "decoder"]
 
 
 def default_dtype(decoder: bool, device: torch.device | str | None = None) -> torch.dtype:

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from vixml.atomic import atomic_open, atomic_path
+from vixml.config.fields import ImageSides
 from vixml.errors import DataError, Problem
 from vixml.models.backbone import TextBackbone
 from vixml.models.fusion import ImageProjection
@@ -33,7 +34,6 @@ logger = logging.getLogger(__name__)
 _META = "dual_encoder.json"
 _PROTOTYPES = "prototypes.safetensors"
 _PROJECTION = "image_projection.safetensors"
-ImageSides = Literal["both", "query", "label"]
 
 
 class DualEncoder(nn.Module):

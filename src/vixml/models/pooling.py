@@ -8,8 +8,9 @@ tokenizer's padding side, so the same code serves right-padded encoders and left
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import TYPE_CHECKING, get_args
 
+from vixml.config.fields import PoolingMode
 from vixml.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -17,7 +18,6 @@ if TYPE_CHECKING:
 
 __all__ = ["PoolingMode", "POOLING_MODES", "check_pooling_mode", "pool"]
 
-PoolingMode = Literal["mean", "cls", "last"]
 """``mean``: average of the unmasked states; ``cls``: the first unmasked state; ``last``: the last unmasked one."""
 
 POOLING_MODES: tuple[str, ...] = get_args(PoolingMode)

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vixml.config.fields import FreeVectorInit, LpnInputs, UnseenLabels
 from vixml.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -33,10 +34,6 @@ if TYPE_CHECKING:
 __all__ = ["LabelPrototypes"]
 
 logger = logging.getLogger(__name__)
-
-FreeVectorInit = Literal["xavier", "cluster_mean"]
-LpnInputs = Literal["raw", "normalized"]
-UnseenLabels = Literal["prototype", "text"]
 
 
 def _check_config(num_labels: int, dim: int, num_free_vectors: int, heads: int, ffn_dim: int, dropout: float) -> None:

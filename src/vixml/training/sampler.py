@@ -17,10 +17,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vixml.config.fields import PositiveSampling
 from vixml.errors import ConfigError, DataError, Problem
 
 if TYPE_CHECKING:
@@ -30,7 +31,6 @@ __all__ = ["Batch", "EpochBatchSampler", "MiningSchedule", "PositiveSampling", "
 
 logger = logging.getLogger(__name__)
 
-PositiveSampling = Literal["uniform", "inverse_propensity"]
 _SAMPLINGS = ("uniform", "inverse_propensity")
 
 

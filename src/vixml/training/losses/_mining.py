@@ -10,8 +10,9 @@ torch is imported inside the functions so that importing the package stays cheap
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
+from vixml.config.fields import HingeTie
 from vixml.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -119,7 +120,6 @@ def hardest_negatives(scores: torch.Tensor, pos: torch.Tensor, k: int) -> tuple[
     return index, valid
 
 
-HingeTie = Literal["split", "zero"]
 """Gradient of ``max(0, x)`` at exactly ``x = 0``: ``split`` = 0.5 (``torch.max(zeros, x)`` of the reference), ``zero``
 = none (``relu``)."""
 

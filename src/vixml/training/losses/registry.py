@@ -8,8 +8,9 @@ any of them the same way.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
+from vixml.config.fields import LossName
 from vixml.errors import ConfigError
 from vixml.training.losses.infonce import infonce_loss
 from vixml.training.losses.triplet import triplet_loss
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
 
 __all__ = ["LossName", "LossFn", "LOSSES", "get_loss"]
 
-LossName = Literal["triplet", "infonce"]
 """Names accepted by :func:`get_loss` (and by the training config's loss field)."""
 
 LossFn = Callable[..., "torch.Tensor"]
