@@ -47,13 +47,14 @@ def _worker(rank: int, world_size: int, port: int, fn, args) -> None:
         dist.destroy_process_group()
 
 
-def one_step(cfg, data_dir, out_dir, result: Path | None) -> dict:
-    """One training step on the first batch (dropout off, so one process and two ranks see the same model):
-    the loss parts, the averaged gradients and the query-bank rows filled."""
+def one_step(cfg, data_dir, out_dir, result: Path | None, train_mode: bool = False) -> dict:
+    """One training step on the first batch (in eval mode unless ``train_mode``: a model without dropout, so
+    that one process and two ranks see the same model): the loss parts, the averaged and clipped gradients,
+    their norm and the query-bank rows filled."""
     from vixml import distributed
     from vixml.data import load_dataset
     from vixml.models import build_dual_encoder
-    from vixml.training.parallel import average_gradients
+    from vixml.training.parallel import average_gradients, clip_grad_norm
     from vixml.training.trainer import Trainer
 
     ds = load_dataset(data_dir)
@@ -62,19 +63,26 @@ def one_step(cfg, data_dir, out_dir, result: Path | None) -> dict:
     trainer = Trainer(cfg, ds, model, out_dir)
     if model.prototypes is not None:
         trainer._init_prototypes()
-    model.eval()
+    model.train(train_mode)  # train mode: gradient checkpointing recomputes activations
     batch = next(trainer.sampler.epoch_batches(0))
     parts = trainer._loss(batch, np.random.default_rng(0))
     parts["loss"].backward()
     average_gradients(model)
+    norm = clip_grad_norm(model, 1e-3)  # small enough to clip: the gradients compared are the clipped ones
     out = {
         "parts": {k: float(v.detach()) for k, v in parts.items()},
-        "grads": {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None},
+        "grads": {n: _full(p.grad).clone() for n, p in model.named_parameters() if p.grad is not None},
         "bank": trainer.bank.clone(),
+        "norm": float(_full(norm)),
+        "sharded": distributed.is_sharded(model),
     }
     if result is not None and distributed.is_main():
         torch.save(out, result)
     return out
+
+
+def _full(t: torch.Tensor) -> torch.Tensor:
+    return t.full_tensor() if hasattr(t, "full_tensor") else t
 
 
 def train_run(
@@ -101,30 +109,3 @@ def train_run(
         train(cfg, data_dir, out_dir, resume=resume, step_callbacks=[kill])
     except (Killed, TrainingInterrupted):
         pass
-
-
-def fsdp_step(model_dir, result: Path | None) -> dict:
-    """A decoder's forward+backward on 4 sequences: in one process, or FSDP2-sharded with 2 sequences a rank.
-    The token embeddings and one block's MLP are frozen (as a LoRA run's base is), so blocks mix both."""
-    from transformers import AutoModel
-
-    from vixml import distributed
-    from vixml.training.parallel import shard_decoder_layers
-
-    torch.manual_seed(0)
-    model = AutoModel.from_pretrained(model_dir, dtype=torch.float32)
-    model.embed_tokens.requires_grad_(False)
-    model.layers[0].mlp.requires_grad_(False)
-    ids = torch.randint(3, 60, (4, 6), generator=torch.Generator().manual_seed(1))
-    w = distributed.world()
-    if w.distributed:
-        shard_decoder_layers(model)
-        ids = ids[2 * w.rank : 2 * w.rank + 2]
-    model(input_ids=ids).last_hidden_state.pow(2).mean().backward()
-    grads = {}
-    for name, p in model.named_parameters():
-        if p.grad is not None:
-            grads[name] = (p.grad.full_tensor() if hasattr(p.grad, "full_tensor") else p.grad).clone()
-    if result is not None and distributed.is_main():
-        torch.save(grads, result)
-    return grads

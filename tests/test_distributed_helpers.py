@@ -51,6 +51,22 @@ def test_fsdp_sharding_is_refused_without_a_process_group():
         shard_decoder_layers(torch.nn.Linear(2, 2))
 
 
+def test_train_fsdp_resolves_to_decoders_on_several_ranks_and_refuses_what_it_cannot_shard(monkeypatch):
+    from vixml.training.parallel import wants_fsdp
+
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert not wants_fsdp(True, decoder=True, precision="bf16")  # one process: no effect
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert wants_fsdp("auto", decoder=True, precision="bf16")
+    assert not wants_fsdp("auto", decoder=False, precision="bf16")
+    assert not wants_fsdp("auto", decoder=True, precision="fp16")  # replicated: one scaler for all
+    assert not wants_fsdp(False, decoder=True, precision="bf16")
+    with pytest.raises(ConfigError, match="encoder"):
+        wants_fsdp(True, decoder=False, precision="fp32")
+    with pytest.raises(ConfigError, match="fp16"):
+        wants_fsdp(True, decoder=True, precision="fp16")
+
+
 def test_more_processes_than_gpus_is_refused_before_joining(monkeypatch):
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")

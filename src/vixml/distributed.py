@@ -28,6 +28,7 @@ __all__ = [
     "session",
     "is_main",
     "barrier",
+    "is_sharded",
     "broadcast_object",
     "all_gather_objects",
     "gather_with_grad",
@@ -154,6 +155,17 @@ def any_rank(flag: bool) -> bool:
     t = torch.tensor([1.0 if flag else 0.0], device=_comm_device())
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item() > 0)
+
+
+def is_sharded(module: torch.nn.Module) -> bool:
+    """Whether FSDP2 has sharded some of ``module``'s parameters (DTensors): then every rank must run the same
+    forward passes (each one all-gathers weights), and not under ``torch.inference_mode`` (FSDP2 swaps the
+    parameters in place, which inference tensors do not allow)."""
+    if not _active():
+        return False
+    from torch.distributed.tensor import DTensor
+
+    return any(isinstance(p, DTensor) for p in module.parameters())
 
 
 def _comm_device() -> torch.device:

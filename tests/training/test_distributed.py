@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from support_data import PLANTED_LABELS
-from support_distributed import free_port, fsdp_step, one_step, spawn, train_run
+from support_distributed import free_port, one_step, spawn, train_run
 from vixml.data import read_label_matrix
 
 pytestmark = pytest.mark.slow  # each test spawns gloo ranks that import torch and transformers
@@ -42,6 +42,66 @@ def test_two_ranks_step_equals_one_process(tmp_path, planted_data, config, prime
     for name, grad in single["grads"].items():
         torch.testing.assert_close(double["grads"][name], grad, rtol=1e-4, atol=1e-6, msg=name)
     torch.testing.assert_close(double["bank"], single["bank"], rtol=1e-5, atol=1e-6)
+    assert double["norm"] == pytest.approx(single["norm"], rel=1e-5)
+
+
+def test_fsdp_decoder_step_equals_one_process(tmp_path, planted_data, train_config, qwen_path):
+    """(a) with ``train.fsdp``: a LoRA decoder FSDP2-sharded over 2 ranks (base and adapters in the shards, PRIME's
+    heads replicated, activations recomputed) gives one process's loss parts, clipped gradients, gradient norm
+    and query bank."""
+    cfg = train_config(
+        qwen_path,
+        "model.lora.r=4",
+        "model.lora.alpha=8",
+        "model.gradient_checkpointing=true",
+        "train.fsdp=true",
+        "train.batch_size=31",
+        "prototypes.lpn_heads=4",
+        "prototypes.lpn_ffn=64",
+    )
+    single = one_step(cfg, planted_data, tmp_path / "one", None, True)  # no dropout in the tiny Qwen2 nor LoRA
+    spawn(one_step, 2, cfg, planted_data, tmp_path / "two", tmp_path / "two.pt", True)
+    double = torch.load(tmp_path / "two.pt")
+    assert double["sharded"] and not single["sharded"]
+    for name, value in single["parts"].items():
+        assert double["parts"][name] == pytest.approx(value, rel=1e-5, abs=1e-6), name
+    assert single["grads"].keys() == double["grads"].keys()
+    assert any("lora" in n for n in single["grads"]) and any(n.startswith("prototypes.") for n in single["grads"])
+    for name, grad in single["grads"].items():
+        torch.testing.assert_close(double["grads"][name], grad, rtol=1e-4, atol=1e-7, msg=name)
+    assert double["norm"] == pytest.approx(single["norm"], rel=1e-5)
+    torch.testing.assert_close(double["bank"], single["bank"], rtol=1e-5, atol=1e-6)
+
+
+def test_fsdp_decoder_training_resumes_identically_and_saves_the_full_model(
+    tmp_path, planted_data, train_config, qwen_path
+):
+    """(b, c) with ``train.fsdp``: a 2-rank run of a sharded LoRA decoder learns, a run killed inside an epoch
+    resumes to it bit for bit, and its saved model (gathered from the shards) predicts in one process what the
+    run wrote."""
+    from vixml.data import load_dataset
+    from vixml.inference import Predictor
+    from vixml.metrics import evaluate
+
+    cfg = train_config(
+        qwen_path, "model.lora.r=4", "model.lora.alpha=8", "train.fsdp=true", "train.epochs=4", "train.lr=5e-3"
+    )
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    spawn(train_run, 2, cfg, planted_data, full)
+    metrics = json.loads((full / "metrics.json").read_text())
+    assert metrics["final"]["P@1"] > metrics["zero_shot"]["P@1"] + 0.15, metrics
+    segment = json.loads((full / "run.json").read_text())["segments"][0]
+    assert (segment["ranks"], segment["parallel"]) == (2, "fsdp2")
+    spawn(train_run, 2, cfg, planted_data, killed, 20)  # inside epoch 3 (8 steps an epoch)
+    assert not (killed / "metrics.json").exists()
+    spawn(train_run, 2, cfg, planted_data, killed, None, True)
+    _same_run(full, killed)
+
+    ds = load_dataset(planted_data)
+    pred = Predictor.load(full, device="cpu").predict_dataset(planted_data, k=10)
+    again = evaluate(ds.tst_Y, pred, train=ds.trn_Y, k=5, filter=ds.filter_tst)
+    assert again["P@1"] == pytest.approx(metrics["final"]["P@1"], abs=1e-6)
+    assert again["nDCG@5"] == pytest.approx(metrics["final"]["nDCG@5"], abs=1e-6)
 
 
 def _same_run(a, b) -> None:
@@ -70,6 +130,8 @@ def test_two_rank_training_learns_and_resumes_identically(tmp_path, planted_data
     assert metrics["final"]["P@1"] > 5 * chance, metrics
     assert metrics["final"]["P@1"] > metrics["zero_shot"]["P@1"] + 0.2, metrics
     assert not list(full.glob("*.tmp*")), "only rank 0 writes, atomically"
+    segment = json.loads((full / "run.json").read_text())["segments"][0]
+    assert (segment["ranks"], segment["parallel"]) == (2, "replicas")
 
     spawn(train_run, 2, cfg, planted_data, killed, 20)  # step 20: inside epoch 3, after the epoch-2 checkpoint
     assert not (killed / "metrics.json").exists()
@@ -108,14 +170,3 @@ def test_predict_under_torchrun_equals_one_process(tmp_path, planted_data, confi
     assert one.shape == two.shape and one.nnz == two.nnz
     np.testing.assert_array_equal(one.indices, two.indices)
     np.testing.assert_allclose(two.data, one.data, rtol=1e-5, atol=1e-6)
-
-
-def test_fsdp2_sharded_decoder_gradients_equal_one_process(tmp_path, qwen_path):
-    """FSDP2 (``fully_shard`` of every decoder block, gloo): 2 ranks x 2 sequences give the gradients of one
-    process on 4, frozen and trainable weights mixed in a block as with LoRA."""
-    single = fsdp_step(qwen_path, None)
-    spawn(fsdp_step, 2, qwen_path, tmp_path / "two.pt")
-    sharded = torch.load(tmp_path / "two.pt")
-    assert sharded.keys() == single.keys() and "layers.0.mlp.up_proj.weight" not in single
-    for name, grad in single.items():
-        torch.testing.assert_close(sharded[name], grad, rtol=1e-4, atol=1e-6, msg=name)

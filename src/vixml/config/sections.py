@@ -375,6 +375,12 @@ class TrainConfig(_Section):
     log_every: int = _f(50, "Log the running loss every N optimiser steps.", ge=1)
     grad_accumulation: int = _f(1, "Micro-batches per optimiser step (in-batch negatives stay per micro-batch).", ge=1)
     device: str = _f("auto", "'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:N' or 'mps'.")
+    fsdp: bool | Literal["auto"] = _f(
+        "auto",
+        "On several ranks (torchrun): shard a decoder's weights over the ranks with FSDP2 (fully_shard of each "
+        "block) instead of a full replica per rank; auto = decoders yes (not with fp16), encoders no; "
+        "false = replicate every model. One process: no effect.",
+    )
 
     def _check(self) -> list[tuple[str, str]]:
         if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):

@@ -436,7 +436,7 @@ class TextBackbone(torch.nn.Module):
         states = self.forward_embeds(batch.inputs_embeds, batch.attention_mask, positions)
         return self.pool_states(states, batch.attention_mask, raw=raw)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: Any) -> torch.Tensor:
         """Same as :meth:`encode` (so that hooks, DDP and ``torch.compile`` see a regular module call)."""
         return self.encode(input_ids, attention_mask, **extra)
 

@@ -104,11 +104,12 @@ class DualEncoder(nn.Module):
         return self._encode("label", input_ids, attention_mask, images, image_mask, raw=raw)
 
     def _encode(self, side, input_ids, attention_mask, images, image_mask, raw: bool = False) -> torch.Tensor:
+        # a module call (not .encode): FSDP2's hooks on a sharded backbone gather its weights
         if images is None or not self.uses_images(side):
-            return self.backbone.encode(input_ids, attention_mask, raw=raw)
+            return self.backbone(input_ids, attention_mask, raw=raw)
         tokens = self.image_projection(images.to(self.device))
         mask = image_mask.to(self.device) if image_mask is not None else None
-        return self.backbone.encode(input_ids, attention_mask, extra_embeds=tokens, extra_mask=mask, raw=raw)
+        return self.backbone(input_ids, attention_mask, extra_embeds=tokens, extra_mask=mask, raw=raw)
 
     def label_prototypes(self, label_ids: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
         """(B,) label ids and their (B, D) raw text embeddings -> (B, D) prototypes (needs prototypes)."""

@@ -14,7 +14,6 @@ __all__ = ["embed_tokens"]
 EncodeFn = Callable[..., torch.Tensor]
 
 
-@torch.inference_mode()
 def embed_tokens(
     encode: EncodeFn,
     tokens,
@@ -25,6 +24,8 @@ def embed_tokens(
     precision: Precision = "fp32",
     device: torch.device | str = "cpu",
     progress: str | None = None,
+    min_batches: int = 0,
+    inference_mode: bool = True,
 ) -> np.ndarray:
     """Embed pre-tokenised rows with ``encode`` (e.g. ``DualEncoder.encode_queries``).
 
@@ -40,10 +41,18 @@ def embed_tokens(
         precision: autocast precision.
         device: where the model runs.
         progress: a progress-bar caption, or None for none.
+        min_batches: run at least this many forward passes; the extra ones encode one row and are dropped
+            (an FSDP-sharded model: every rank must run as many, each one all-gathers the weights).
+        inference_mode: under ``torch.inference_mode`` (else ``no_grad``: FSDP2 swaps parameters in place).
 
     Returns:
         (len(rows), D) float32 embeddings in the order of ``rows``.
     """
+    with torch.inference_mode() if inference_mode else torch.no_grad():
+        return _embed(encode, tokens, rows, images, batch_size, precision, device, progress, min_batches)
+
+
+def _embed(encode, tokens, rows, images, batch_size, precision, device, progress, min_batches) -> np.ndarray:
     from tqdm.auto import tqdm
 
     rows = np.arange(len(tokens)) if rows is None else np.asarray(rows, dtype=np.int64)
@@ -62,4 +71,9 @@ def embed_tokens(
         if out is None:
             out = np.empty((len(rows), emb.shape[1]), dtype=np.float32)
         out[chosen] = emb
+    for _ in range(len(starts), min_batches):
+        input_ids, mask = tokens.batch(np.zeros(1, dtype=np.int64))
+        extra = () if images is None else tuple(torch.from_numpy(a) for a in images.gather(np.zeros(1, np.int64)))
+        with autocast(precision, device):
+            encode(input_ids.to(device), mask.to(device), *extra)
     return out if out is not None else np.zeros((0, 0), dtype=np.float32)

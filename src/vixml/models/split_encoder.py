@@ -100,11 +100,18 @@ class SplitEncoder:
         return self.images.get(split) if self.model.uses_images(side_of(split)) else None
 
     def embed_split(
-        self, split: Split, *, rows: np.ndarray | None = None, progress: str | None = None, raw: bool = False
+        self,
+        split: Split,
+        *,
+        rows: np.ndarray | None = None,
+        progress: str | None = None,
+        raw: bool = False,
+        min_batches: int = 0,
     ) -> np.ndarray:
         """(len(rows), D) float32 embeddings of a split's items (all rows by default), in row order.
 
         ``raw`` (labels only): before the normalisation, as PRIME's prototype network reads them.
+        ``min_batches``: forward passes at least (see :func:`~vixml.models.encode.embed_tokens`).
         """
         encode = functools.partial(self.model.encode_labels, raw=raw) if split == "lbl" else self.model.encode_queries
         with _eval_mode(self.model):
@@ -117,6 +124,8 @@ class SplitEncoder:
                 precision=self.precision,
                 device=self.device,
                 progress=progress,
+                min_batches=min_batches,
+                inference_mode=not distributed.is_sharded(self.model),
             )
 
     def embed_split_sharded(
@@ -126,14 +135,23 @@ class SplitEncoder:
 
         The batches are those of one process (length-sorted, ``eval.encode_batch_size``), so the result is the
         single-process one. ``to_all``: every rank gets the whole array (an all-gather); otherwise rank 0 does
-        and the others get None (evaluation and prediction: only rank 0 searches and writes).
+        and the others get None (evaluation and prediction: only rank 0 searches and writes). An FSDP-sharded
+        model runs as many forward passes on every rank (a rank short of a batch encodes a dummy one).
         """
         if not distributed.world().distributed:
             return self.embed_split(split, progress=progress, raw=raw)
         tokens = self.tokens(split)
         order = np.argsort(-tokens.lengths, kind="stable")
         rows = distributed.shard_batches(len(tokens), self.batch_size, order)
-        values = self.embed_split(split, rows=rows, progress=progress if distributed.is_main() else None, raw=raw)
+        batches = -(-len(tokens) // self.batch_size)
+        most = -(-batches // distributed.world().size)  # rank 0's count (whole batches, round robin)
+        values = self.embed_split(
+            split,
+            rows=rows,
+            progress=progress if distributed.is_main() else None,
+            raw=raw,
+            min_batches=most if distributed.is_sharded(self.model) else 0,
+        )
         return distributed.gather_rows(rows, values, len(tokens), to_all=to_all)
 
     @torch.inference_mode()

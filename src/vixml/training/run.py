@@ -36,6 +36,7 @@ from vixml.errors import ConfigError, DataError, Problem, TrainingInterrupted
 from vixml.reports import plot_training_curves
 from vixml.run_folder import RunFolder
 from vixml.training.checkpoint import latest_checkpoint, save_array
+from vixml.training.parallel import full_weights
 from vixml.training.trainer import EpochEnd, Trainer
 
 __all__ = ["train"]
@@ -120,6 +121,8 @@ def train(
             callbacks=[*callbacks, lambda _: state.save()],
             step_callbacks=step_callbacks,
         )
+        layout = "fsdp2" if trainer.sharded else "replicas" if world.distributed else "one process"
+        state["segments"][-1].update(ranks=world.size, parallel=layout)
         try:
             with _stop_on_signals(trainer):
                 if not (resume and trainer.resume()) and dataset.tst_Y is not None:
@@ -198,9 +201,11 @@ def _finish(trainer: Trainer, run: RunFolder, dataset: XMCDataset, cfg: RunConfi
     trainer.sync_stop()
     stop_if_requested()
     label_emb = trainer.label_embeddings()
+    with full_weights(trainer.model):  # an FSDP-sharded decoder is gathered on every rank, saved by rank 0
+        if main:
+            save_array(run.label_embeddings, label_emb)
+            run.replace_model(trainer.model.save)
     if main:
-        save_array(run.label_embeddings, label_emb)
-        run.replace_model(trainer.model.save)
         write_texts(run.label_texts, dataset.lbl_texts)  # predictions shown as text, without the data
     final = None
     history = trainer.progress.history
@@ -333,6 +338,11 @@ def _git_commit() -> str:
     return result.stdout.strip() if result.returncode == 0 else "unknown (not a git checkout)"
 
 
+def _ranks(segments: list[dict]) -> str:
+    last = segments[-1] if segments else {}
+    return f" on {last['ranks']} ranks ({last['parallel']})" if last.get("ranks", 1) > 1 else ""
+
+
 def _write_readme(run: RunFolder, cfg: RunConfig, dataset: XMCDataset, final: dict | None, state: _RunState) -> None:
     import torch
     import transformers
@@ -346,8 +356,8 @@ def _write_readme(run: RunFolder, cfg: RunConfig, dataset: XMCDataset, final: di
         f"{dataset.n_test} test, {dataset.n_labels} labels",
         f"- vixml {__version__} (git {_git_commit()}), torch {torch.__version__}, "
         f"transformers {transformers.__version__}, python {platform.python_version()}",
-        f"- wall time {state.get('seconds', 0.0) / 60:.1f} min in {len(segments)} segment(s); epochs "
-        f"{cfg.train.epochs}, batch {cfg.train.batch_size}, precision {precision.get('value')} "
+        f"- wall time {state.get('seconds', 0.0) / 60:.1f} min in {len(segments)} segment(s){_ranks(segments)}; "
+        f"epochs {cfg.train.epochs}, batch {cfg.train.batch_size}, precision {precision.get('value')} "
         f"({precision.get('reason')}), seed {cfg.train.seed}",
         "",
         "Reproduce: `vixml train config.yaml --data DATA --out RUN`; predictions again: "

@@ -32,11 +32,11 @@ from vixml.models.dual_encoder import DualEncoder
 from vixml.models.fusion import drop_images
 from vixml.models.split_encoder import SplitEncoder
 from vixml.training import checkpoint as ckpt
+from vixml.training import parallel
 from vixml.training.clustering import balanced_kmeans
 from vixml.training.evaluation import evaluate_split
 from vixml.training.losses import dual_encoder_loss, prime_loss
 from vixml.training.optim import build_optimizer, build_scheduler
-from vixml.training.parallel import average_gradients, broadcast_parameters
 from vixml.training.sampler import Batch, EpochBatchSampler, MiningSchedule
 
 __all__ = ["Trainer", "EpochEnd"]
@@ -102,7 +102,11 @@ class Trainer:
         self.precision = precision
         self.images = dict(images or {})
         self.world = distributed.world()  # under torchrun: each rank encodes its share of every batch
-        broadcast_parameters(model)
+        parallel.broadcast_parameters(model)
+        decoder = model.backbone.kind == "decoder"
+        self.sharded = parallel.wants_fsdp(config.train.fsdp, decoder=decoder, precision=precision)
+        if self.sharded:
+            parallel.shard_model(model)  # before the optimiser, which must hold the shards
         self.encoder = SplitEncoder(
             model, config, precision=precision, device=self.device, dataset=dataset, images=self.images
         )
@@ -120,7 +124,7 @@ class Trainer:
         if config.mining is not None:
             m = config.mining.resolved(tc.epochs)  # "auto" = the reference schedule scaled to this run's length
             self.schedule = MiningSchedule(m.cluster_size, m.double_at, m.start_epoch, m.update_every)
-        self.clip_norm = tc.clip_norm(model.backbone.kind == "decoder")
+        self.clip_norm = tc.clip_norm(decoder)
         self.steps_per_epoch = -(-len(self.sampler) // tc.grad_accumulation)
         lr_by_pattern = {}
         if config.prototypes is not None:
@@ -353,10 +357,10 @@ class Trainer:
         return sizes, slice(start, stop), stop - start
 
     def _optimizer_step(self) -> None:
-        average_gradients(self.model)
+        parallel.average_gradients(self.model)
         if self.clip_norm is not None:  # train.grad_clip "auto": decoders only, as the reference
             self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_norm)
+            parallel.clip_grad_norm(self.model, self.clip_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -419,12 +423,17 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> Path:
-        """Write a complete checkpoint of the current state (after a finiteness check of the weights)."""
-        self._check_finite_weights()
+        """Write a complete checkpoint of the current state (after a finiteness check of the weights).
+
+        Every rank takes part (FSDP-sharded weights and moments are gathered); rank 0 writes.
+        """
+        with parallel.full_weights(self.model, trainable_only=True):
+            weights = self._trainable_state()
+            self._check_finite_weights(weights)
         p = self.progress
         state = {
-            "model": self._trainable_state(),
-            "optimizer": self.optimizer.state_dict(),
+            "model": weights,
+            "optimizer": parallel.full_optimizer_state(self.optimizer),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "sampler": self.sampler.state_dict(),
@@ -447,8 +456,8 @@ class Trainer:
         self._last_checkpoint = time.monotonic()
         return path
 
-    def _check_finite_weights(self) -> None:
-        flags = [torch.isfinite(t).all() for t in self._trainable_state().values() if t.is_floating_point()]
+    def _check_finite_weights(self, weights: dict[str, torch.Tensor]) -> None:
+        flags = [torch.isfinite(t).all() for t in weights.values() if t.is_floating_point()]
         if flags and not bool(torch.stack(flags).all()):
             raise TrainingDiverged(
                 self.progress.step, float("nan"), ckpt.latest_checkpoint(self.out_dir / "checkpoints")
@@ -468,8 +477,8 @@ class Trainer:
         missing = set(self._trainable_state()) - set(state["model"])
         if missing:
             raise ConfigError(f"checkpoint {path} lacks {sorted(missing)[:5]}...: was it written by another config?")
-        self.model.load_state_dict(state["model"], strict=False)
-        self.optimizer.load_state_dict(state["optimizer"])
+        parallel.load_weights(self.model, state["model"])
+        parallel.load_optimizer_state(self.optimizer, state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.sampler.load_state_dict(state["sampler"])
