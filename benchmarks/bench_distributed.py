@@ -6,6 +6,10 @@ the gradients averaged (``vixml.training.parallel``). On a 2-core box the two ra
 speed-up is expected: the figure to read is the communication time per step (all-gather forward, its
 backward all-reduce, the gradient average), timed around every collective; it includes waiting for the
 slower rank, so it is an upper bound on the transfer cost.
+
+Then a LoRA decoder (a random 4-layer 256-wide Qwen2, rank-8 adapters) on 2 ranks, replicated and FSDP2-sharded
+(``train.fsdp``): seconds per step and the parameter bytes each rank holds between steps (its shards plus the
+replicated heads), the memory FSDP saves.
 """
 
 from __future__ import annotations
@@ -47,6 +51,28 @@ def _setup(root: Path, quick: bool):
     return cfg, data
 
 
+def _decoder_config(root: Path, quick: bool, fsdp: bool):
+    """A rank-8 LoRA Qwen2 (random, 256 wide) on the same data, replicated or FSDP2-sharded."""
+    from support_models import make_tiny_qwen2
+    from vixml.config import RunConfig, apply_overrides
+
+    model = root / "qwen2"
+    if not model.exists():
+        make_tiny_qwen2(model, hidden=256, layers=2 if quick else 4, heads=4, kv_heads=2, intermediate=1024)
+    settings = [f"model.name_or_path={model}", "model.lora.r=8", "model.lora.alpha=16", "data.max_length=32"]
+    settings += ["train.batch_size=64", "train.device=cpu", "train.precision=fp32", "prototypes=null", "mining=null"]
+    return apply_overrides(RunConfig(), [*settings, f"train.fsdp={str(fsdp).lower()}"])
+
+
+def _held_bytes(model: torch.nn.Module) -> int:
+    """Parameter bytes this rank holds: a sharded parameter counts its local shard."""
+    total = 0
+    for p in model.parameters():
+        local = p.to_local() if hasattr(p, "to_local") else p
+        total += local.numel() * local.element_size()
+    return total
+
+
 def _steps(cfg, data, out: Path, result: Path | None, steps: int) -> dict:
     """``steps`` optimiser steps of the trainer; seconds in total and inside collectives."""
     import torch.distributed as dist
@@ -85,11 +111,13 @@ def _steps(cfg, data, out: Path, result: Path | None, steps: int) -> dict:
             trainer._loss(next(batches), np.random.default_rng(i))["loss"].backward()
             trainer._optimizer_step()
         seconds = time.perf_counter() - start
+        held = _held_bytes(model)
     finally:
         for name, f in originals.items():
             setattr(dist, name, f)
     figures = {"s_per_step": seconds / steps, "comm_ms_per_step": 1e3 * comm["s"] / steps}
     figures["collectives_per_step"] = comm["calls"] / steps
+    figures["param_mib_per_rank"] = held / 2**20
     if result is not None and distributed.is_main():
         result.write_text(json.dumps(figures))
     return figures
@@ -106,8 +134,21 @@ def run(quick: bool = False) -> dict:
         one = _steps(cfg, data, root / "one", None, steps)
         spawn(_steps, 2, cfg, data, root / "two", root / "two.json", steps)
         two = json.loads((root / "two.json").read_text())
+        decoder = {}
+        for fsdp in (False, True):
+            dcfg = _decoder_config(root, quick, fsdp)
+            name = "fsdp" if fsdp else "replicas"
+            spawn(_steps, 2, dcfg, data, root / name, root / f"{name}.json", steps)
+            decoder[name] = json.loads((root / f"{name}.json").read_text())
     batch = 128
+    rep, sh = decoder["replicas"], decoder["fsdp"]
     return {
+        "decoder_2_ranks_replicas_s_per_step": round(rep["s_per_step"], 3),
+        "decoder_2_ranks_fsdp_s_per_step": round(sh["s_per_step"], 3),
+        "decoder_fsdp_vs_replicas_time": round(sh["s_per_step"] / rep["s_per_step"], 3),
+        "decoder_replica_param_mib_per_rank": round(rep["param_mib_per_rank"], 2),
+        "decoder_fsdp_param_mib_per_rank": round(sh["param_mib_per_rank"], 2),
+        "decoder_fsdp_vs_replicas_memory": round(sh["param_mib_per_rank"] / rep["param_mib_per_rank"], 3),
         "global_batch": batch,
         "steps": steps,
         "1_rank_queries_per_s": round(batch / one["s_per_step"], 1),

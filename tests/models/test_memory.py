@@ -217,6 +217,27 @@ def test_heads_and_static_terms_by_hand(tmp_path):
     assert (est.query_tokens, est.label_tokens) == (41, 41)
 
 
+def test_per_rank_estimate_shards_the_decoder_and_splits_the_batch(tmp_path):
+    """On 2 ranks with FSDP2 a rank holds half the base, adapters and their state, plus one unit gathered;
+    it encodes half the batch, while the loss's scores cover the global batch; replicas keep whole weights."""
+    cfg = _decoder_run(tmp_path, prototypes={"num_free_vectors": 16})
+    shape = backbone_shape(cfg.model.name_or_path, lora_r=4)
+    one, half = estimate_memory(cfg, batch_size=64, num_labels=10), estimate_memory(cfg, batch_size=32, num_labels=10)
+    two = estimate_memory(cfg, batch_size=64, num_labels=10, ranks=2)
+    replicas = estimate_memory(apply_overrides(cfg, ["train.fsdp=false"]), batch_size=64, num_labels=10, ranks=2)
+    assert two.fsdp and not replicas.fsdp and not one.fsdp and two.ranks == 2
+    heads = 4 * (two.lpn_params + two.free_vector_params)
+    gathered = max(2 * shape.linear_parameters // shape.num_layers, shape.parameters - shape.linear_parameters)
+    assert two.weights == (2 * shape.parameters + 4 * shape.lora_parameters) // 2 + heads + 2 * gathered
+    assert two.gradients == 4 * shape.lora_parameters // 2 + heads
+    assert replicas.weights == one.weights and replicas.gradients == one.gradients
+    for est in (two, replicas):
+        assert est.activations_no_checkpointing == half.activations_no_checkpointing
+        assert est.activations_checkpointing == half.activations_checkpointing
+        assert est.loss_and_prototype_activations == one.loss_and_prototype_activations
+    assert two.peak < replicas.peak < one.peak
+
+
 def test_sequence_lengths_follow_images_sides_and_kind():
     cfg = load_config(CONFIGS / "minilm-l3-images-lf-amazon-131k.yaml")
     est = estimate_memory(apply_overrides(cfg, ["images.sides=query", "data.label_max_length=16"]))
@@ -296,6 +317,9 @@ def test_cli_json_is_the_estimate():
     cfg = load_config(path, ["train.batch_size=512"])
     assert got == estimate_memory(cfg, gpu_gib=141, num_labels=1305265).as_dict()
     assert got["batch_size"] == 512 and got["fits"] is True and math.isclose(got["gpu_bytes"] / 2**30, 141)
+    per_rank = json.loads(CliRunner().invoke(_app(), [*args, "--nproc", "4"]).stdout)
+    assert per_rank == estimate_memory(cfg, gpu_gib=141, num_labels=1305265, ranks=4).as_dict()
+    assert per_rank["fsdp"] and per_rank["weights"] < got["weights"] / 2
 
 
 def test_cli_table_names_the_terms():

@@ -26,6 +26,9 @@ def memory(
     prompt_tokens: int | None = typer.Option(
         None, "--prompt-tokens", min=0, help="Tokens of the decoder prompt's literal text; default: one per word."
     ),
+    nproc: int = typer.Option(
+        1, "--nproc", min=1, help="Processes of a torchrun launch (one per GPU): the estimate is then per rank."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (sizes in bytes) and nothing else."),
 ) -> None:
     """Estimate peak GPU memory (weights, adapter, optimizer, activations with and without checkpointing).
@@ -39,7 +42,7 @@ def memory(
 
     cfg = load_config(config, overrides)
     estimate = estimate_memory(
-        cfg, batch_size=batch_size, gpu_gib=gpu_gib, num_labels=labels, prompt_tokens=prompt_tokens
+        cfg, batch_size=batch_size, gpu_gib=gpu_gib, num_labels=labels, prompt_tokens=prompt_tokens, ranks=nproc
     )
     if as_json:
         emit_json(estimate.as_dict())

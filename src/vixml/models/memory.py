@@ -38,6 +38,12 @@ for decoders the layers' activations (checkpointing cuts them by an order of mag
 for encoders the activations; PRIME's free vectors (65,536 x d with gradients and AdamW states) and centroids
 (L x d) matter for wide models and large label sets. Not counted: the CUDA context and allocator
 fragmentation (the headroom of the suggestion), the query-embedding bank and image banks (kept in CPU memory).
+
+On N ranks (``ranks``, torchrun) the estimate is per rank: each encodes ceil(B/N) queries and labels, while
+the loss's score matrices cover the gathered global batch; with FSDP2 (``train.fsdp`` for decoders) a rank
+holds 1/N of the backbone's weights, of the LoRA adapters and of their gradients and AdamW moments, plus the
+weights gathered for the unit in flight (two blocks, current and prefetched, or the token embeddings, the
+larger); PRIME's heads and the image projection stay whole on every rank.
 """
 
 from __future__ import annotations
@@ -124,6 +130,8 @@ class MemoryEstimate:
     weight_dtype: str
     compute_dtype: str
     batch_size: int
+    ranks: int
+    fsdp: bool
     query_tokens: int
     label_tokens: int
     num_labels: int | None
@@ -172,7 +180,8 @@ class MemoryEstimate:
 
         table = Table(
             title=f"estimated GPU memory: {self.model} ({self.kind}, {self.weight_dtype} weights, "
-            f"{self.compute_dtype} compute), batch {self.batch_size} queries + {self.batch_size} labels",
+            f"{self.compute_dtype} compute), batch {self.batch_size} queries + {self.batch_size} labels"
+            + (f", per rank of {self.ranks}{' (FSDP2-sharded)' if self.fsdp else ''}" if self.ranks > 1 else ""),
             caption="\n".join(self.notes),
             caption_justify="left",
         )
@@ -214,6 +223,7 @@ def estimate_memory(
     gpu_gib: float = 80.0,
     num_labels: int | None = None,
     prompt_tokens: int | None = None,
+    ranks: int = 1,
 ) -> MemoryEstimate:
     """Estimate the peak GPU memory of training ``config`` and suggest how to fit ``gpu_gib``.
 
@@ -225,6 +235,7 @@ def estimate_memory(
             vectors at L/2 as the trainer does; None = centroids not counted.
         prompt_tokens: tokens of the decoder prompt's literal segments per sequence; None = counted roughly
             (one token per word or punctuation mark).
+        ranks: processes of a torchrun launch (one per GPU): the estimate is then per rank.
 
     Returns:
         The estimate, with a suggested checkpointing setting, micro-batch and accumulation steps.
@@ -274,11 +285,17 @@ def estimate_memory(
         free = min(pc.num_free_vectors, max(1, num_labels // 2)) if num_labels else pc.num_free_vectors
     head_params = proj_params + transform_params + lpn_params + free * d
     trainable_backbone = shape.parameters if full_ft else shape.lora_parameters
-    train_bytes = (n if full_ft else 4) * trainable_backbone + 4 * head_params
-    weights = shape.parameters * n + 4 * (shape.lora_parameters + head_params)
+    ranks = max(1, ranks)
+    fsdp = ranks > 1 and shape.decoder and config.train.fsdp is not False and precision != "fp16"
+    shard = ranks if fsdp else 1  # the backbone's weights, adapters and their optimiser state are sharded
+    # weights gathered for the FSDP unit in flight: two blocks (current, prefetched) or the token embeddings
+    gathered = max(2 * shape.linear_parameters // shape.num_layers, shape.parameters - shape.linear_parameters)
+    train_bytes = (n if full_ft else 4) * trainable_backbone // shard + 4 * head_params
+    weights = (shape.parameters * n + 4 * shape.lora_parameters) // shard + 4 * head_params
+    weights += gathered * n if fsdp else 0
     centroids = num_labels * (4 * d + 9) if pc is not None and num_labels else 0  # fp32 rows, int64 map, bool flag
     static = weights + centroids + 3 * train_bytes  # + gradients + two AdamW moments
-    copies = (2 * shape.linear_parameters if n == 4 else 0) + 2 * shape.lora_parameters if e == 2 else 0
+    copies = ((2 * shape.linear_parameters if n == 4 else 0) + 2 * shape.lora_parameters if e == 2 else 0) // shard
     eager = mc.attn_implementation == "eager"
     per_layer = [
         layer_activation_bytes(shape, e=e, n=n, full_ft=full_ft, lora_r=lora.r if lora else 0, seq_len=s, eager=eager)
@@ -291,6 +308,7 @@ def estimate_memory(
     grad_work = e * (3 if shape.gated_mlp else 2) * shape.intermediate_size + 2 * n * h
 
     def activations(b: int, checkpointing: bool) -> int:
+        b = -(-b // ranks)  # this rank's share of the batch
         tokens = b * (sq + sl)
         layer = [b * s * a for s, a in zip((sq, sl), per_layer, strict=True)]
         work = b * max(sq, sl) * grad_work
@@ -356,6 +374,8 @@ def estimate_memory(
         weight_dtype=weight_dtype,
         compute_dtype=compute_dtype,
         batch_size=batch,
+        ranks=ranks,
+        fsdp=fsdp,
         query_tokens=sq,
         label_tokens=sl,
         num_labels=num_labels,
@@ -369,7 +389,7 @@ def estimate_memory(
         lpn_params=lpn_params,
         free_vector_params=free * d,
         weights=weights,
-        lora_adapter=4 * shape.lora_parameters,
+        lora_adapter=4 * shape.lora_parameters // shard,
         image_projection=4 * proj_params,
         lpn=4 * lpn_params,
         free_vectors=4 * free * d,
