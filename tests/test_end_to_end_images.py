@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from support_data import make_dataset
@@ -88,3 +89,11 @@ def test_urls_to_fused_model(tmp_path):
     mask[::4] = False
     _, from_bank = predictor.predict(texts, images=(emb, mask), k=1)
     assert (from_files == from_bank).mean() >= 0.9
+    # a query without images is read as training read an item whose images are missing: every slot masked
+    none = np.zeros_like(mask[:4])
+    np.testing.assert_array_equal(predictor.encode(texts[:4]), predictor.encode(texts[:4], images=(emb[:4], none)))
+    # (not as text alone: the fixed image positions shift the text, so the embeddings differ)
+    model = predictor.model
+    ids = model.backbone.tokenize(texts[:4], 16)
+    text_only = model.encode_queries(ids["input_ids"], ids["attention_mask"]).detach().numpy()
+    assert np.abs(text_only - predictor.encode(texts[:4])).max() > 1e-3

@@ -166,11 +166,16 @@ class SplitEncoder:
         """Free texts (and their image embeddings ``(emb (n, N, D), mask (n, N))``) -> (n, D) float32.
 
         Tokenised on the fly with the run's maximum length of ``side``; images are used when the model carries
-        images on that side. ``raw`` (labels only): before the normalisation.
+        images on that side; without images, such a model reads the texts as training read items whose images
+        are missing (masked slots), not as a text-only model would. ``raw`` (labels only): before the
+        normalisation.
         """
         model = self.model
         encode = functools.partial(model.encode_labels, raw=raw) if side == "label" else model.encode_queries
-        use_images = images is not None and model.uses_images(side)
+        use_images = model.uses_images(side)
+        if use_images and images is None:  # as training encodes an item without images: every slot masked
+            shape = (len(texts), self.config.images.num_images)
+            images = np.zeros((*shape, model.image_projection.vision_dim), np.float32), np.zeros(shape, bool)
         max_length = self.max_length("lbl" if side == "label" else "tst")
         out = []
         with _eval_mode(model):
