@@ -28,8 +28,8 @@ __all__ = ["SKIP_ENV", "BASE_BYTES", "available_bytes", "resident_bytes", "requi
 logger = logging.getLogger(__name__)
 
 SKIP_ENV = "VIXML_SKIP_MEMORY_CHECK"
-#: The interpreter with numpy, scipy, numba and the command line loaded (measured: 150-190 MiB resident).
-BASE_BYTES = 256 << 20
+#: The interpreter with numpy, scipy, numba (compiling) and the command line loaded: 40-100 MiB measured.
+BASE_BYTES = 128 << 20
 _MEMINFO = Path("/proc/meminfo")
 _CGROUP = Path("/sys/fs/cgroup")
 

@@ -43,3 +43,22 @@ def test_bad_predictions_are_listed():
     assert any("row 0: a label id appears twice" in m for m in messages)
     with pytest.raises(DataError, match="must be equal 2-D"):
         to_csr(np.ones((2, 2)), np.ones((2, 3), int), 4)
+
+
+def test_built_row_major_it_equals_the_coo_construction():
+    """Padding anywhere in a row, unsorted ids: the same matrix as scipy's COO -> CSR, indices sorted."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(3)
+    ids = np.stack([rng.choice(50, 8, replace=False) for _ in range(20)])
+    ids[rng.random(ids.shape) < 0.3] = -1
+    scores = rng.standard_normal(ids.shape).astype(np.float32)
+    keep = ids >= 0
+    rows = np.broadcast_to(np.arange(20)[:, None], ids.shape)
+    want = sp.csr_matrix((scores[keep], (rows[keep], ids[keep])), shape=(20, 50))
+    want.sort_indices()
+    got = to_csr(scores, ids, 50)
+    assert got.indices.dtype == np.int32 and got.has_canonical_format
+    np.testing.assert_array_equal(got.indptr, want.indptr)
+    np.testing.assert_array_equal(got.indices, want.indices)
+    np.testing.assert_array_equal(got.data, want.data)

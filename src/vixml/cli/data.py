@@ -119,7 +119,7 @@ def stats(
     from vixml.data import dataset_stats
     from vixml.data.footprint import require_folder
 
-    require_folder(directory, "vixml data stats", stats=True)
+    require_folder(directory, "vixml data stats", then="stats")
     result = dataset_stats(directory)
     if as_json:
         emit_json(result)
@@ -139,7 +139,7 @@ def _check_prepare_fits(src: Path) -> None:
     except DataError:
         return  # prepare_dataset names what is wrong
     if kind == "dataset-folder":
-        require_folder(src, "vixml data prepare", stats=True)
+        require_folder(src, "vixml data prepare", then="prepare")
 
 
 def _print_stats(result: dict) -> None:

@@ -36,16 +36,17 @@ __all__ = [
     "csr_bytes",
     "folder_need",
     "stats_need",
+    "prepare_need",
     "evaluate_need",
     "require_folder",
     "require_evaluate",
 ]
 
-_COUNT_CHUNK = 1 << 24
+_COUNT_CHUNK = 1 << 22  # bytes read at a time to count the entries of a text file
 _SCAN_CHUNK = 1 << 26  # texts._CHUNK
 _MAX32 = (1 << 31) - 1
 #: evaluate: bytes of the metric kernels' arrays per prediction and per true entry (calibrated).
-_EVAL_PER_PRED = 24
+_EVAL_PER_PRED = 8
 _EVAL_PER_TRUE = 8
 
 
@@ -166,6 +167,13 @@ def stats_need(directory: str | os.PathLike) -> tuple[int, str, list[MatrixShape
     return need, what, shapes
 
 
+def prepare_need(directory: str | os.PathLike) -> tuple[int, str, list[MatrixShape]]:
+    """Peak memory of ``vixml data prepare``: it validates the folder, then loads it again for its stats;
+    what the first pass freed is not all given back at once (a quarter of the matrices more, measured)."""
+    need, what, shapes = stats_need(directory)
+    return need + sum(_held(s) for s in shapes) // 4, what, shapes
+
+
 def evaluate_need(
     pred: str | os.PathLike, true: str | os.PathLike | None, train: str | os.PathLike | None, k: int
 ) -> tuple[int, str]:
@@ -178,7 +186,7 @@ def evaluate_need(
     true_shape = matrix_shape(true)
     if true_shape is not None:
         need += _EVAL_PER_TRUE * true_shape.nnz + 8 * true_shape.n_cols
-    return need, "the matrices " + "; ".join(s.describe() for s in shapes)
+    return need, "the matrices " + " and ".join(s.describe() for s in shapes)
 
 
 def _prediction_shape(path: Path, k: int) -> MatrixShape | None:
@@ -199,20 +207,23 @@ def _prediction_shape(path: Path, k: int) -> MatrixShape | None:
 def _what(directory: Path, shapes: list[MatrixShape]) -> str:
     if not shapes:
         return f"the texts of {directory}"
-    return "the label matrices " + "; ".join(s.describe() for s in shapes)
+    return "the label matrices " + " and ".join(s.describe() for s in shapes)
 
 
-_HINT = "Run it on a machine with more memory, or on a subset of the rows (the same header and fewer lines)."
+_HINT = "Use a machine (or a container memory limit) with more memory, or a dataset folder with fewer rows."
 
 
-def require_folder(directory: str | os.PathLike, command: str, *, stats: bool = False) -> None:
-    """Refuse (:class:`~vixml.errors.ResourceError`) a folder whose checking or loading would not fit."""
-    need, what, _ = (stats_need if stats else folder_need)(directory)
+def require_folder(directory: str | os.PathLike, command: str, *, then: str = "load") -> None:
+    """Refuse (:class:`~vixml.errors.ResourceError`) a folder whose checking or loading would not fit.
+
+    ``then``: ``"load"`` (validate, the loader), ``"stats"`` or ``"prepare"`` (which ends with the stats).
+    """
+    need, what, _ = {"load": folder_need, "stats": stats_need, "prepare": prepare_need}[then](directory)
     require(need, what, _HINT, command=command)
 
 
 def require_evaluate(pred, true, train, k: int, command: str = "vixml evaluate") -> None:
     """Refuse an evaluation whose matrices would not fit."""
     need, what = evaluate_need(pred, true, train, k)
-    require(need, what, "Evaluate the test rows in parts (files with the same header and fewer lines) on this "
-            "machine, or on one with more memory.", command=command)  # fmt: skip
+    hint = "Evaluate fewer test rows at a time (the predictions and true labels of a part), or use more memory."
+    require(need, what, hint, command=command)

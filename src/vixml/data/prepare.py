@@ -27,7 +27,7 @@ from vixml.data._copy import copy_file, copy_image_files
 from vixml.data.catalogue import find_catalogue, prepare_catalogue
 from vixml.data.encoding import Encoding, check_encoding
 from vixml.data.family import Family, dataset_family
-from vixml.data.footprint import stats_need
+from vixml.data.footprint import prepare_need
 from vixml.data.layout import (
     FILTER_FILES,
     ID_FILES,
@@ -52,7 +52,7 @@ __all__ = ["prepare_dataset", "detect_source"]
 logger = logging.getLogger(__name__)
 
 _BUILD = ".preparing-"
-_FIT_HINT = "Prepare it on a machine with more memory, or a subset of its rows."
+_FIT_HINT = "Use a machine (or a container memory limit) with more memory, or prepare a source with fewer rows."
 
 
 def detect_source(src: str | os.PathLike) -> str:
@@ -192,7 +192,7 @@ def _build(src, out, kind, text_mode, trust_pickle, link, validate, encoding, fa
     try:
         extra = _write(src, work, kind, text_mode, trust_pickle, link, encoding)
         if kind != "dataset-folder":  # converted: the written files say what validating them costs
-            need, what, _ = stats_need(work)
+            need, what, _ = prepare_need(work)
             require(need, what.replace(str(work), str(out)), _FIT_HINT, command="vixml data prepare")
         if validate:
             problems = check_folder(work, deep=True).problems

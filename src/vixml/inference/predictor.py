@@ -20,7 +20,7 @@ from vixml.inference.labels import LabelSet, Predictions
 from vixml.inference.overlay import LabelOverlay
 from vixml.models import DualEncoder, SplitEncoder, image_banks, load_dual_encoder, resolve_device
 from vixml.run_folder import RunFolder
-from vixml.search import search_memory, to_csr, topk
+from vixml.search import search_memory, to_csr, to_csr_memory, topk
 
 __all__ = ["Predictor"]
 
@@ -237,13 +237,16 @@ class Predictor:
         n, (n_labels, dim) = shape.n_rows, self.label_embeddings.shape
         width = max(k, 100)  # with filtering: k plus the most filtered pairs of a row, rarely more than a few
         device = "cuda" if self.device.type == "cuda" else "cpu"
-        searched = 4 * n * dim + search_memory(n, n_labels, dim, width, device=device, precision="fp32")
-        written = 28 * n * width  # the CSR of the top-k and the copy the writer checks and compresses
+        searched = search_memory(n, n_labels, dim, width, device=device, precision="fp32")
+        embedded = 4 * n * dim  # the query embeddings (+R: the training queries' too)
         if augment:
             trn = matrix_shape(label_file(data_dir, "trn"))
             n_trn = trn.n_rows if trn is not None else 0
-            searched += 4 * n_trn * dim + search_memory(n, n_trn, dim, width, device=device)
-        need = resident_bytes() + folder - BASE_BYTES + searched + written
+            embedded += 4 * n_trn * dim
+            searched += search_memory(n, n_trn, dim, width, device=device)
+        # what the search held is not all given back before the top-k becomes a CSR (measured): added up
+        searched = embedded + searched + to_csr_memory(n, width)
+        need = resident_bytes() + folder - BASE_BYTES + searched
         require(
             need,
             f"{what}, {n:,} query embeddings of {dim} and their top-{k} among {n_labels:,} labels",

@@ -23,7 +23,7 @@ from vixml.search.index import Index, available_indexes, build_index, index_clas
 from vixml.search.index_exact import ExactIndex
 from vixml.search.index_faiss import FaissFlatIndex, FaissHNSWIndex, FaissIVFIndex
 from vixml.search.index_hnswlib import HnswlibIndex
-from vixml.search.sparse import to_csr
+from vixml.search.sparse import to_csr, to_csr_memory
 
 __all__ = [
     "topk",
@@ -31,6 +31,7 @@ __all__ = [
     "PRECISIONS",
     "search_memory",
     "to_csr",
+    "to_csr_memory",
     "Index",
     "build_index",
     "register_index",

@@ -11,7 +11,7 @@ from vixml.errors import DataError, Problem
 if TYPE_CHECKING:
     import scipy.sparse as sp
 
-__all__ = ["to_csr"]
+__all__ = ["to_csr", "to_csr_memory"]
 
 
 def to_csr(scores, indices, n_labels: int) -> sp.csr_matrix:
@@ -36,21 +36,39 @@ def to_csr(scores, indices, n_labels: int) -> sp.csr_matrix:
         raise DataError(
             Problem("<predictions>", f"scores {scores.shape} and indices {indices.shape} must be equal 2-D")
         )
-    keep = indices >= 0
+    n, _ = indices.shape
     problems = []
-    bad_rows = np.flatnonzero(((indices >= n_labels) & keep).any(axis=1))
+    bad_rows = np.flatnonzero((indices >= n_labels).any(axis=1))
     problems += [
         Problem("<predictions>", f"row {r}: label id >= n_labels={n_labels}", field="indices") for r in bad_rows
     ]
-    ordered = np.sort(np.where(keep, indices, -1), axis=1)
-    repeated = np.flatnonzero(((ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)).any(axis=1))
+    # Built row-major, one (n, k) array at a time (about 30 bytes per prediction at the peak, not the 80 of
+    # a COO detour): ids sorted within rows, padding (-1) moved to each row's end, then the real entries.
+    pad = np.iinfo(np.int64).max
+    order = np.argsort(np.where(indices >= 0, indices, pad), axis=1, kind="stable")
+    ids = np.take_along_axis(indices, order, axis=1)
+    ids[ids < 0] = pad
+    repeated = np.flatnonzero(((ids[:, 1:] == ids[:, :-1]) & (ids[:, 1:] != pad)).any(axis=1))
     problems += [Problem("<predictions>", f"row {r}: a label id appears twice", field="indices") for r in repeated]
     if problems:
         raise DataError(problems)
-    rows = np.broadcast_to(np.arange(indices.shape[0])[:, None], indices.shape)
-    matrix = sp.csr_matrix((scores[keep], (rows[keep], indices[keep])), shape=(indices.shape[0], n_labels))
-    matrix.sort_indices()
+    values = np.take_along_axis(scores, order, axis=1)
+    del order
+    keep = ids != pad
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(keep.sum(axis=1), out=indptr[1:])
+    index_dtype = np.int32 if max(n_labels, int(indptr[-1])) < 2**31 else np.int64
+    data, cols = values[keep], ids[keep].astype(index_dtype)
+    del values, ids, keep
+    matrix = sp.csr_matrix((data, cols, indptr.astype(index_dtype, copy=False)), shape=(n, n_labels), copy=False)
+    matrix.has_sorted_indices = True
     return matrix
+
+
+def to_csr_memory(n_queries: int, k: int) -> int:
+    """Bytes :func:`to_csr` (and writing its result) holds beyond its inputs at its peak: the sort order, the
+    sorted ids and scores, the mask of real entries and the CSR's arrays (measured: about 30 per prediction)."""
+    return 40 * n_queries * k
 
 
 def _numpy(x) -> np.ndarray:
