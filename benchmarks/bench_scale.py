@@ -2,14 +2,20 @@
 
 A synthetic dataset of the real one's shape (2,248,619 training queries, 1,305,265 labels, about 22 labels
 per training query, Zipf-like label popularity, short title texts) is generated, then every stage runs in
-its own process so that its peak resident memory (``ru_maxrss``) is its own: ``prepare`` (in place: the
-manifest, with validation), ``validate``, ``stats``, an exact top-100 ``search`` of test queries against
-the (L, 384) float32 label embeddings memory-mapped from disk and read in bounded blocks, and ``evaluate``
-of those predictions (P@k, nDCG@k, PSP@k, recall). Before each stage its memory estimate is compared with
-the memory available and the stage is refused with a clear message when it would not fit.
+its own process so that its peak memory is its own: ``ru_maxrss`` (which counts the touched pages of
+memory-mapped files, page cache the kernel takes back under pressure) and the peak anonymous memory
+(``RssAnon`` sampled every 10 ms). The stages are the commands themselves, run in the child process:
+``vixml data prepare`` (in place: the manifest, validating, then the stats), ``vixml data validate``,
+``vixml data stats``, an exact top-100 ``search`` of test queries against the (L, 384) float32 label
+embeddings memory-mapped from disk and read in bounded blocks, its top-100 given to every test row and
+written as ``vixml predict`` writes it (``to_csr``), and ``vixml evaluate`` of those predictions (P@k,
+nDCG@k, PSP@k, recall). Before each stage the product's own estimate (:mod:`vixml.data.footprint`,
+:func:`vixml.search.search_memory`, the ones the commands check) is compared with the memory available
+(:func:`vixml.memory_fit.require`) and the stage is refused with the same message a command gives.
 
 ``--scale`` shrinks every size (the runner uses 0.05 with ``--quick``, 1.0 otherwise); ``--search-queries``
-bounds the searched test queries (exact search costs n x L x D: 2,000 x 1.3M x 384 is ~1e12 FLOP).
+bounds the searched test queries (exact search costs n x L x D: 2,000 x 1.3M x 384 is ~1e12 FLOP);
+``--text-labels`` writes the label files in the XC text format instead of ``.npz``.
 """
 
 from __future__ import annotations

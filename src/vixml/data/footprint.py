@@ -186,7 +186,7 @@ def evaluate_need(
     true_shape = matrix_shape(true)
     if true_shape is not None:
         need += _EVAL_PER_TRUE * true_shape.nnz + 8 * true_shape.n_cols
-    return need, "the matrices " + " and ".join(s.describe() for s in shapes)
+    return need, ("the matrices " + _listing(shapes)) if shapes else f"the evaluation of {pred}"
 
 
 def _prediction_shape(path: Path, k: int) -> MatrixShape | None:
@@ -207,7 +207,13 @@ def _prediction_shape(path: Path, k: int) -> MatrixShape | None:
 def _what(directory: Path, shapes: list[MatrixShape]) -> str:
     if not shapes:
         return f"the texts of {directory}"
-    return "the label matrices " + " and ".join(s.describe() for s in shapes)
+    return "the label matrices " + _listing(shapes)
+
+
+def _listing(shapes: list[MatrixShape]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    names = [s.describe() for s in shapes]
+    return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else "".join(names)
 
 
 _HINT = "Use a machine (or a container memory limit) with more memory, or a dataset folder with fewer rows."
