@@ -33,6 +33,8 @@ def test_a_lower_cgroup_limit_wins(fake_proc):
     (cgroup / "memory.max").write_text(f"{4 << 30}\n")
     (cgroup / "memory.current").write_text(f"{1 << 30}\n")
     assert memory_fit.available_bytes() == 3 << 30
+    (cgroup / "memory.stat").write_text(f"anon 1000\ninactive_file {1 << 29}\nactive_file 5\n")
+    assert memory_fit.available_bytes() == (3 << 30) + (1 << 29)  # inactive page cache is given back first
     (cgroup / "memory.max").write_text("max\n")  # no limit: MemAvailable alone
     assert memory_fit.available_bytes() == 6_000_000 * 1024
 

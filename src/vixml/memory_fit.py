@@ -57,21 +57,40 @@ def _read_int(path: Path) -> int | None:
     return int(text) if text.isdigit() else None  # "max" (no limit) -> None
 
 
+def _stat(path: Path, key: str) -> int:
+    """A counter of a cgroup's ``memory.stat`` (0 when absent)."""
+    try:
+        for line in path.read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name == key and value.strip().isdigit():
+                return int(value)
+    except OSError:
+        pass
+    return 0
+
+
 def _cgroup_available() -> int | None:
-    """Limit minus usage of this process's cgroup (v2 ``memory.max``, else v1 ``memory.limit_in_bytes``)."""
+    """Limit minus usage of this process's cgroup (v2 ``memory.max``, else v1 ``memory.limit_in_bytes``).
+
+    The usage counts the page cache of files read; its inactive part (``inactive_file``) is given back
+    first under pressure, so it is left out of the usage, as ``docker stats`` does.
+    """
     limit, usage = _read_int(_CGROUP / "memory.max"), _read_int(_CGROUP / "memory.current")
+    cache = _stat(_CGROUP / "memory.stat", "inactive_file")
     if limit is None:
-        limit = _read_int(_CGROUP / "memory" / "memory.limit_in_bytes")
-        usage = _read_int(_CGROUP / "memory" / "memory.usage_in_bytes")
+        v1 = _CGROUP / "memory"
+        limit, usage = _read_int(v1 / "memory.limit_in_bytes"), _read_int(v1 / "memory.usage_in_bytes")
+        cache = _stat(v1 / "memory.stat", "total_inactive_file")
         if limit is not None and limit >= 1 << 60:  # v1 reports "no limit" as a huge number
             limit = None
     if limit is None or usage is None:
         return None
-    return max(0, limit - usage)
+    return max(0, limit - max(0, usage - cache))
 
 
 def available_bytes() -> int | None:
-    """Memory a new allocation can still get: ``MemAvailable``, or the cgroup's limit minus its usage when lower.
+    """Memory a new allocation can still get: ``MemAvailable``, or the cgroup's limit minus its usage (less its
+    inactive file cache) when lower.
 
     None when neither can be read (then nothing is checked).
     """

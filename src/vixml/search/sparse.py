@@ -13,6 +13,8 @@ if TYPE_CHECKING:
 
 __all__ = ["to_csr", "to_csr_memory"]
 
+_BLOCK_ENTRIES = 1 << 20  # predictions sorted at a time (bounds the temporary arrays: about 30 MiB)
+
 
 def to_csr(scores, indices, n_labels: int) -> sp.csr_matrix:
     """(n, n_labels) CSR matrix with ``scores[i, j]`` at column ``indices[i, j]``; ``-1`` padding dropped.
@@ -36,39 +38,49 @@ def to_csr(scores, indices, n_labels: int) -> sp.csr_matrix:
         raise DataError(
             Problem("<predictions>", f"scores {scores.shape} and indices {indices.shape} must be equal 2-D")
         )
-    n, _ = indices.shape
-    problems = []
-    bad_rows = np.flatnonzero((indices >= n_labels).any(axis=1))
-    problems += [
-        Problem("<predictions>", f"row {r}: label id >= n_labels={n_labels}", field="indices") for r in bad_rows
-    ]
-    # Built row-major, one (n, k) array at a time (about 30 bytes per prediction at the peak, not the 80 of
-    # a COO detour): ids sorted within rows, padding (-1) moved to each row's end, then the real entries.
+    n, k = indices.shape
+    step = max(1, _BLOCK_ENTRIES // max(1, k))
+    # Built a block of rows at a time into arrays of the final size: beyond its inputs it holds the CSR
+    # (8 bytes per prediction) and one block's sort order, sorted ids and scores (padding, -1, moved last).
+    counts = np.empty(n, dtype=np.int64)
+    for a in range(0, n, step):
+        counts[a : a + step] = (indices[a : a + step] >= 0).sum(axis=1)
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    del counts
+    index_dtype = np.int32 if max(n_labels, int(indptr[-1])) < 2**31 else np.int64
+    data = np.empty(int(indptr[-1]), dtype=np.float32)
+    cols = np.empty(int(indptr[-1]), dtype=index_dtype)
     pad = np.iinfo(np.int64).max
-    order = np.argsort(np.where(indices >= 0, indices, pad), axis=1, kind="stable")
-    ids = np.take_along_axis(indices, order, axis=1)
-    ids[ids < 0] = pad
-    repeated = np.flatnonzero(((ids[:, 1:] == ids[:, :-1]) & (ids[:, 1:] != pad)).any(axis=1))
-    problems += [Problem("<predictions>", f"row {r}: a label id appears twice", field="indices") for r in repeated]
+    problems = []
+    for a in range(0, n, step):
+        block = indices[a : a + step]
+        b = a + block.shape[0]
+        bad_rows = np.flatnonzero((block >= n_labels).any(axis=1)) + a
+        problems += [
+            Problem("<predictions>", f"row {r}: label id >= n_labels={n_labels}", field="indices") for r in bad_rows
+        ]
+        order = np.argsort(np.where(block >= 0, block, pad), axis=1, kind="stable")
+        ids = np.take_along_axis(block, order, axis=1)
+        ids[ids < 0] = pad
+        repeated = np.flatnonzero(((ids[:, 1:] == ids[:, :-1]) & (ids[:, 1:] != pad)).any(axis=1)) + a
+        problems += [Problem("<predictions>", f"row {r}: a label id appears twice", field="indices") for r in repeated]
+        if problems:
+            continue  # every problem is listed; nothing more is built
+        keep = ids != pad
+        data[indptr[a] : indptr[b]] = np.take_along_axis(scores[a:b], order, axis=1)[keep]
+        cols[indptr[a] : indptr[b]] = ids[keep]
     if problems:
         raise DataError(problems)
-    values = np.take_along_axis(scores, order, axis=1)
-    del order
-    keep = ids != pad
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(keep.sum(axis=1), out=indptr[1:])
-    index_dtype = np.int32 if max(n_labels, int(indptr[-1])) < 2**31 else np.int64
-    data, cols = values[keep], ids[keep].astype(index_dtype)
-    del values, ids, keep
     matrix = sp.csr_matrix((data, cols, indptr.astype(index_dtype, copy=False)), shape=(n, n_labels), copy=False)
     matrix.has_sorted_indices = True
     return matrix
 
 
 def to_csr_memory(n_queries: int, k: int) -> int:
-    """Bytes :func:`to_csr` (and writing its result) holds beyond its inputs at its peak: the sort order, the
-    sorted ids and scores, the mask of real entries and the CSR's arrays (measured: about 30 per prediction)."""
-    return 40 * n_queries * k
+    """Bytes :func:`to_csr` (and writing its result as ``.npz``) holds beyond its inputs at its peak: the CSR
+    (8 per prediction), the writer's finiteness mask (1) and one block's sort buffers (bounded)."""
+    return 10 * n_queries * k + (64 << 20)
 
 
 def _numpy(x) -> np.ndarray:
