@@ -13,9 +13,10 @@ Nothing is parsed: a text label file gives its shape on line 1 and its entry cou
 - ``stats``: the training matrix transposed (CSC) for the label frequencies;
 - ``evaluate``: the metric kernels' own arrays, per prediction and per true entry (calibrated).
 
-The constants were compared with the peak resident memory of the commands on synthetic data of the
-shape of LF-AmazonTitles-1.3M (``benchmarks/bench_scale.py``; figures in ``docs/bad-inputs.md``): the
-estimates are upper bounds within 1.5x of the peaks. Image embeddings are memory-mapped and left out.
+The constants were compared with the peak anonymous memory of the commands on synthetic data of the
+shape of LF-AmazonTitles-1.3M at scales 0.1-0.4 (``benchmarks/bench_scale.py``; figures in
+``docs/bad-inputs.md``): the estimates are 1.2-1.55x the peaks. Memory-mapped files (texts, image
+embeddings; the label file while the numba parser reads it) are page cache and left out.
 """
 
 from __future__ import annotations
@@ -161,7 +162,7 @@ def stats_need(directory: str | os.PathLike) -> tuple[int, str, list[MatrixShape
     """Peak memory of :func:`~vixml.data.dataset_stats` (and of ``prepare``, which ends with it): the folder
     loaded, plus the training matrix transposed and the label frequencies."""
     need, what, shapes = folder_need(directory)
-    trn = matrix_shape(label_file(directory, "trn"))
+    trn = next((s for s in shapes if s.path.name.startswith("trn_")), None)
     if trn is not None:
         need += csr_bytes(trn.n_cols, trn.n_rows, trn.nnz) + 24 * trn.n_cols
     return need, what, shapes
@@ -178,12 +179,11 @@ def evaluate_need(
     pred: str | os.PathLike, true: str | os.PathLike | None, train: str | os.PathLike | None, k: int
 ) -> tuple[int, str]:
     """Peak memory of ``vixml evaluate``: the three matrices held, one reader's transient, the metric arrays."""
-    pred_shape = _prediction_shape(Path(pred), k)
-    shapes = [s for s in (pred_shape, matrix_shape(true), matrix_shape(train)) if s is not None]
+    pred_shape, true_shape = _prediction_shape(Path(pred), k), matrix_shape(true)
+    shapes = [s for s in (pred_shape, true_shape, matrix_shape(train)) if s is not None]
     need = BASE_BYTES + sum(_held(s) for s in shapes) + max((_reading(s) for s in shapes), default=0)
     if pred_shape is not None:
         need += _EVAL_PER_PRED * pred_shape.nnz
-    true_shape = matrix_shape(true)
     if true_shape is not None:
         need += _EVAL_PER_TRUE * true_shape.nnz + 8 * true_shape.n_cols
     return need, ("the matrices " + _listing(shapes)) if shapes else f"the evaluation of {pred}"

@@ -226,22 +226,23 @@ class Predictor:
     def _require_fits(self, data_dir, split: str, k: int, augment: bool) -> None:
         """Refuse, before anything is embedded, a prediction whose dataset, query embeddings and search would
         not fit in this machine's memory (the model and label embeddings, already held, counted as such)."""
-        from vixml.data.footprint import folder_need, matrix_shape
-        from vixml.data.layout import label_file
+        from vixml.data.footprint import folder_need
         from vixml.memory_fit import BASE_BYTES, require, resident_bytes
 
-        shape = matrix_shape(label_file(data_dir, split)) if Path(data_dir).is_dir() else None
-        if shape is None:
+        if not Path(data_dir).is_dir():
             return  # the loader names what is wrong
-        folder, what, _ = folder_need(data_dir)
+        folder, what, shapes = folder_need(data_dir)
+        split_shapes = {s.path.name.split("_X_Y")[0]: s for s in shapes}
+        shape = split_shapes.get(split)
+        if shape is None:
+            return
         n, (n_labels, dim) = shape.n_rows, self.label_embeddings.shape
         width = max(k, 100)  # with filtering: k plus the most filtered pairs of a row, rarely more than a few
         device = "cuda" if self.device.type == "cuda" else "cpu"
         searched = search_memory(n, n_labels, dim, width, device=device, precision="fp32")
         embedded = 4 * n * dim  # the query embeddings (+R: the training queries' too)
         if augment:
-            trn = matrix_shape(label_file(data_dir, "trn"))
-            n_trn = trn.n_rows if trn is not None else 0
+            n_trn = split_shapes["trn"].n_rows if "trn" in split_shapes else 0
             embedded += 4 * n_trn * dim
             searched += search_memory(n, n_trn, dim, width, device=device)
         # what the search held is not all given back before the top-k becomes a CSR (measured): added up
