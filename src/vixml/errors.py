@@ -13,6 +13,7 @@ __all__ = [
     "TrainingInterrupted",
     "TrainingDiverged",
     "StorageError",
+    "ResourceError",
 ]
 
 
@@ -92,3 +93,11 @@ class MissingExtraError(VixmlError, ImportError):
 
 class StorageError(VixmlError, OSError):
     """A write that the storage refused (disk full, quota exceeded); the message names the path and the space."""
+
+
+class ResourceError(VixmlError, MemoryError):
+    """Work refused before it starts: it would need more memory than this machine (or its cgroup) has.
+
+    The message names the input, the memory needed and available, and what to do; setting
+    ``VIXML_SKIP_MEMORY_CHECK=1`` runs it anyway.
+    """

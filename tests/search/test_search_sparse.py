@@ -43,3 +43,40 @@ def test_bad_predictions_are_listed():
     assert any("row 0: a label id appears twice" in m for m in messages)
     with pytest.raises(DataError, match="must be equal 2-D"):
         to_csr(np.ones((2, 2)), np.ones((2, 3), int), 4)
+
+
+@pytest.mark.parametrize("block", [1 << 20, 24])  # one block; blocks of 3 rows
+def test_built_by_blocks_it_equals_the_coo_construction(monkeypatch, block):
+    """Padding anywhere in a row, unsorted ids: the same matrix as scipy's COO -> CSR, indices sorted."""
+    import scipy.sparse as sp
+
+    from vixml.search import sparse
+
+    monkeypatch.setattr(sparse, "_BLOCK_ENTRIES", block)
+
+    rng = np.random.default_rng(3)
+    ids = np.stack([rng.choice(50, 8, replace=False) for _ in range(20)])
+    ids[rng.random(ids.shape) < 0.3] = -1
+    scores = rng.standard_normal(ids.shape).astype(np.float32)
+    keep = ids >= 0
+    rows = np.broadcast_to(np.arange(20)[:, None], ids.shape)
+    want = sp.csr_matrix((scores[keep], (rows[keep], ids[keep])), shape=(20, 50))
+    want.sort_indices()
+    got = to_csr(scores, ids, 50)
+    assert got.indices.dtype == np.int32 and got.has_canonical_format
+    np.testing.assert_array_equal(got.indptr, want.indptr)
+    np.testing.assert_array_equal(got.indices, want.indices)
+    np.testing.assert_array_equal(got.data, want.data)
+
+
+def test_problems_of_every_block_are_listed(monkeypatch):
+    from vixml.search import sparse
+
+    monkeypatch.setattr(sparse, "_BLOCK_ENTRIES", 2)  # one row per block
+    ids = np.array([[0, 1], [2, 2], [3, 9], [1, 0]])
+    with pytest.raises(DataError) as info:
+        to_csr(np.ones((4, 2)), ids, 4)
+    messages = [str(p) for p in info.value.problems]
+    assert any("row 1: a label id appears twice" in m for m in messages)
+    assert any("row 2: label id >= n_labels=4" in m for m in messages)
+    assert len(messages) == 2

@@ -64,6 +64,7 @@ def prepare(
         if value not in allowed:
             raise typer.BadParameter(f"expected one of {', '.join(allowed)}, got {value!r}", param_hint=hint)
     mode: Literal["auto", "title", "title+content"] = text_mode  # type: ignore[assignment]
+    _check_prepare_fits(src)
     written = prepare_dataset(
         src, out, text_mode=mode, trust_pickle=trust_pickle, overwrite=overwrite, link=link,
         encoding=encoding, family=family,  # type: ignore[arg-type]
@@ -92,6 +93,9 @@ def validate(
 
     if encoding not in ("auto", "utf-8", "latin-1"):
         raise typer.BadParameter(f"expected auto, utf-8 or latin-1, got {encoding!r}", param_hint="--encoding")
+    from vixml.data.footprint import require_folder
+
+    require_folder(directory, "vixml data validate")
     report = validation_report(directory, encoding=encoding)  # type: ignore[arg-type]
     problems = report.problems
     if as_json:
@@ -113,12 +117,29 @@ def stats(
 ) -> None:
     """Points, labels, labels per point, points per label, label-frequency quantiles, image coverage."""
     from vixml.data import dataset_stats
+    from vixml.data.footprint import require_folder
 
+    require_folder(directory, "vixml data stats", then="stats")
     result = dataset_stats(directory)
     if as_json:
         emit_json(result)
     else:
         _print_stats(result)
+
+
+def _check_prepare_fits(src: Path) -> None:
+    """A dataset-folder source: refuse it now if validating and describing it would not fit. Other sources
+    (XC JSON, catalogues) are checked once converted, before their validation (:func:`prepare_dataset`)."""
+    from vixml.data.footprint import require_folder
+    from vixml.data.prepare import detect_source
+    from vixml.errors import DataError
+
+    try:
+        kind = detect_source(src)
+    except DataError:
+        return  # prepare_dataset names what is wrong
+    if kind == "dataset-folder":
+        require_folder(src, "vixml data prepare", then="prepare")
 
 
 def _print_stats(result: dict) -> None:

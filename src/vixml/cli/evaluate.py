@@ -51,6 +51,7 @@ def evaluate(
     """
     from vixml.data import read_label_matrix
     from vixml.data.filters import filter_problems, read_filter
+    from vixml.data.footprint import require_evaluate
     from vixml.data.layout import FILTER_FILES, label_file
     from vixml.data.predictions import DEFAULT_DEPTH, read_predictions
     from vixml.errors import DataError, Problem
@@ -72,6 +73,7 @@ def evaluate(
             filter_path if filter_path is not None else (default_filter if default_filter.is_file() else None)
         )
     A, B, why = _propensity(a, b, data if data is not None else true.parent)
+    require_evaluate(pred, true, train, max(k, DEFAULT_DEPTH))
     problems: list = []
 
     def read(reader, path, *args):

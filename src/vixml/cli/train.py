@@ -113,7 +113,7 @@ def predict(
     with distributed.session(resolve_device(device, setting="--device")) as world:
         lock = WriteLock(out, "vixml predict") if world.is_main else contextlib.nullcontext()
         with lock:  # taken first: a second writer of --out is refused before any work
-            predictor = Predictor.load(run, device=str(distributed.rank_device(resolve_device(device))))
+            predictor = Predictor.load(run, device=str(distributed.rank_device(resolve_device(device))), mmap=True)
             predictions = predictor.predict_dataset(data, split=split, k=k, augment=augment)
             if predictions is not None:
                 write_label_matrix(out, predictions)

@@ -73,6 +73,10 @@ def read_label_matrix(path: str | os.PathLike) -> sp.csr_matrix:
             matrix = _parse_fast(path, *header)
             if matrix is not None:
                 return matrix
+            # the fast parser found a defect: name it without building a matrix that would be thrown away
+            # (the careful pass holds 20 bytes per entry, several times the CSR the memory check counted)
+            _, problems = _parse_careful(path, keep=False)
+            problems.raise_if_any()
     matrix, problems = _parse_careful(path)
     problems.raise_if_any()
     return matrix
@@ -123,13 +127,24 @@ def _parse_fast(path: Path, n_rows: int, n_cols: int, start: int) -> sp.csr_matr
     return matrix
 
 
-def _parse_careful(path: Path) -> tuple[sp.csr_matrix | None, ProblemCollector]:
-    """Line-by-line parse that notes every defect; the matrix is None when there is any."""
+class _Discard:
+    """A sink for the entries of a pass that only looks for defects."""
+
+    def append(self, value) -> None:
+        pass
+
+    def __len__(self) -> int:
+        return 0
+
+
+def _parse_careful(path: Path, keep: bool = True) -> tuple[sp.csr_matrix | None, ProblemCollector]:
+    """Line-by-line parse that notes every defect; the matrix is None when there is any (or not ``keep``)."""
     problems = ProblemCollector(path)
     n_rows = n_cols = None
-    indptr = array.array("q", [0])
-    indices = array.array("q")
-    data = array.array("f")
+    sink = _Discard()
+    indptr = array.array("q", [0]) if keep else sink
+    indices = array.array("q") if keep else sink
+    data = array.array("f") if keep else sink
     rows = 0
     first_extra = None
     with open(path, "rb") as fh:
@@ -162,7 +177,7 @@ def _parse_careful(path: Path) -> tuple[sp.csr_matrix | None, ProblemCollector]:
         problems.add(
             f"row(s) beyond the {n_rows} the header announces (the file has {rows} non-blank rows)", line=first_extra
         )
-    if problems or n_rows is None:
+    if problems or n_rows is None or not keep:
         return None, problems
     matrix = sp.csr_matrix(
         (

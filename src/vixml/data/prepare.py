@@ -27,6 +27,7 @@ from vixml.data._copy import copy_file, copy_image_files
 from vixml.data.catalogue import find_catalogue, prepare_catalogue
 from vixml.data.encoding import Encoding, check_encoding
 from vixml.data.family import Family, dataset_family
+from vixml.data.footprint import prepare_need
 from vixml.data.layout import (
     FILTER_FILES,
     ID_FILES,
@@ -44,12 +45,14 @@ from vixml.data.texts import read_texts, write_texts
 from vixml.data.xc_repo import TextMode, find_xc_json, prepare_xc_repo
 from vixml.errors import DataError, Problem, StorageError
 from vixml.locking import LockedError, WriteLock
+from vixml.memory_fit import require
 
 __all__ = ["prepare_dataset", "detect_source"]
 
 logger = logging.getLogger(__name__)
 
 _BUILD = ".preparing-"
+_FIT_HINT = "Use a machine (or a container memory limit) with more memory, or prepare a source with fewer rows."
 
 
 def detect_source(src: str | os.PathLike) -> str:
@@ -188,6 +191,9 @@ def _build(src, out, kind, text_mode, trust_pickle, link, validate, encoding, fa
     lock.acquire()
     try:
         extra = _write(src, work, kind, text_mode, trust_pickle, link, encoding)
+        if kind != "dataset-folder":  # converted: the written files say what validating them costs
+            need, what, _ = prepare_need(work)
+            require(need, what.replace(str(work), str(out)), _FIT_HINT, command="vixml data prepare")
         if validate:
             problems = check_folder(work, deep=True).problems
             if problems:

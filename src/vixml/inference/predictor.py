@@ -20,7 +20,7 @@ from vixml.inference.labels import LabelSet, Predictions
 from vixml.inference.overlay import LabelOverlay
 from vixml.models import DualEncoder, SplitEncoder, image_banks, load_dual_encoder, resolve_device
 from vixml.run_folder import RunFolder
-from vixml.search import to_csr, topk
+from vixml.search import search_memory, to_csr, to_csr_memory, topk
 
 __all__ = ["Predictor"]
 
@@ -182,6 +182,7 @@ class Predictor:
         pairs are removed BEFORE the cut to ``k``, so that every row still gets ``k`` labels (+R: the fused
         scores are filtered, then ranked, as the reference does).
         """
+        self._require_fits(data_dir, split, k, augment)
         dataset = self.load_dataset(data_dir)
         encoder = self.encoder(dataset)
         queries = encoder.embed_split_sharded(split, progress=f"embedding {split} queries", to_all=False)
@@ -220,6 +221,38 @@ class Predictor:
             label_weight=ac.label_weight,
             k=k,
             exclude=pairs,
+        )
+
+    def _require_fits(self, data_dir, split: str, k: int, augment: bool) -> None:
+        """Refuse, before anything is embedded, a prediction whose dataset, query embeddings and search would
+        not fit in this machine's memory (the model and label embeddings, already held, counted as such)."""
+        from vixml.data.footprint import folder_need
+        from vixml.memory_fit import BASE_BYTES, require, resident_bytes
+
+        if not Path(data_dir).is_dir():
+            return  # the loader names what is wrong
+        folder, what, shapes = folder_need(data_dir)
+        split_shapes = {s.path.name.split("_X_Y")[0]: s for s in shapes}
+        shape = split_shapes.get(split)
+        if shape is None:
+            return
+        n, (n_labels, dim) = shape.n_rows, self.label_embeddings.shape
+        width = max(k, 100)  # with filtering: k plus the most filtered pairs of a row, rarely more than a few
+        device = "cuda" if self.device.type == "cuda" else "cpu"
+        searched = search_memory(n, n_labels, dim, width, device=device, precision="fp32")
+        embedded = 4 * n * dim  # the query embeddings (+R: the training queries' too)
+        if augment:
+            n_trn = split_shapes["trn"].n_rows if "trn" in split_shapes else 0
+            embedded += 4 * n_trn * dim
+            searched += search_memory(n, n_trn, dim, width, device=device)
+        # what the search held is not all given back before the top-k becomes a CSR (measured): added up
+        searched = embedded + searched + to_csr_memory(n, width)
+        need = resident_bytes() + folder - BASE_BYTES + searched
+        require(
+            need,
+            f"{what}, {n:,} query embeddings of {dim} and their top-{k} among {n_labels:,} labels",
+            "Predict a subset of the rows (a dataset folder with fewer test rows), or on a machine with more memory.",
+            command="vixml predict",
         )
 
 

@@ -45,6 +45,7 @@ import numpy as np
 from vixml.devices import native_bf16
 from vixml.errors import ConfigError, DataError, Problem
 from vixml.finite import nonfinite_problem
+from vixml.memory_fit import budget, gib
 from vixml.search.blocks import LabelBlocks, onednn_available
 from vixml.search.reservoir import Reservoir, RowPool
 from vixml.search.selection import RunningTopK, best_of
@@ -52,7 +53,7 @@ from vixml.search.selection import RunningTopK, best_of
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["topk", "Precision", "PRECISIONS", "default_blocks"]
+__all__ = ["topk", "Precision", "PRECISIONS", "default_blocks", "search_memory"]
 
 logger = logging.getLogger(__name__)
 
@@ -335,10 +336,47 @@ def _chunk_ranges(lab, dev, cdtype, onednn: bool) -> Iterator[tuple[int, int]]:
     if not copies:
         yield 0, n_labels
         return
-    budget = _CHUNK_BYTES_GPU if dev.type == "cuda" else _CHUNK_BYTES_CPU
-    rows = max(1, budget // max(1, d * cdtype.itemsize))
+    rows = max(1, _chunk_bytes(dev) // max(1, d * cdtype.itemsize))
     for start in range(0, n_labels, rows):
         yield start, min(start + rows, n_labels)
+
+
+def _chunk_bytes(dev) -> int:
+    """Converted label bytes held at once: 1 GiB on CPU, or a quarter of the memory available when that is
+    less (logged once); 4 GiB on GPU (device memory, not checked here)."""
+    if dev.type == "cuda":
+        return _CHUNK_BYTES_GPU
+    chosen = budget(_CHUNK_BYTES_CPU)
+    if chosen < _CHUNK_BYTES_CPU:
+        _say_once(
+            "chunk",
+            logging.INFO,
+            f"search: label chunks of {gib(chosen)} instead of {gib(_CHUNK_BYTES_CPU)}, to fit the memory available",
+        )
+    return chosen
+
+
+def search_memory(
+    n_queries: int, n_labels: int, dim: int, k: int, *, device: str = "cpu", precision: str = "fp32"
+) -> int:
+    """Bytes of host memory one :func:`topk` call adds to its inputs (memory-mapped labels are read, not held).
+
+    The (n, k) float32 scores and int64 ids returned, the label chunk converted for the product (CPU:
+    oneDNN's copy of float32 labels, or the bfloat16 copy; at most :func:`_chunk_bytes`), the score and
+    query blocks, and the per-block selection state.
+    """
+    import torch
+
+    dev = torch.device(device)
+    out = 12 * n_queries * k
+    if dev.type == "cuda":
+        return out + (64 << 20)
+    bq, bl = default_blocks(dev)
+    itemsize = 4 if precision == "fp32" else 2
+    copies = precision != "fp32" or (n_queries >= _ONEDNN_MIN_QUERIES and onednn_available())
+    chunk = min(n_labels * dim * itemsize, _chunk_bytes(dev)) if copies else 0
+    blocks = 3 * bq * bl * 4 + 2 * bq * dim * 4 + 24 * bq * (k + _margin(k))
+    return out + chunk + blocks
 
 
 def _progress(enabled: bool, total: int):
