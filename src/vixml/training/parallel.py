@@ -151,15 +151,15 @@ def shard_model(model: torch.nn.Module) -> None:
     from torch.distributed.fsdp import fully_shard
 
     hf = model.backbone.model
-    shard_decoder_layers(hf, root=False)
+    shard_decoder_layers(hf)
     fully_shard(hf.get_input_embeddings())
     fully_shard(model.backbone)
     shared = sum(p.numel() for p in model.parameters() if _is_dtensor(p))
     logger.info("FSDP2: %.1fM decoder parameters sharded over %d ranks", shared / 1e6, distributed.world().size)
 
 
-def shard_decoder_layers(module: torch.nn.Module, *, root: bool = True) -> torch.nn.Module:
-    """FSDP2: shard each transformer block of ``module`` and then (``root``) ``module`` itself over the ranks.
+def shard_decoder_layers(module: torch.nn.Module) -> torch.nn.Module:
+    """FSDP2: shard each transformer block of ``module`` over the ranks (the caller shards the root).
 
     ``module`` must be one whose ``forward`` is called (a Hugging Face decoder): FSDP2 gathers a block's
     weights in its pre-forward hook and frees them after. Frozen (LoRA base) and trainable weights may share
@@ -180,8 +180,6 @@ def shard_decoder_layers(module: torch.nn.Module, *, root: bool = True) -> torch
         raise ConfigError(f"FSDP sharding: {type(module).__name__} has no *DecoderLayer blocks (a decoder only)")
     for block in blocks:
         fully_shard(block)
-    if root:
-        fully_shard(module)
     return module
 
 
