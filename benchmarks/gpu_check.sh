@@ -4,10 +4,12 @@
 #   3. a Qwen2.5-0.5B-sized decoder step in bf16 with and without gradient checkpointing, measured peak
 #      memory next to `vixml memory`'s estimate; 4. exact search on the GPU against the CPU.
 # Usage: benchmarks/gpu_check.sh [OUT]   (figures in OUT/*.json, logs in OUT/*.log; default /tmp/vixml-gpu-check)
+# DEVICE=cpu benchmarks/gpu_check.sh OUT: the same steps small on the CPU (gloo, tiny decoder), to try the script.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
 OUT=${1:-/tmp/vixml-gpu-check}
+DEVICE=${DEVICE:-cuda}
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1 MPLBACKEND=Agg
 status=0
@@ -18,13 +20,21 @@ step() {  # step NAME SECONDS COMMAND...: run with a limit, keep going, remember
   if timeout "$limit" "$@" >"$OUT/$name.log" 2>&1; then echo "   ok in $((SECONDS - t0))s"; else
     echo "   FAILED (rc $?) in $((SECONDS - t0))s: tail of $OUT/$name.log"; tail -20 "$OUT/$name.log"; status=1; fi
 }
-$PY -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.cuda.get_device_name())" || exit 2
-step gpu-tests 150 $PY -m pytest -q -m gpu tests -p no:cacheprovider
-step demo-data 60 $PY benchmarks/gpu_check.py demo "$OUT"
-step nccl-1gpu 120 $PY -m torch.distributed.run --standalone --nproc_per_node 1 -m vixml train "$OUT/demo.yaml" \
-  --data "$OUT/demo" --out "$OUT/nccl-run" --json
-step decoder-0.5b 150 sh -c "$PY benchmarks/gpu_check.py decoder '$OUT' > '$OUT/decoder.json'"
-step gpu-search 60 sh -c "$PY benchmarks/gpu_check.py search > '$OUT/search.json'"
-grep -q "rank 0 of\|nccl" "$OUT/nccl-run.log" 2>/dev/null || true
-cat "$OUT"/decoder.json "$OUT"/search.json 2>/dev/null
+if [ "$DEVICE" = cuda ]; then
+  $PY -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.cuda.get_device_name())" || exit 2
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.csv" 2>&1
+  step gpu-tests 150 $PY -m pytest -q -m gpu tests -p no:cacheprovider
+  SMALL=""
+else
+  SMALL="--tiny"
+fi
+step demo-data 60 $PY benchmarks/gpu_check.py demo "$OUT" --device "$DEVICE" $SMALL
+step ddp-1-process 240 $PY -m torch.distributed.run --standalone --nproc_per_node 1 -m vixml train "$OUT/demo.yaml" \
+  --data "$OUT/demo" --out "$OUT/ddp-run" --json
+step decoder-0.5b 150 sh -c "$PY benchmarks/gpu_check.py decoder '$OUT' --device $DEVICE $SMALL > '$OUT/decoder.json'"
+step search 60 sh -c "$PY benchmarks/gpu_check.py search --device $DEVICE $SMALL > '$OUT/search.json'"
+# the backend the 1-process run used (nccl on a GPU, gloo on the CPU), from its run.json
+$PY -c "import json,sys; r=json.load(open(sys.argv[1])); s=r['segments'][-1]; print(json.dumps({'ranks': s.get('ranks'), 'parallel': s.get('parallel'), 'backend': s.get('backend'), 'seconds': s.get('seconds'), 'precision': r['precision']['value']}))" \
+  "$OUT/ddp-run/run.json" > "$OUT/ddp.json" 2>&1 || true
+cat "$OUT"/ddp.json "$OUT"/decoder.json "$OUT"/search.json 2>/dev/null
 exit $status

@@ -27,6 +27,7 @@ __all__ = [
     "world",
     "session",
     "is_main",
+    "backend",
     "barrier",
     "is_sharded",
     "broadcast_object",
@@ -69,6 +70,13 @@ def world() -> World:
 def is_main() -> bool:
     """Whether this process writes files and logs progress (rank 0; always true for one process)."""
     return world().is_main
+
+
+def backend() -> str | None:
+    """The joined process group's backend (``"nccl"``, ``"gloo"``), or None outside one; run.json records it."""
+    import torch.distributed as dist
+
+    return dist.get_backend() if dist.is_available() and dist.is_initialized() else None
 
 
 def _active() -> bool:

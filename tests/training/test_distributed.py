@@ -91,7 +91,7 @@ def test_fsdp_decoder_training_resumes_identically_and_saves_the_full_model(
     metrics = json.loads((full / "metrics.json").read_text())
     assert metrics["final"]["P@1"] > metrics["zero_shot"]["P@1"] + 0.15, metrics
     segment = json.loads((full / "run.json").read_text())["segments"][0]
-    assert (segment["ranks"], segment["parallel"]) == (2, "fsdp2")
+    assert (segment["ranks"], segment["parallel"], segment["backend"]) == (2, "fsdp2", "gloo")
     spawn(train_run, 2, cfg, planted_data, killed, 20)  # inside epoch 3 (8 steps an epoch)
     assert not (killed / "metrics.json").exists()
     spawn(train_run, 2, cfg, planted_data, killed, None, True)
@@ -131,7 +131,7 @@ def test_two_rank_training_learns_and_resumes_identically(tmp_path, planted_data
     assert metrics["final"]["P@1"] > metrics["zero_shot"]["P@1"] + 0.2, metrics
     assert not list(full.glob("*.tmp*")), "only rank 0 writes, atomically"
     segment = json.loads((full / "run.json").read_text())["segments"][0]
-    assert (segment["ranks"], segment["parallel"]) == (2, "replicas")
+    assert (segment["ranks"], segment["parallel"], segment["backend"]) == (2, "replicas", "gloo")
 
     spawn(train_run, 2, cfg, planted_data, killed, 20)  # step 20: inside epoch 3, after the epoch-2 checkpoint
     assert not (killed / "metrics.json").exists()

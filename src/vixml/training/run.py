@@ -122,7 +122,7 @@ def train(
             step_callbacks=step_callbacks,
         )
         layout = "fsdp2" if trainer.sharded else "replicas" if world.distributed else "one process"
-        state["segments"][-1].update(ranks=world.size, parallel=layout)
+        state["segments"][-1].update(ranks=world.size, parallel=layout, backend=distributed.backend())
         try:
             with _stop_on_signals(trainer):
                 if not (resume and trainer.resume()) and dataset.tst_Y is not None:
