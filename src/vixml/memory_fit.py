@@ -17,13 +17,25 @@ meant to be used). Where neither ``/proc/meminfo`` nor the cgroup files can be r
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import logging
 import os
 from pathlib import Path
 
 from vixml.errors import ResourceError
 
-__all__ = ["SKIP_ENV", "BASE_BYTES", "available_bytes", "resident_bytes", "require", "gib", "skipped"]
+__all__ = [
+    "SKIP_ENV",
+    "BASE_BYTES",
+    "available_bytes",
+    "resident_bytes",
+    "require",
+    "gib",
+    "skipped",
+    "budget",
+    "give_back_freed",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -161,3 +173,23 @@ def budget(want_bytes: int, share: float = 0.25, floor: int = 64 << 20) -> int:
     if available is None:
         return want_bytes
     return max(min(floor, want_bytes), min(want_bytes, int(available * share)))
+
+
+@functools.cache
+def _malloc_trim():
+    try:
+        return ctypes.CDLL(None).malloc_trim  # glibc; absent on musl, macOS and Windows
+    except (OSError, AttributeError):
+        return None
+
+
+def give_back_freed() -> None:
+    """Return the C heap's freed pages to the system (glibc ``malloc_trim``; nothing elsewhere).
+
+    glibc keeps a freed buffer of a few MiB in its heap, where the next buffer of the same size is not always
+    placed: the search's second label chunk then came on top of the first one's freed blocks (measured at
+    1.3M x 384 labels: 1.94 GiB peak instead of 1.24). Called between such buffers.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)

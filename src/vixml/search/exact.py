@@ -45,7 +45,7 @@ import numpy as np
 from vixml.devices import native_bf16
 from vixml.errors import ConfigError, DataError, Problem
 from vixml.finite import nonfinite_problem
-from vixml.memory_fit import budget, gib
+from vixml.memory_fit import budget, gib, give_back_freed
 from vixml.search.blocks import LabelBlocks, onednn_available
 from vixml.search.reservoir import Reservoir, RowPool
 from vixml.search.selection import RunningTopK, best_of
@@ -232,6 +232,8 @@ def _search(q, lab, k, dev, precision, bq, bl, progress, out_v, out_i) -> None:
         plan = _Plan(k, dev, precision, dtype, bq, bl, onednn, buffer, pool, bar)
         for start, end in chunks:
             _search_chunk(plan, q, lab, start, end, out_v, out_i)
+            if len(chunks) > 1 or onednn:
+                give_back_freed()  # the chunk's converted labels, before the next chunk or the caller's work
         if bar is not None:
             bar.close()
 
