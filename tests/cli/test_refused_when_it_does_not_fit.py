@@ -123,3 +123,20 @@ def test_predict_is_refused_before_embedding(dataset, low_memory):
     assert message.startswith("vixml predict: needs about ")
     assert str(dataset / "tst_X_Y.txt") in message and "10 query embeddings of 384" in message
     assert "3 MiB available" in message and "more memory" in message
+
+
+def test_train_is_refused_before_writing(dataset, tmp_path, low_memory, capsys):
+    config = tmp_path / "empty.yaml"  # all defaults
+    config.write_text("")
+    code, _, err = run(capsys, "train", str(config), "--data", str(dataset), "--out", str(tmp_path / "run"))
+    _check_refusal(code, err, "vixml train", [str(dataset / "trn_X_Y.txt"), "30 x 12"])
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_python_loader_is_refused_before_reading(dataset, low_memory):
+    from vixml.data import load_dataset
+
+    with pytest.raises(ResourceError) as caught:
+        load_dataset(dataset)
+    assert str(caught.value).startswith("load_dataset: needs about ")
+    assert str(dataset / "trn_X_Y.txt") in str(caught.value)

@@ -9,7 +9,7 @@ import pytest
 import scipy.sparse as sp
 
 from support_data import make_dataset
-from vixml.data import dataset_stats, read_label_matrix, write_label_matrix
+from vixml.data import dataset_stats, footprint, read_label_matrix, write_label_matrix
 from vixml.data import labels as labels_module
 from vixml.data.footprint import csr_bytes, evaluate_need, folder_need, matrix_shape, prepare_need, stats_need
 from vixml.data.validate import validate_dataset
@@ -102,3 +102,18 @@ def test_evaluate_estimate_bounds_the_metrics(mid_dataset, tmp_path, monkeypatch
     need, what = evaluate_need(tmp_path / "pred.npz", mid_dataset / "tst_X_Y.txt", mid_dataset / "trn_X_Y.txt", 100)
     assert peak <= need - BASE_BYTES, (peak, need - BASE_BYTES)
     assert "pred.npz (5,000 x 3,000, 0.5M entries)" in what
+
+
+def test_a_text_label_file_is_counted_once_per_version(tmp_path, monkeypatch):
+    """A command checks the folder, then load_dataset checks it again: the entries are counted once, and
+    again only when the file changes."""
+    path = tmp_path / "trn_X_Y.txt"
+    path.write_text("2 5\n0:1 3:1\n4:1\n")
+    calls = []
+    original = footprint._text_shape
+    monkeypatch.setattr(footprint, "_text_shape", lambda p: calls.append(p) or original(p))
+    footprint._shape.cache_clear()
+    assert footprint.matrix_shape(path).nnz == 3
+    assert footprint.matrix_shape(path).nnz == 3 and len(calls) == 1
+    path.write_text("2 5\n0:1 3:1\n2:1 4:1\n")
+    assert footprint.matrix_shape(path).nnz == 4 and len(calls) == 2

@@ -12,6 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from vixml.data.encoding import Encoding
+from vixml.data.footprint import require_folder
 from vixml.data.images import ImageBank
 from vixml.data.layout import ID_FILES
 from vixml.data.manifest import fingerprint, read_manifest
@@ -101,8 +102,11 @@ def load_dataset(
             ``validate`` applies): missing or unreadable files, disagreeing counts, label ids beyond the
             label count, no label or no training label, filter pairs out of range, image maps that do
             not fit.
+        ResourceError: the texts and label matrices would not fit in the memory available (estimated from
+            the files' headers before reading them; ``VIXML_SKIP_MEMORY_CHECK=1`` skips the check).
     """
     directory = Path(directory)
+    require_folder(directory, "load_dataset")
     found = check_folder(directory, encoding=encoding, images=images, num_images=num_images, image_model=image_model)
     if found.problems:
         raise DataError(found.problems)

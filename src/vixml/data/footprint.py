@@ -14,13 +14,14 @@ Nothing is parsed: a text label file gives its shape on line 1 and its entry cou
 - ``evaluate``: the metric kernels' own arrays, per prediction and per true entry (calibrated).
 
 The constants were compared with the peak anonymous memory of the commands on synthetic data of the
-shape of LF-AmazonTitles-1.3M at scales 0.1-0.4 (``benchmarks/bench_scale.py``; figures in
-``docs/bad-inputs.md``): the estimates are 1.2-1.55x the peaks. Memory-mapped files (texts, image
+shape of LF-AmazonTitles-1.3M at scales 0.1-1.0 (``benchmarks/bench_scale.py``; figures in
+``docs/bad-inputs.md``): the estimates are 1.26-1.56x the peaks. Memory-mapped files (texts, image
 embeddings; the label file while the numba parser reads it) are page cache and left out.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import zipfile
 from dataclasses import dataclass
@@ -71,10 +72,23 @@ def _millions(n: int) -> str:
 
 def matrix_shape(path: str | os.PathLike | None) -> MatrixShape | None:
     """The shape of a label file (text format or ``.npz``) without reading it; None when it has no readable
-    header (the reader then names the defect) or is of another kind."""
+    header (the reader then names the defect) or is of another kind.
+
+    Remembered per file version (size, modification time, inode): a command that checks a folder and then
+    loads it through :func:`vixml.data.load_dataset`, which checks again, counts a text file's entries once.
+    """
     if path is None:
         return None
     path = Path(path)
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return _shape(path, st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+@functools.lru_cache(maxsize=64)
+def _shape(path: Path, size: int, mtime_ns: int, inode: int) -> MatrixShape | None:
     try:
         with open(path, "rb") as fh:
             magic = fh.read(4)

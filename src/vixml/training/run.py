@@ -31,6 +31,7 @@ from vixml import __version__, distributed
 from vixml.atomic import atomic_open
 from vixml.config import RunConfig, apply_overrides, ineffective_settings, load_config, save_config
 from vixml.data import XMCDataset, load_dataset, write_label_matrix, write_texts
+from vixml.data.footprint import require_folder
 from vixml.devices import resolve_device, resolve_precision
 from vixml.errors import ConfigError, DataError, Problem, TrainingInterrupted
 from vixml.reports import plot_training_curves
@@ -81,6 +82,7 @@ def train(
     if run.path.exists() and not run.path.is_dir():
         raise DataError(Problem(str(run.path), "exists and is not a folder: --out must name a run folder"))
     ic = cfg.images
+    require_folder(data_dir, "vixml train")  # named for the command; load_dataset checks it again, remembered
     dataset = load_dataset(  # every input is checked before anything is written
         data_dir,
         images=ic is not None,
