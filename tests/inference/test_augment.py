@@ -23,6 +23,19 @@ def test_label_and_query_hits_by_hand():
     assert out.nnz == 3  # label 3 is never reached
 
 
+def test_a_training_query_votes_with_its_label_values_as_the_reference():
+    """eval_mm.py multiplies the softmax by vstack([I * (1 - lambda), trn_X_Y * lambda]), lambda = 0.1: a graded
+    training matrix weights the votes (the XC files hold 1s, where this changes nothing)."""
+    train_y = sp.csr_matrix(np.array([[0, 0.5, 2.0]], dtype=np.float32))
+    out = augmented_scores(
+        np.array([[0.3]]), np.array([[0]]), np.array([[0.2]]), np.array([[0]]),
+        train_y, temperature=1.0, label_weight=0.9, k=10,
+    )  # fmt: skip
+    e = np.exp(np.array([0.3, 0.2]))
+    a, c = e / e.sum()
+    np.testing.assert_allclose(out.toarray()[0], [0.9 * a, 0.1 * c * 0.5, 0.1 * c * 2.0], rtol=1e-6)
+
+
 def test_padding_is_ignored_and_top_k_kept():
     train_y = sp.csr_matrix(np.eye(5, dtype=np.float32))
     out = augmented_scores(

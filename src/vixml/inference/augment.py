@@ -2,7 +2,8 @@
 
 For each query, the top labels and the top training queries are retrieved; all their scores go through one
 softmax with a low temperature; a label hit keeps ``label_weight`` of its probability and a training-query
-hit gives ``1 - label_weight`` of its probability to every label of that training query.
+hit gives ``1 - label_weight`` of its probability to every label of that training query, times the label's
+value in the training matrix (1 in the XC files), as the reference multiplies by ``trn_X_Y`` (``eval_mm.py``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ def augmented_scores(
         label_indices: (n, kl) their label ids (-1 = padding).
         query_scores: (n, kq) inner products with the retrieved training queries.
         query_indices: (n, kq) their row ids in ``train_Y`` (-1 = padding).
-        train_Y: (N, L) training label matrix; a training query votes for its labels (its non-zeros).
+        train_Y: (N, L) training label matrix; a training query votes for its labels (its non-zeros),
+            each vote weighted by the entry's value.
         temperature: softmax temperature over the kl + kq scores of a query.
         label_weight: lambda; label hits weigh lambda, training-query hits 1 - lambda.
         k: labels kept per query.
@@ -63,8 +65,8 @@ def augmented_scores(
         ((1 - label_weight) * probs[:, kl:].ravel()[keep], (rows[keep], query_indices.ravel()[keep])),
         shape=(n, train_Y.shape[0]),
     )
-    binary = sp.csr_matrix((np.ones(train_Y.nnz), train_Y.indices, train_Y.indptr), shape=train_Y.shape)
-    combined = (direct + to_queries @ binary).tocsr()
+    votes = sp.csr_matrix(train_Y, dtype=np.float64)
+    combined = (direct + to_queries @ votes).tocsr()
     if exclude is not None and len(exclude):
         from vixml.metrics import filter_predictions
 
