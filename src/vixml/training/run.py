@@ -15,6 +15,7 @@ import csv
 import io
 import json
 import logging
+import os
 import platform
 import random
 import signal
@@ -27,16 +28,17 @@ from typing import Any
 
 import numpy as np
 
-from vixml import __version__, distributed
+from vixml import __version__, distributed, memory_fit
 from vixml.atomic import atomic_open
 from vixml.config import RunConfig, apply_overrides, ineffective_settings, load_config, save_config
 from vixml.data import XMCDataset, load_dataset, write_label_matrix, write_texts
-from vixml.data.footprint import require_folder
+from vixml.data.footprint import folder_need, require_folder
 from vixml.devices import resolve_device, resolve_precision
 from vixml.errors import ConfigError, DataError, Problem, TrainingInterrupted
 from vixml.reports import plot_training_curves
 from vixml.run_folder import RunFolder
 from vixml.training.checkpoint import latest_checkpoint, save_array
+from vixml.training.host_memory import training_need
 from vixml.training.parallel import full_weights
 from vixml.training.trainer import EpochEnd, Trainer
 
@@ -94,6 +96,7 @@ def train(
     backbone_kind(cfg.model)  # the model exists (a clear error before anything is written)
     device = resolve_device(cfg.train.device)
     precision, reason = resolve_precision(cfg.train.precision, device)
+    _require_training_fits(cfg, dataset, Path(data_dir), device)
     banks = image_banks(cfg, dataset)
     for warning in ineffective_settings(cfg):
         logger.warning("%s", warning)
@@ -137,6 +140,21 @@ def train(
             state.end()
     logger.info("run written to %s", run.path)
     return run.path
+
+
+def _require_training_fits(cfg: RunConfig, dataset: XMCDataset, data_dir: Path, device) -> None:
+    """Refuse a run whose host memory (the query bank, the peak phase, the model's state on a CPU, the dataset
+    on the other local ranks) would not fit this machine (:mod:`vixml.training.host_memory`).
+
+    Counted on top of what this process holds now (the dataset loaded, the libraries imported)."""
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    extra, what = training_need(cfg, dataset, device, local_ranks=local, ranks=int(os.environ.get("WORLD_SIZE", "1")))
+    if not extra:
+        return
+    data_need, data_what, _ = folder_need(data_dir)
+    hint = "Use a machine with more memory, a GPU (the bank and the model then live there), or fewer ranks here."
+    need = memory_fit.resident_bytes() + extra + (local - 1) * data_need
+    memory_fit.require(need, f"{what}, beside {data_what}", hint, command="vixml train")
 
 
 @contextlib.contextmanager
