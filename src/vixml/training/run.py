@@ -148,7 +148,8 @@ def _require_training_fits(cfg: RunConfig, dataset: XMCDataset, data_dir: Path, 
 
     Counted on top of what this process holds now (the dataset loaded, the libraries imported)."""
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    extra, what = training_need(cfg, dataset, device, local_ranks=local, ranks=int(os.environ.get("WORLD_SIZE", "1")))
+    own = distributed.rank_device(device)  # this rank's GPU: asking another one would open a context on it
+    extra, what = training_need(cfg, dataset, own, local_ranks=local, ranks=int(os.environ.get("WORLD_SIZE", "1")))
     if not extra:
         return
     data_need, data_what, _ = folder_need(data_dir)
