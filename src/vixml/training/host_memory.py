@@ -16,9 +16,9 @@ T test queries, D the embedding width):
 
 Ranks on one machine each hold their bank and model, and run the steps, the refills and PRIME's start at
 the same time; clustering and evaluation run on rank 0 alone. Against the measured growth of a CPU run's
-phases beyond its loaded dataset (100,000 queries, 50,000 labels, 20,000 test queries, a 1-layer 384-wide
-BERT, PRIME and NGAME): 1.07-1.10x at batch 128 (evaluation the largest phase), 1.11x at 512 and 1.14x at
-2048 (a training step the largest).
+phases beyond its loaded dataset (AMD EPYC, AVX-512 + AVX512_BF16, 2 cores, fp32; 100,000 queries, 50,000
+labels, 20,000 test queries, a 1-layer 384-wide BERT, PRIME and NGAME): 1.07-1.10x at batch 128 (evaluation
+the largest phase), 1.11x at 512 and 1.14x at 2048 (a training step the largest).
 """
 
 from __future__ import annotations
