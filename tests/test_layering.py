@@ -17,6 +17,7 @@ LAYERS = {
     "data": 1,
     "metrics": 2,
     "search": 2,
+    "retrieval": 3,
     "models": 3,
     "reports": 3,
     "vision": 3,

@@ -23,10 +23,11 @@ from vixml.locking import WriteLock
 if TYPE_CHECKING:
     from vixml.config import RunConfig
 
-__all__ = ["RunFolder", "MODEL_COMPLETE"]
+__all__ = ["RunFolder", "MODEL_COMPLETE", "SPARSE_COMPLETE"]
 
 logger = logging.getLogger(__name__)
 
+SPARSE_COMPLETE = "sparse.json"  # written last by SparseRanker.save: its presence means a complete companion
 MODEL_COMPLETE = "dual_encoder.json"  # written last by DualEncoder.save: its presence means a complete model
 
 
@@ -82,6 +83,19 @@ class RunFolder:
         return self.path / "labels_overlay"
 
     @property
+    def sparse(self) -> Path:
+        """The sparse companion (a folder; ``sparse.json`` in it is written last), with ``sparse`` on."""
+        return self.path / "sparse"
+
+    def sparse_complete(self) -> bool:
+        return (self.sparse / SPARSE_COMPLETE).is_file()
+
+    @property
+    def fusion(self) -> Path:
+        """``fusion.json``: how the sources' scores are combined (the weight tuned on held-out queries)."""
+        return self.path / "fusion.json"
+
+    @property
     def predictions(self) -> Path:
         return self.path / "predictions_tst.npz"
 
@@ -132,6 +146,7 @@ class RunFolder:
         """Remove what a killed writer left (temporary files, a half-written model); hold the lock."""
         clean_stale_temps(self.path)
         clean_stale_temps(self.checkpoints)
+        shutil.rmtree(self.path / "sparse.partial", ignore_errors=True)
         self._recover_model()
         shutil.rmtree(self._model_partial, ignore_errors=True)
 

@@ -42,6 +42,7 @@ __all__ = [
     "TrainConfig",
     "AugmentConfig",
     "EvalConfig",
+    "SparseConfig",
     "RunConfig",
     "PAPER_EPOCHS",
     "scaled_epoch",
@@ -440,6 +441,34 @@ class EvalConfig(_Section):
 
 
 @dataclass(frozen=True)
+class SparseConfig(_Section):
+    """The sparse companion fused with the dual encoder (README, "Sparse companion"): not in the paper."""
+
+    _key = "sparse"
+    ngrams: int = _f(2, "Word n-grams of the TF-IDF features (1 = unigrams).", ge=1, le=3)
+    min_df: int = _f(1, "Drop terms found in fewer training texts.", ge=1)
+    max_features: int | None = _f(1_000_000, "Keep at most this many terms (the most frequent); null = all.", ge=1)
+    label_texts: bool = _f(True, "Each label's text is one more training row of that label (labels known by text).")
+    trees: int = _f(3, "Trees of the label forest (omikuji); each adds its training time.", ge=1)
+    beam_size: int = _f(10, "Tree nodes kept per level when predicting.", ge=1)
+    candidates: int = _f(100, "Labels each source proposes to the fusion, per query.", ge=1)
+    holdout: float = _f(
+        0.05,
+        "Share of training queries held out of both models to tune the fusion weight (queries neither model "
+        "saw); at most holdout_max.",
+        ge=0,
+        lt=0.5,
+    )
+    holdout_max: int = _f(2000, "At most this many held-out queries.", ge=0)
+    dense_weight: float | Literal["auto"] = _f(
+        "auto", "Weight of the dense source in the fusion (the sparse one weighs 1 - it); auto = tuned.", ge=0, le=1
+    )
+    normalization: Literal["zscore", "none"] = _f(
+        "zscore", "Per-query normalisation of each source's candidate scores before they are combined."
+    )
+
+
+@dataclass(frozen=True)
 class RunConfig(_Section):
     """Everything a training run needs besides the data: written as YAML into every run folder."""
 
@@ -453,6 +482,9 @@ class RunConfig(_Section):
     loss: LossConfig = _f(LossConfig, "The loss (section).")
     train: TrainConfig = _f(TrainConfig, "Optimisation (section).")
     eval: EvalConfig = _f(EvalConfig, "Prediction and metrics (section).")
+    sparse: SparseConfig | None = _f(
+        None, "A TF-IDF label forest trained beside the dual encoder and fused with it (section); null = off."
+    )
 
     def _check(self) -> list[tuple[str, str]]:
         problems = []

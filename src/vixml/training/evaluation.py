@@ -1,4 +1,4 @@
-"""Score embeddings the way the paper reports (METHOD.md 5-6): exact top-k search, then the XMC metrics."""
+"""Score a model the way the paper reports (METHOD.md 5-6): the one retrieval path, then the XMC metrics."""
 
 from __future__ import annotations
 
@@ -8,15 +8,30 @@ import scipy.sparse as sp
 from vixml.config import EvalConfig
 from vixml.data import XMCDataset
 from vixml.metrics import evaluate, resolve_propensity
-from vixml.search import to_csr, topk
+from vixml.retrieval import LabelMatrix, Retriever
+from vixml.search import to_csr
 
-__all__ = ["evaluate_split", "search_labels"]
+__all__ = ["evaluate_split", "evaluate_predictions", "search_labels", "test_filter"]
 
 
-def search_labels(queries: np.ndarray, label_emb: np.ndarray, k: int) -> sp.csr_matrix:
-    """(n, D) queries x (L, D) labels -> (n, L) CSR of the top-``k`` inner products per query."""
-    scores, indices = topk(queries, label_emb, k)
-    return to_csr(scores, indices, label_emb.shape[0])
+def search_labels(queries: np.ndarray, label_emb: np.ndarray, k: int, exclude=None) -> sp.csr_matrix:
+    """(n, D) queries x (L, D) labels -> (n, L) CSR of the top-``k`` inner products per query (``exclude``:
+    (row, label) pairs removed before the cut)."""
+    found = Retriever(LabelMatrix(label_emb)).search(queries, None, k, source="dense", exclude=exclude)
+    return to_csr(found.scores, found.ids, label_emb.shape[0])
+
+
+def test_filter(dataset: XMCDataset, cfg: EvalConfig) -> np.ndarray | None:
+    """The test split's filter pairs when ``cfg.use_filter`` (None otherwise or when there are none)."""
+    pairs = dataset.filter_tst if cfg.use_filter else None
+    return pairs if pairs is not None and len(pairs) else None
+
+
+def evaluate_predictions(predictions: sp.csr_matrix, dataset: XMCDataset, cfg: EvalConfig) -> dict[str, float]:
+    """Metrics of test predictions (propensities from the training labels, the published protocol)."""
+    A, B = resolve_propensity(cfg.A, cfg.B, dataset.path)  # auto: the dataset family's
+    pairs = test_filter(dataset, cfg)
+    return evaluate(dataset.tst_Y, predictions, train=dataset.trn_Y, k=cfg.k, A=A, B=B, filter=pairs)
 
 
 def evaluate_split(
@@ -24,11 +39,8 @@ def evaluate_split(
 ) -> tuple[dict[str, float], sp.csr_matrix]:
     """Metrics of test-query embeddings against the dataset's test labels, and the predictions.
 
-    Propensities come from the training labels (the published protocol); the filter pairs of
-    ``filter_labels_test.txt`` are removed before ranking when ``cfg.use_filter``.
+    The filter pairs of ``filter_labels_test.txt`` are removed before the cut to ``cfg.topk`` when
+    ``cfg.use_filter``, as ``vixml predict`` does.
     """
-    predictions = search_labels(queries, label_emb, cfg.topk)
-    pairs = dataset.filter_tst if cfg.use_filter else None
-    A, B = resolve_propensity(cfg.A, cfg.B, dataset.path)  # auto: the dataset family's
-    metrics = evaluate(dataset.tst_Y, predictions, train=dataset.trn_Y, k=cfg.k, A=A, B=B, filter=pairs)
-    return metrics, predictions
+    predictions = search_labels(queries, label_emb, cfg.topk, exclude=test_filter(dataset, cfg))
+    return evaluate_predictions(predictions, dataset, cfg), predictions

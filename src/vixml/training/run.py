@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -39,6 +39,7 @@ from vixml.reports import plot_training_curves
 from vixml.run_folder import RunFolder
 from vixml.training.checkpoint import latest_checkpoint, save_array
 from vixml.training.host_memory import training_need
+from vixml.training.hybrid import holdout_rows, sparse_companion, tune_fusion, without_rows
 from vixml.training.parallel import full_weights
 from vixml.training.trainer import EpochEnd, Trainer
 
@@ -94,6 +95,11 @@ def train(
     from vixml.models import backbone_kind, build_dual_encoder, image_banks
 
     backbone_kind(cfg.model)  # the model exists (a clear error before anything is written)
+    if cfg.sparse is not None:
+        from vixml.retrieval.sparse import require_libraries
+
+        require_libraries()  # the sparse extra is installed (before anything is written)
+    holdout = holdout_rows(dataset, cfg) if cfg.sparse is not None else np.zeros(0, dtype=np.int64)
     device = resolve_device(cfg.train.device)
     precision, reason = resolve_precision(cfg.train.precision, device)
     _require_training_fits(cfg, dataset, Path(data_dir), device)
@@ -114,11 +120,16 @@ def train(
         if world.distributed:
             logger.info("rank %d of %d: each rank encodes 1/%d of every batch", world.rank, world.size, world.size)
         _seed_everything(cfg.train.seed)
+        sparse = None
+        if cfg.sparse is not None and world.is_main:  # before the first step: a resumed run keeps it
+            started = time.perf_counter()
+            sparse = sparse_companion(without_rows(dataset, holdout), cfg, run)
+            state.data.setdefault("sparse_seconds", round(time.perf_counter() - started, 1))
         vision_dim = next(iter(banks.values())).dim if banks else None
         model = build_dual_encoder(cfg, num_labels=dataset.n_labels, vision_dim=vision_dim, device=device)
         trainer = Trainer(
             cfg,
-            dataset,
+            without_rows(dataset, holdout),
             model,
             run.path,
             images=banks,
@@ -126,6 +137,8 @@ def train(
             callbacks=[*callbacks, lambda _: state.save()],
             step_callbacks=step_callbacks,
         )
+        if cfg.sparse is not None and trainer.sharded:
+            raise ConfigError("sparse: a hybrid run cannot shard its model (FSDP2) yet; set train.fsdp=false")
         layout = "fsdp2" if trainer.sharded else "replicas" if world.distributed else "one process"
         state["segments"][-1].update(ranks=world.size, parallel=layout, backend=distributed.backend())
         try:
@@ -135,7 +148,7 @@ def train(
                     metrics = trainer.evaluate()  # epoch 0: the zero-shot encoder, the baseline of every curve
                     trainer.progress.history.append({"epoch": 0, "step": 0, **metrics})
                 trainer.fit()
-                _finish(trainer, run, dataset, cfg, state)
+                _finish(trainer, run, dataset, cfg, state, _Hybrid(sparse, holdout))
         finally:
             state.end()
     logger.info("run written to %s", run.path)
@@ -209,8 +222,20 @@ def _check_resumable(run: RunFolder, cfg: RunConfig, dataset: XMCDataset, state:
         logger.warning("%s; continuing because of --force", message)
 
 
-def _finish(trainer: Trainer, run: RunFolder, dataset: XMCDataset, cfg: RunConfig, state: _RunState) -> None:
-    """The final model, its label embeddings and texts, test predictions, metrics, curves and README."""
+class _Hybrid(NamedTuple):
+    """A hybrid run's companion and held-out rows (None and empty without a ``sparse`` section)."""
+
+    sparse: Any
+    holdout: np.ndarray
+
+
+def _finish(
+    trainer: Trainer, run: RunFolder, dataset: XMCDataset, cfg: RunConfig, state: _RunState, hybrid: _Hybrid
+) -> None:
+    """The final model, its label embeddings and texts, test predictions, metrics, curves and README.
+
+    A hybrid run also tunes its fusion weight on the held-out queries (``fusion.json``); its test predictions
+    and final metrics are the fused ones, with each source's metrics beside them."""
 
     def stop_if_requested() -> None:  # the last epoch's checkpoint exists: a stop loses only this final work
         if trainer.stop_requested:
@@ -228,23 +253,51 @@ def _finish(trainer: Trainer, run: RunFolder, dataset: XMCDataset, cfg: RunConfi
             run.replace_model(trainer.model.save)
     if main:
         write_texts(run.label_texts, dataset.lbl_texts)  # predictions shown as text, without the data
-    final = None
+    final = sources = fusion = None
     history = trainer.progress.history
+    if hybrid.sparse is not None and main:
+        held_out = trainer.encoder.embed_split("trn", rows=hybrid.holdout) if hybrid.holdout.shape[0] else None
+        fusion = tune_fusion(held_out, hybrid.holdout, dataset, label_emb, hybrid.sparse, cfg)
+        fusion.save(run.fusion)
     if dataset.tst_Y is not None:
         trainer.sync_stop()
         stop_if_requested()
         final, predictions = trainer.evaluate_with_predictions(label_emb)
+        history[-1].update(final)
+        if fusion is not None:
+            sources, predictions = _sources(trainer, dataset, cfg, label_emb, hybrid.sparse, fusion)
+            final = sources["fused"]
         if main:
             write_label_matrix(run.predictions, predictions)
-        history[-1].update(final)
     distributed.barrier()
     if not main:
         return
     _write_history(history, run)
-    _write_json(run.metrics, {"final": final, "zero_shot": _zero_shot(history)})
+    record = {"final": final, "zero_shot": _zero_shot(history)}
+    if sources is not None:
+        record.update(sources=sources, fusion={"dense_weight": fusion.dense_weight, "tuned_on": fusion.tuned_on})
+    _write_json(run.metrics, record)
     plot_training_curves(history, run.curves, title=str(cfg.model.name_or_path))
     state.finish()
     _write_readme(run, cfg, dataset, final, state)
+
+
+def _sources(trainer: Trainer, dataset: XMCDataset, cfg: RunConfig, label_emb, sparse, fusion):
+    """Test metrics of each source (dense, sparse, fused) through the one retrieval path; the fused predictions."""
+    from vixml.retrieval import LabelMatrix, Retriever
+    from vixml.search import to_csr
+    from vixml.training.evaluation import evaluate_predictions, test_filter
+
+    queries = trainer.encoder.embed_split("tst", progress="embedding test queries")
+    texts = list(dataset.tst_texts[list(range(dataset.n_test))])
+    retriever = Retriever(LabelMatrix(label_emb), sparse, fusion, candidates=cfg.sparse.candidates)
+    metrics, predictions = {}, None
+    for source in ("dense", "sparse", "fused"):
+        found = retriever.search(queries, texts, cfg.eval.topk, source=source, exclude=test_filter(dataset, cfg.eval))
+        predictions = to_csr(found.scores, found.ids, dataset.n_labels)
+        metrics[source] = evaluate_predictions(predictions, dataset, cfg.eval)
+    logger.info("test P@1: %s", ", ".join(f"{s} {100 * m['P@1']:.2f}" for s, m in metrics.items()))
+    return metrics, predictions
 
 
 # ---------------------------------------------------------------------------------------------- run state
