@@ -12,7 +12,16 @@ __all__ = ["predict_texts"]
 
 
 def predict_texts(
-    run: Path, texts: Path, out: Path, *, data: Path | None, k: int, augment: bool, device: str, as_json: bool
+    run: Path,
+    texts: Path,
+    out: Path,
+    *,
+    data: Path | None,
+    k: int,
+    augment: bool,
+    device: str,
+    as_json: bool,
+    source: str = "auto",
 ) -> None:
     """Read the queries of ``texts``, predict with the run (its label overlay included), write ``out``."""
     from vixml.data.queries import read_text_input
@@ -38,9 +47,10 @@ def predict_texts(
         else:
             images = open_images(queries.images, str(texts))
     memory = TrainingQueries.from_dataset(predictor, data) if augment else None
-    predictions = predict_texts(predictor, queries.texts, images, k=k, augment=memory)
+    predictions = predict_texts(predictor, queries.texts, images, k=k, augment=memory, source=source)
     write_predictions(out, predictions, queries.texts, predictor.labels.num_labels)
     summary = {"out": str(out), "queries": len(queries), "labels": predictor.labels.num_visible, "k": k}
+    summary["source"] = predictor.retriever.resolve(source)
     if as_json:
         emit_json(summary)
     else:

@@ -90,14 +90,21 @@ def predict(
     split: str = typer.Option("tst", "--split", help="tst or trn."),
     k: int = typer.Option(100, "--k", min=1, help="Labels per query."),
     augment: bool = typer.Option(False, "--augment", help="Retrieval-augmented scoring (+R, METHOD.md 5)."),
+    source: str = typer.Option(
+        "auto", "--source", help="auto (fused when the run has a sparse companion, else dense), dense, sparse, fused."
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N."),
     as_json: bool = typer.Option(False, "--json", help="Print a summary as one JSON object."),
 ) -> None:
     """Predict the top-k labels of a dataset split (--data) or of any texts (--texts) with a trained run."""
+    from vixml.retrieval import SOURCES
+
+    if source not in SOURCES:
+        raise typer.BadParameter(f"--source must be one of {', '.join(SOURCES)}, got {source!r}")
     if texts is not None:
         from vixml.cli.predict_texts import predict_texts
 
-        predict_texts(run, texts, out, data=data, k=k, augment=augment, device=device, as_json=as_json)
+        predict_texts(run, texts, out, data=data, k=k, augment=augment, device=device, as_json=as_json, source=source)
         return
     if data is None:
         raise typer.BadParameter("give --data DIR (a dataset split) or --texts FILE (free input)")
@@ -114,12 +121,13 @@ def predict(
         lock = WriteLock(out, "vixml predict") if world.is_main else contextlib.nullcontext()
         with lock:  # taken first: a second writer of --out is refused before any work
             predictor = Predictor.load(run, device=str(distributed.rank_device(resolve_device(device))), mmap=True)
-            predictions = predictor.predict_dataset(data, split=split, k=k, augment=augment)
+            predictions = predictor.predict_dataset(data, split=split, k=k, augment=augment, source=source)
             if predictions is not None:
                 write_label_matrix(out, predictions)
         if predictions is None:
             return
     summary = {"out": str(out), "queries": predictions.shape[0], "labels": predictions.shape[1], "k": k}
+    summary["source"] = predictor.retriever.resolve(source)
     if as_json:
         emit_json(summary)
     else:

@@ -24,7 +24,6 @@ from vixml.config.sections import (
     AugmentConfig,
     DataConfig,
     EvalConfig,
-    SparseConfig,
     ImagesConfig,
     LoraConfig,
     LossConfig,
@@ -33,6 +32,7 @@ from vixml.config.sections import (
     ModelConfig,
     PrototypeConfig,
     RunConfig,
+    SparseConfig,
     TrainConfig,
 )
 

@@ -20,9 +20,8 @@ import scipy.sparse as sp
 
 from vixml.atomic import atomic_open
 from vixml.errors import DataError, Problem
-from vixml.inference.augment import augmented_scores
 from vixml.inference.labels import Predictions
-from vixml.search import topk
+from vixml.retrieval import Memory
 
 if TYPE_CHECKING:
     from vixml.inference.predictor import Predictor
@@ -61,58 +60,35 @@ def predict_texts(
     *,
     k: int = 10,
     augment: TrainingQueries | None = None,
+    source: str = "auto",
 ) -> Predictions:
     """Top-``k`` visible labels of free texts; with ``augment``, retrieval-augmented scores (METHOD.md 5)."""
-    queries = predictor.encode(texts, images)
-    return predict_embeddings(predictor, queries, k=k, augment=augment)
+    texts = [str(t) for t in texts]
+    needs_embedding = predictor.retriever.resolve(source) != "sparse"
+    queries = predictor.encode(texts, images) if needs_embedding else None
+    return predict_embeddings(predictor, queries, texts, k=k, augment=augment, source=source)
 
 
 def predict_embeddings(
-    predictor: Predictor, queries: np.ndarray, *, k: int = 10, augment: TrainingQueries | None = None
+    predictor: Predictor,
+    queries: np.ndarray | None,
+    texts: Sequence[str],
+    *,
+    k: int = 10,
+    augment: TrainingQueries | None = None,
+    source: str = "auto",
 ) -> Predictions:
     """As :func:`predict_texts`, from (n, D) query embeddings already computed (the server's batches)."""
-    labels = predictor.labels
-    if augment is None:
-        return labels.predictions(*labels.search(queries, k))
-    from vixml.config import AugmentConfig
+    memory = None
+    if augment is not None:
+        from vixml.config import AugmentConfig
 
-    ac = predictor.config.eval.augment or AugmentConfig()
-    label_scores, label_ids = labels.search(queries, ac.num_labels)
-    query_scores, query_ids = topk(queries, augment.embeddings, ac.num_queries)
-    train_y = _visible_columns(augment.labels, labels.visible_columns())
-    matrix = augmented_scores(
-        label_scores,
-        label_ids,
-        query_scores,
-        query_ids,
-        train_y,
-        temperature=ac.temperature,
-        label_weight=ac.label_weight,
-        k=k,
-    )
-    return labels.predictions(*_rows_topk(matrix, k))
-
-
-def _visible_columns(train_y: sp.csr_matrix, visible: np.ndarray) -> sp.csr_matrix:
-    """``train_y`` widened to every label id in use, with the hidden labels' columns emptied."""
-    wide = sp.csr_matrix((train_y.data, train_y.indices, train_y.indptr), shape=(train_y.shape[0], visible.shape[0]))
-    if visible.all():
-        return wide
-    return (wide @ sp.diags(visible.astype(np.float32))).tocsr()
-
-
-def _rows_topk(matrix: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """A CSR with at most k entries per row -> (n, k) scores (descending, ties: lower id) and ids."""
-    n = matrix.shape[0]
-    scores = np.full((n, k), -np.inf, dtype=np.float32)
-    ids = np.full((n, k), -1, dtype=np.int64)
-    for row in range(n):
-        lo, hi = matrix.indptr[row], matrix.indptr[row + 1]
-        cols, vals = matrix.indices[lo:hi], matrix.data[lo:hi]
-        order = np.lexsort((cols, -vals.astype(np.float64)))[:k]
-        scores[row, : order.shape[0]] = vals[order]
-        ids[row, : order.shape[0]] = cols[order]
-    return scores, ids
+        ac = predictor.config.eval.augment or AugmentConfig()
+        memory = Memory(
+            augment.embeddings, augment.labels, ac.num_labels, ac.num_queries, ac.temperature, ac.label_weight
+        )
+    found = predictor.retriever.search(queries, list(texts), k, source=source, memory=memory)
+    return predictor.labels.predictions(found.scores, found.ids, found.found)
 
 
 def open_images(refs: list[list[str]], source: str) -> list[list]:

@@ -56,6 +56,7 @@ class Predictions:
     scores: np.ndarray
     indices: np.ndarray
     texts: list[list[str | None]]
+    found: np.ndarray | None = None  # (n, k) bits of the sources that found each label (vixml.retrieval)
 
     def __iter__(self):
         yield self.scores
@@ -73,12 +74,21 @@ class Predictions:
             record["labels"] = self.indices[row][keep].tolist()
             record["texts"] = [t for t, k in zip(self.texts[row], keep, strict=True) if k]
             record["scores"] = [round(float(s), 6) for s in self.scores[row][keep]]
+            if self.found is not None:
+                record["sources"] = [source_names(int(f)) for f in self.found[row][keep]]
             out.append(record)
         return out
 
     def to_csr(self, n_labels: int) -> sp.csr_matrix:
         """(n, n_labels) CSR in the prediction-file format."""
         return to_csr(self.scores, self.indices, n_labels)
+
+
+def source_names(bits: int) -> list[str]:
+    """The sources named by a :class:`~vixml.retrieval.Retrieved` ``found`` value."""
+    from vixml.retrieval import FOUND_DENSE, FOUND_R, FOUND_SPARSE
+
+    return [name for bit, name in ((FOUND_DENSE, "dense"), (FOUND_SPARSE, "sparse"), (FOUND_R, "+R")) if bits & bit]
 
 
 def merge_topk(parts: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -176,10 +186,29 @@ class LabelSet:
             return parts[0]
         return merge_topk(parts, k)
 
-    def predictions(self, scores: np.ndarray, indices: np.ndarray) -> Predictions:
+    def score(self, queries: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """(n, c) exact inner products of each query with its candidate ids (``-inf`` for -1 and hidden ids)."""
+        from vixml.retrieval.retriever import gather_scores
+
+        view = self._view
+        base = ids < self.num_trained
+        out = gather_scores(queries, self.base, np.where(base, ids, -1))
+        added = (~base) & (ids >= 0)
+        if added.any():
+            position = np.searchsorted(view.added_ids, ids)
+            known = added & (position < view.added_ids.shape[0])
+            known &= view.added_ids[np.minimum(position, max(view.added_ids.shape[0] - 1, 0))] == ids
+            extra = gather_scores(
+                queries, view.added_emb if view.added_emb.shape[0] else self.base[:1], np.where(known, position, -1)
+            )
+            out = np.where(known, extra, out)
+        hidden = np.isin(ids, view.hidden_base) if view.hidden_base.shape[0] else np.zeros(ids.shape, bool)
+        return np.where(hidden, -np.inf, out).astype(np.float32)
+
+    def predictions(self, scores: np.ndarray, indices: np.ndarray, found: np.ndarray | None = None) -> Predictions:
         """Attach label texts to search results."""
         texts = [[self.text(int(i)) for i in row] for row in indices]
-        return Predictions(scores, indices, texts)
+        return Predictions(scores, indices, texts, found)
 
     def visible_columns(self) -> np.ndarray:
         """(num_labels,) bool: which ids can appear in results."""

@@ -15,12 +15,12 @@ from vixml.config import RunConfig
 from vixml.data import XMCDataset, load_dataset
 from vixml.devices import resolve_precision
 from vixml.errors import DataError, Problem
-from vixml.inference.augment import augmented_scores
 from vixml.inference.labels import LabelSet, Predictions
 from vixml.inference.overlay import LabelOverlay
 from vixml.models import DualEncoder, SplitEncoder, image_banks, load_dual_encoder, resolve_device
+from vixml.retrieval import Fusion, Memory, Retriever
 from vixml.run_folder import RunFolder
-from vixml.search import search_memory, to_csr, to_csr_memory, topk
+from vixml.search import search_memory, to_csr, to_csr_memory
 
 __all__ = ["Predictor"]
 
@@ -42,6 +42,8 @@ class Predictor:
         labels: what :meth:`predict` searches: trained labels plus the run's label overlay (added and hidden
             labels, :mod:`vixml.inference.labels`).
         run: the run folder (None for a predictor built in memory).
+        sparse: the run's sparse companion (None when it has none).
+        fusion: how the run fuses its sources (None without a companion).
     """
 
     model: DualEncoder
@@ -53,10 +55,18 @@ class Predictor:
     label_texts: Sequence[str] | None = None
     labels: LabelSet | None = None
     run: RunFolder | None = None
+    sparse: object = None
+    fusion: Fusion | None = None
 
     def __post_init__(self) -> None:
         if self.labels is None:
             self.labels = LabelSet(self.label_embeddings, self.label_texts)
+
+    @property
+    def retriever(self) -> Retriever:
+        """The one retrieval path over this run's sources, its labels' overlay included."""
+        candidates = self.config.sparse.candidates if self.config.sparse is not None else 100
+        return Retriever(self.labels, self.sparse, self.fusion, candidates=candidates)
 
     @classmethod
     def load(cls, run_dir: str | Path, *, device: str = "auto", mmap: bool = False) -> Predictor:
@@ -75,7 +85,19 @@ class Predictor:
         texts = _read_label_texts(run, label_emb.shape[0])
         labels = LabelSet(label_emb, texts, LabelOverlay.read(run, label_emb))
         precision = _inference_precision(config, dev)
-        return cls(model, label_emb, config, dev, precision=precision, label_texts=texts, labels=labels, run=run)
+        sparse, fusion = _read_companion(run)
+        return cls(
+            model,
+            label_emb,
+            config,
+            dev,
+            precision=precision,
+            label_texts=texts,
+            labels=labels,
+            run=run,
+            sparse=sparse,
+            fusion=fusion,
+        )
 
     def encoder(self, dataset=None) -> SplitEncoder:
         """The split encoder of this model (of ``dataset``'s splits and image banks, or of free texts)."""
@@ -139,13 +161,20 @@ class Predictor:
             row += len(items)
         return out, mask
 
-    def predict(self, texts: Sequence[str], images=None, k: int = 10) -> Predictions:
+    def predict(self, texts: Sequence[str], images=None, k: int = 10, *, source: str = "auto") -> Predictions:
         """Top-``k`` labels of each text (with its images, see :meth:`encode`), with their texts.
 
         Searches :attr:`labels`: labels added after training included, hidden labels never returned.
-        Returns :class:`~vixml.inference.labels.Predictions`, which unpacks as ``scores, indices``.
+        ``source``: ``auto`` (fused when the run has a sparse companion, else dense), ``dense``, ``sparse`` or
+        ``fused``. Returns :class:`~vixml.inference.labels.Predictions`, which unpacks as ``scores, indices``.
         """
-        return self.labels.predictions(*self.labels.search(self.encode(texts, images), k))
+        if isinstance(texts, str):
+            raise DataError(Problem("<texts>", "expected a list of texts, got one string: pass [text]"))
+        texts = [str(t) for t in texts]
+        source = self.retriever.resolve(source)
+        queries = None if source == "sparse" else self.encode(texts, images)
+        found = self.retriever.search(queries, texts, k, source=source)
+        return self.labels.predictions(found.scores, found.ids, found.found)
 
     def encode_labels(self, texts: Sequence[str], images=None, *, raw: bool = False) -> np.ndarray:
         """Label texts (and images, as in :meth:`encode`) -> (n, D) embeddings, as training encodes its labels.
@@ -164,7 +193,7 @@ class Predictor:
         return self.encoder().embed_texts(list(texts), batch, side="label", raw=raw)
 
     def predict_dataset(
-        self, data_dir: str | Path, *, split: str = "tst", k: int = 100, augment: bool = False
+        self, data_dir: str | Path, *, split: str = "tst", k: int = 100, augment: bool = False, source: str = "auto"
     ) -> sp.csr_matrix | None:
         """Predictions for a split of a dataset folder as an (n, L) CSR (the prediction-file format).
 
@@ -177,51 +206,48 @@ class Predictor:
             k: labels per query.
             augment: retrieval-augmented scoring with the run's ``eval.augment`` settings (paper defaults when
                 the run has none): top labels and top training queries, joint softmax.
+            source: ``auto``, ``dense``, ``sparse`` or ``fused`` (see :meth:`predict`).
 
         With ``eval.use_filter`` and a filter file for the split (``filter_labels_test.txt``), its (row, label)
         pairs are removed BEFORE the cut to ``k``, so that every row still gets ``k`` labels (+R: the fused
-        scores are filtered, then ranked, as the reference does).
+        scores are filtered, then ranked, as the reference does). Hidden labels are never returned; added
+        labels are searched with the trained ones.
         """
+        source = self.retriever.resolve(source)
         self._require_fits(data_dir, split, k, augment)
         dataset = self.load_dataset(data_dir)
         encoder = self.encoder(dataset)
-        queries = encoder.embed_split_sharded(split, progress=f"embedding {split} queries", to_all=False)
-        train_queries = None
-        if augment:
-            train_queries = encoder.embed_split_sharded("trn", progress="embedding trn queries", to_all=False)
-        if queries is None:  # under torchrun, not rank 0: this rank embedded its shard; rank 0 searches
+        queries = train_queries = None
+        if source != "sparse":
+            queries = encoder.embed_split_sharded(split, progress=f"embedding {split} queries", to_all=False)
+            if augment:
+                train_queries = encoder.embed_split_sharded("trn", progress="embedding trn queries", to_all=False)
+            if queries is None:  # under torchrun, not rank 0: this rank embedded its shard; rank 0 searches
+                return None
+        elif not distributed_main():
             return None
         pairs = dataset.filter_tst if split == "tst" and self.config.eval.use_filter else None
         if pairs is not None and not len(pairs):
             pairs = None
-        if not augment:
-            extra = int(np.bincount(pairs[:, 0]).max()) if pairs is not None else 0
-            scores, indices = topk(queries, self.label_embeddings, k + extra, check_finite="queries")
-            if pairs is not None:
-                from vixml.metrics import filter_predictions
+        store = dataset.tst_texts if split == "tst" else dataset.trn_texts
+        n = len(store)
+        texts = None if source == "dense" else list(store[list(range(n))])
+        memory = None
+        if augment:
+            from vixml.config import AugmentConfig
 
-                scores, indices = filter_predictions((scores, indices), pairs)
-                scores, indices = scores[:, :k], indices[:, :k]
-            return to_csr(scores, indices, self.num_labels)
-        from vixml.config import AugmentConfig
-
-        ac = self.config.eval.augment or AugmentConfig()
-        label_scores, label_indices = topk(queries, self.label_embeddings, ac.num_labels, check_finite="queries")
-        query_scores, query_indices = topk(queries, train_queries, ac.num_queries)
-        if split == "trn":  # a training query must not vote for itself
-            self_hit = query_indices == np.arange(queries.shape[0])[:, None]
-            query_indices = np.where(self_hit, -1, query_indices)
-        return augmented_scores(
-            label_scores,
-            label_indices,
-            query_scores,
-            query_indices,
-            dataset.trn_Y,
-            temperature=ac.temperature,
-            label_weight=ac.label_weight,
-            k=k,
-            exclude=pairs,
-        )
+            ac = self.config.eval.augment or AugmentConfig()
+            memory = Memory(
+                train_queries,
+                dataset.trn_Y.tocsr(),
+                ac.num_labels,
+                ac.num_queries,
+                ac.temperature,
+                ac.label_weight,
+                exclude_self=split == "trn",  # a training query must not vote for itself
+            )
+        found = self.retriever.search(queries, texts, k, source=source, exclude=pairs, memory=memory)
+        return to_csr(found.scores, found.ids, self.labels.num_labels)
 
     def _require_fits(self, data_dir, split: str, k: int, augment: bool) -> None:
         """Refuse, before anything is embedded, a prediction whose dataset, query embeddings and search would
@@ -254,6 +280,22 @@ class Predictor:
             "Predict a subset of the rows (a dataset folder with fewer test rows), or on a machine with more memory.",
             command="vixml predict",
         )
+
+
+def distributed_main() -> bool:
+    from vixml import distributed
+
+    return distributed.is_main()
+
+
+def _read_companion(run: RunFolder):
+    """The run's sparse companion and fusion weights (None, None for a run trained without them)."""
+    if not run.sparse_complete():
+        return None, None
+    from vixml.retrieval import SparseRanker
+
+    fusion = Fusion.load(run.fusion) if run.fusion.is_file() else Fusion()
+    return SparseRanker.load(run.sparse), fusion
 
 
 def _inference_precision(config: RunConfig, device: torch.device) -> str:

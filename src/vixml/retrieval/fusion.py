@@ -112,7 +112,9 @@ def tune(
     base = {name: max(max(r[name] for r in results.values() if r), 1e-9) for name in results[GRID[0]]}
     scored = {w: float(np.mean([r[name] / base[name] for name in r])) for w, r in results.items()}
     best = max(GRID, key=lambda w: (scored[w], -abs(w - 0.5)))
-    table = {str(w): {**{n: round(v, 6) for n, v in results[w].items()}, "objective": round(scored[w], 6)} for w in GRID}
+    table = {
+        str(w): {**{n: round(v, 6) for n, v in results[w].items()}, "objective": round(scored[w], 6)} for w in GRID
+    }
     return Fusion(float(best), normalization, int(truth.shape[0]), table)
 
 

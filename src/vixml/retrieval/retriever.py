@@ -68,9 +68,11 @@ class LabelMatrix:
 def gather_scores(queries: np.ndarray, embeddings: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """(n, c) exact inner products of each query with its candidate labels (``-inf`` where id < 0)."""
     safe = np.maximum(ids, 0)
-    out = np.einsum("nd,ncd->nc", queries.astype(np.float32, copy=False), np.asarray(embeddings[safe.ravel()]).reshape(
-        *ids.shape, -1
-    ).astype(np.float32, copy=False))
+    out = np.einsum(
+        "nd,ncd->nc",
+        queries.astype(np.float32, copy=False),
+        np.asarray(embeddings[safe.ravel()]).reshape(*ids.shape, -1).astype(np.float32, copy=False),
+    )
     return np.where(ids >= 0, out, -np.inf).astype(np.float32)
 
 
@@ -94,6 +96,7 @@ class Memory:
     num_queries: int = 100
     temperature: float = 0.05
     label_weight: float = 0.9
+    exclude_self: bool = False  # the queries are the training queries themselves: row i never votes for row i
 
 
 class Retriever:
@@ -171,25 +174,25 @@ class Retriever:
     def _block(self, source, q, texts, k, extra, memory, first_row):
         depth = k + extra
         if source == "dense":
-            ids, scores = self._dense(q, depth, memory)
+            ids, scores = self._dense(q, depth, memory, first_row)
             bit = FOUND_DENSE if memory is None else FOUND_R
             return scores, ids, np.where(ids >= 0, bit, 0).astype(np.uint8)
         if source == "sparse":
             scores, ids = self._sparse(texts, depth)
             return scores, ids, np.where(ids >= 0, FOUND_SPARSE, 0).astype(np.uint8)
         width = max(self.candidates, depth)
-        ids, dense, sparse_scores, found = self.candidate_scores(q, texts, width, memory)
+        ids, dense, sparse_scores, found = self.candidate_scores(q, texts, width, memory, first_row)
         fused = combine(dense, sparse_scores, ids >= 0, self.fusion)
         return fused.astype(np.float32), ids, found
 
-    def candidate_scores(self, q, texts, width: int, memory: Memory | None = None):
+    def candidate_scores(self, q, texts, width: int, memory: Memory | None = None, first_row: int = 0):
         """Each query's candidates (the union of both sources' top ``width``) and every source's score of them.
 
         Returns:
             ids (n, c) (-1 = none), dense (n, c) scores (exact inner products; +R mass with ``memory``),
             sparse (n, c) scores (0 where the sparse source did not find the label), found (n, c) bits.
         """
-        d_ids, d_scores = self._dense(q, width, memory)
+        d_ids, d_scores = self._dense(q, width, memory, first_row)
         s_scores, s_ids = self._sparse(texts, width)
         ids = _union(d_ids, s_ids)
         if memory is None:
@@ -201,7 +204,7 @@ class Retriever:
         found = _member(ids, d_ids) * dense_bit + _member(ids, s_ids) * FOUND_SPARSE
         return ids, dense, sparse_scores, found.astype(np.uint8)
 
-    def _dense(self, q, depth, memory):
+    def _dense(self, q, depth, memory, first_row=0):
         if memory is None:
             scores, ids = self.labels.search(q, min(depth, self.labels.num_labels))
             return ids, scores
@@ -209,6 +212,9 @@ class Retriever:
 
         label_scores, label_ids = self.labels.search(q, memory.num_labels)
         query_scores, query_ids = topk(q, memory.embeddings, min(memory.num_queries, memory.embeddings.shape[0]))
+        if memory.exclude_self:
+            own = np.arange(first_row, first_row + q.shape[0])[:, None]
+            query_ids = np.where(query_ids == own, -1, query_ids)
         votes = _visible_columns(memory.labels, self.labels.visible_columns())
         matrix = augmented_scores(
             label_scores,

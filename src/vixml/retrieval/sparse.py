@@ -16,6 +16,7 @@ own ``model/`` and ``sparse.json`` (written last: its presence means a complete 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -23,7 +24,6 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-import contextlib
 from dataclasses import asdict
 from pathlib import Path
 
@@ -193,7 +193,9 @@ class SparseRanker:
             raise DataError(Problem(str(folder / "model"), f"unreadable omikuji model: {exc}")) from None
         if model.n_features != len(vocabulary):
             raise DataError(
-                Problem(str(folder / "model"), f"expects {model.n_features} features, vocabulary has {len(vocabulary)}")
+                Problem(
+                    str(folder / "model"), f"expects {model.n_features} features, vocabulary has {len(vocabulary)}"
+                )
             )
         return cls(vectorizer, model, int(record["num_labels"]), settings)
 

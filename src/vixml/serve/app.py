@@ -124,13 +124,18 @@ class _Service:
             starts.append(offset)
             offset += len(job.texts)
         results: list[Predictions | None] = [None] * len(jobs)
-        for augment in (False, True):
-            chosen = [i for i, job in enumerate(jobs) if job.augment == augment]
-            if not chosen:
-                continue
+        for augment, source in sorted({(job.augment, job.source) for job in jobs}):
+            chosen = [i for i, job in enumerate(jobs) if (job.augment, job.source) == (augment, source)]
             rows = [r for i in chosen for r in range(starts[i], starts[i] + len(jobs[i].texts))]
             k = max(jobs[i].k for i in chosen)
-            found = predict_embeddings(self.predictor, queries[rows], k=k, augment=self.training if augment else None)
+            found = predict_embeddings(
+                self.predictor,
+                queries[rows],
+                [texts[r] for r in rows],
+                k=k,
+                augment=self.training if augment else None,
+                source=source,
+            )
             at = 0
             for i in chosen:
                 n = len(jobs[i].texts)
@@ -175,8 +180,12 @@ class _Service:
             for j, im in enumerate(images)
         ]
 
-    def check_predict(self, n_queries: int, k: int, augment: bool) -> None:
+    def check_predict(self, n_queries: int, k: int, augment: bool, source: str = "auto") -> None:
         limits = self.settings.limits
+        try:
+            self.predictor.retriever.resolve(source)
+        except VixmlError as exc:
+            raise RequestError(422, ["body", "source"], str(exc)) from None
         if n_queries == 0:
             raise RequestError(422, ["body", "queries"], "at least one query")
         if n_queries > limits.max_queries:
@@ -267,14 +276,14 @@ def create_app(
     @app.post("/predict", response_model=PredictResponse, summary="Top-k labels of one or more queries")
     async def predict(body: PredictRequest) -> PredictResponse:
         k = min(10, settings.limits.max_k) if body.k is None else body.k
-        service.check_predict(len(body.queries), k, body.augment)
+        service.check_predict(len(body.queries), k, body.augment, body.source)
         texts = [service.check_text(q.text, ["body", "queries", i, "text"]) for i, q in enumerate(body.queries)]
         images = [
             service.check_images(q.images, ["body", "queries", i, "images"], "query")
             for i, q in enumerate(body.queries)
         ]
         per_query = [im or [] for im in images] if any(images) else None
-        result = await service.batcher.submit(texts, per_query, k, body.augment)
+        result = await service.batcher.submit(texts, per_query, k, body.augment, body.source)
         return JSONResponse({"results": result.records()})  # already the response model's shape
 
     @app.post("/predict/upload", response_model=PredictResponse, summary="Top-k labels of one query (multipart)")
@@ -282,14 +291,15 @@ def create_app(
         text: str = Form(..., description="The query text."),
         k: int = Form(10),
         augment: bool = Form(False),
+        source: str = Form("auto"),
         images: list[UploadFile] = _IMAGE_FILES,
     ) -> PredictResponse:
-        service.check_predict(1, k, augment)
+        service.check_predict(1, k, augment, source)
         text = service.check_text(text, ["body", "text"])
         limit = service.settings.limits.max_image_bytes
         raw = [await f.read(limit + 1) for f in images]
         decoded = service.check_images(raw, ["body", "images"], "query")
-        result = await service.batcher.submit([text], [decoded] if decoded else None, k, augment)
+        result = await service.batcher.submit([text], [decoded] if decoded else None, k, augment, source)
         return JSONResponse({"results": result.records()})
 
     @app.post("/labels", response_model=AddLabelsResponse, summary="Add labels (searchable at once, persisted)")

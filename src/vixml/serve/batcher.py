@@ -34,6 +34,7 @@ class Job:
     k: int
     augment: bool
     future: asyncio.Future = field(repr=False, default=None)
+    source: str = "auto"  # the retriever's source (vixml.retrieval.SOURCES)
 
 
 class MicroBatcher:
@@ -73,11 +74,13 @@ class MicroBatcher:
                 await self._task
         self.executor.shutdown(wait=True, cancel_futures=True)
 
-    async def submit(self, texts: list[str], images: list[list] | None, k: int, augment: bool) -> Predictions:
+    async def submit(
+        self, texts: list[str], images: list[list] | None, k: int, augment: bool, source: str = "auto"
+    ) -> Predictions:
         """Queue the queries of one request and wait for their predictions."""
         if self._queue is None:
             raise RuntimeError("the batcher is not started")
-        job = Job(texts, images, k, augment, asyncio.get_running_loop().create_future())
+        job = Job(texts, images, k, augment, asyncio.get_running_loop().create_future(), source)
         await self._queue.put(job)
         return await job.future
 
@@ -134,4 +137,5 @@ def slice_predictions(predictions: Predictions, rows: slice, k: int) -> Predicti
         predictions.scores[rows, :k],
         predictions.indices[rows, :k],
         [texts[:k] for texts in predictions.texts[rows]],
+        None if predictions.found is None else predictions.found[rows, :k],
     )

@@ -28,12 +28,18 @@ class PredictRequest(BaseModel):
     queries: list[Query] = Field(..., description="One or more queries.")
     k: int | None = Field(None, description="Labels returned per query (default 10, or the server's max_k if less).")
     augment: bool = Field(False, description="Retrieval-augmented scoring (+R); needs a server started with --data.")
+    source: str = Field(
+        "auto", description="auto (fused when the run has a sparse companion, else dense), dense, sparse or fused."
+    )
 
 
 class QueryResult(BaseModel):
     labels: list[int] = Field(..., description="Label ids, best first.")
     texts: list[str | None] = Field(..., description="Their texts (null when the run has no label texts).")
     scores: list[float] = Field(..., description="Their scores (inner products; probabilities with augment).")
+    sources: list[list[str]] | None = Field(
+        None, description="Which sources found each label (dense, sparse, +R); fused scores are z-score mixtures."
+    )
 
 
 class PredictResponse(BaseModel):

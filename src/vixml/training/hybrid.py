@@ -103,7 +103,9 @@ def tune_fusion(
         ids = ids.copy()
         for row, label in pairs:
             ids[row][ids[row] == label] = -1
-    fusion = tune(dense, sparse_scores, ids, truth, normalization=sc.normalization, propensity=propensity, k=cfg.eval.k)
+    fusion = tune(
+        dense, sparse_scores, ids, truth, normalization=sc.normalization, propensity=propensity, k=cfg.eval.k
+    )
     best = fusion.scores[str(fusion.dense_weight)]
     logger.info(
         "fusion: dense weight %.2f tuned on %d held-out queries (%s)",
