@@ -1,0 +1,117 @@
+"""The one retrieval path: fusion beats each source on planted data, filters and hidden labels, sparse files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from vixml.errors import ConfigError
+from vixml.metrics import evaluate
+from vixml.retrieval import FOUND_DENSE, FOUND_SPARSE, Fusion, LabelMatrix, Retriever, tune
+from vixml.search import to_csr
+
+L, D = 60, 16
+
+
+class PlantedSparse:
+    """A lexical source that knows the true label of half the queries (its "text" says so) and guesses else."""
+
+    num_labels = L
+
+    def __init__(self, truth: dict[str, int], seed: int):
+        self.truth = truth
+        self.rng = np.random.default_rng(seed)
+
+    def search(self, texts, k):
+        scores = np.full((len(texts), k), -np.inf, dtype=np.float32)
+        ids = np.full((len(texts), k), -1, dtype=np.int64)
+        for row, text in enumerate(texts):
+            rng = np.random.default_rng(abs(hash(text)) % (2**32))
+            guess = rng.permutation(L)  # the same ranking whatever k
+            values = np.sort(rng.uniform(0.05, 0.15, size=L))[::-1]
+            if text in self.truth:  # it sees this query's label: a confident first answer
+                guess = np.concatenate([[self.truth[text]], guess[guess != self.truth[text]]])
+                values[0] = 0.9
+            scores[row], ids[row] = values[:k], guess[:k]
+        return scores, ids
+
+
+def planted(n: int, seed: int):
+    """n queries with one true label each; the dense embedding shows it for the even rows only, the sparse
+    source for the odd rows only."""
+    rng = np.random.default_rng(seed)
+    labels = rng.standard_normal((L, D)).astype(np.float32)
+    labels /= np.linalg.norm(labels, axis=1, keepdims=True)
+    true = rng.integers(0, L, size=n)
+    noise = rng.standard_normal((n, D)).astype(np.float32)
+    queries = noise / np.linalg.norm(noise, axis=1, keepdims=True)
+    even = np.arange(n) % 2 == 0
+    queries[even] = labels[true[even]] * 3 + 0.5 * queries[even]
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    texts = [f"query {seed}-{i}" for i in range(n)]
+    sparse_truth = {texts[i]: int(true[i]) for i in range(n) if i % 2 == 1}
+    y = sp.csr_matrix((np.ones(n, np.float32), (np.arange(n), true)), shape=(n, L))
+    return labels, queries, texts, y, sparse_truth
+
+
+def p_at_1(retriever, queries, texts, y, source):
+    found = retriever.search(queries, texts, 5, source=source)
+    return evaluate(y, to_csr(found.scores, found.ids, L), k=1)["P@1"]
+
+
+def test_fusion_beats_each_source_where_each_sees_half_the_signal():
+    labels, queries, texts, y, truth = planted(400, seed=1)
+    tune_rows, test_rows = np.arange(200), np.arange(200, 400)
+    retriever = Retriever(LabelMatrix(labels), PlantedSparse(truth, 0), candidates=20)
+    ids, dense, sparse_scores, _ = retriever.candidate_scores(queries[tune_rows], [texts[i] for i in tune_rows], 20)
+    fusion = tune(dense, sparse_scores, ids, y[tune_rows])
+    assert 0 < fusion.dense_weight < 1 and fusion.tuned_on == 200
+    retriever.fusion = fusion
+    q, t, truth_y = queries[test_rows], [texts[i] for i in test_rows], y[test_rows]
+    dense_p1 = p_at_1(retriever, q, t, truth_y, "dense")
+    sparse_p1 = p_at_1(retriever, q, t, truth_y, "sparse")
+    fused_p1 = p_at_1(retriever, q, t, truth_y, "fused")
+    assert 0.4 < dense_p1 < 0.65 and 0.4 < sparse_p1 < 0.65, (dense_p1, sparse_p1)
+    assert fused_p1 > max(dense_p1, sparse_p1) + 0.3, (dense_p1, sparse_p1, fused_p1)
+
+
+def test_candidates_are_scored_by_every_source_with_the_floor_where_one_found_nothing():
+    labels, queries, texts, _, truth = planted(8, seed=2)
+    retriever = Retriever(LabelMatrix(labels), PlantedSparse(truth, 0), Fusion(0.5), candidates=5)
+    ids, dense, sparse_scores, found = retriever.candidate_scores(queries, texts, 5)
+    valid = ids >= 0
+    np.testing.assert_allclose(
+        dense[valid],
+        np.einsum("nd,nd->n", queries.repeat(ids.shape[1], 0).reshape(*ids.shape, D)[valid], labels[ids[valid]]),
+        rtol=1e-5,
+    )
+    only_dense = valid & (found == FOUND_DENSE)
+    assert only_dense.any() and (sparse_scores[only_dense] == 0).all()  # the sparse floor
+    assert ((found & FOUND_SPARSE) > 0).any()
+    for row in range(ids.shape[0]):
+        kept = ids[row][ids[row] >= 0]
+        assert len(set(kept.tolist())) == kept.shape[0]  # a candidate once per row
+
+
+@pytest.mark.parametrize("source", ["dense", "sparse", "fused"])
+def test_filter_pairs_are_removed_before_the_cut(source):
+    labels, queries, texts, _, truth = planted(10, seed=3)
+    retriever = Retriever(LabelMatrix(labels), PlantedSparse(truth, 0), Fusion(0.5), candidates=10)
+    plain = retriever.search(queries, texts, 4, source=source)
+    pairs = np.array([[row, plain.ids[row, 0]] for row in range(10)], dtype=np.int64)
+    filtered = retriever.search(queries, texts, 4, source=source, exclude=pairs)
+    for row in range(10):
+        assert plain.ids[row, 0] not in filtered.ids[row]
+        np.testing.assert_array_equal(filtered.ids[row, :3], plain.ids[row, 1:4])  # the rest moves up
+        assert filtered.ids[row, 3] >= 0  # k labels still
+
+
+def test_a_source_the_run_lacks_is_refused_with_what_to_do():
+    labels, queries, texts, _, _ = planted(4, seed=4)
+    retriever = Retriever(LabelMatrix(labels))
+    assert retriever.resolve("auto") == "dense"
+    with pytest.raises(ConfigError, match="sparse=\\{\\}"):
+        retriever.search(queries, texts, 3, source="fused")
+    with pytest.raises(ConfigError, match="valid"):
+        retriever.resolve("bm25")
