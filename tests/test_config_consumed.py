@@ -110,7 +110,10 @@ def test_every_config_key_is_read(tmp_path, tiny_bert, qwen_path, reads):
         "eval.augment.num_labels=5",
         "eval.augment.num_queries=5",
     ]
-    encoder = apply_overrides(RunConfig(), [f"model.name_or_path={tiny_bert}", "loss.aggressive=true", *common])
+    hybrid = ["sparse.trees=1", "sparse.holdout=0.2"]  # a key of a switched-off section switches it on
+    encoder = apply_overrides(
+        RunConfig(), [f"model.name_or_path={tiny_bert}", "loss.aggressive=true", *hybrid, *common]
+    )
     run = train(encoder, data, tmp_path / "encoder")
     predictor = Predictor.load(run)
     predictor.predict_dataset(data, k=5, augment=True)

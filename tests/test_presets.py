@@ -14,7 +14,7 @@ import pytest
 from vixml.config import MiningConfig, RunConfig, load_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-PAPER_PRESETS = sorted(p for p in CONFIGS.glob("*.yaml") if p.name != "cpu-small.yaml")
+PAPER_PRESETS = sorted(p for p in CONFIGS.glob("*.yaml") if p.name not in ("cpu-small.yaml", "hybrid.yaml"))
 
 # backbone prefix -> (kind, backbone LR)
 BACKBONES = {
@@ -114,6 +114,7 @@ def test_preset_matches_the_paper_settings(path):
     assert cfg.prototypes is not None and cfg.loss.weights.r == 0.1 and cfg.loss.name == "triplet"
     assert cfg.loss.hinge_tie == "split" and cfg.prototypes.lpn_inputs == "raw"
     assert cfg.prototypes.unseen_labels == "prototype"
+    assert cfg.sparse is None  # the sparse companion is ours, not the paper's
     if cfg.model.kind == "decoder":
         assert cfg.model.lora.r == 256 and cfg.model.lora.alpha == 256 and cfg.model.gradient_checkpointing
         assert "5e-4" in path.read_text().split("\nmodel:")[0], "the header says the script's 5e-4 LR is kept"
@@ -122,6 +123,7 @@ def test_preset_matches_the_paper_settings(path):
 def test_empty_config_is_the_encoder_recipe():
     cfg = RunConfig.from_dict({})
     assert cfg.prototypes is not None and cfg.mining is not None  # PRIME + NGAME batches
+    assert cfg.sparse is None  # no companion unless asked for (configs/hybrid.yaml, --set sparse={})
     assert cfg.loss.name == "triplet" and cfg.loss.aggressive and cfg.loss.hinge_tie == "split"
     assert cfg.train.precision == "auto"  # chosen for the device
     assert cfg.train.clip_norm(decoder=False) is None and cfg.train.clip_norm(decoder=True) == 1.0
