@@ -44,6 +44,11 @@ def test_a_hybrid_run_keeps_its_companion_and_reports_every_source(hybrid_run):
     assert (hybrid_run / "sparse" / "sparse.json").is_file()
     state = json.loads((hybrid_run / "run.json").read_text())
     assert state["sparse_seconds"] < state["seconds"]
+    from vixml.reports.html import build_report
+
+    page = build_report([hybrid_run])
+    assert all(f"{name} @1" in page for name in ("zero-shot", "dense", "sparse", "fused"))
+    assert f"Fused = {fusion['dense_weight']:.2f} x dense" in page and "tuned on 24 held-out queries" in page
 
 
 def test_the_runs_own_predictions_equal_predict_data(tmp_path, hybrid_run, planted_data):

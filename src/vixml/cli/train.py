@@ -71,11 +71,8 @@ def launch_torchrun(nproc: int, args: list[str]) -> int:
 def print_final_metrics(metrics: dict) -> None:
     from vixml.reports import comparison_table
 
-    columns = {
-        name: values
-        for name, values in (("zero-shot", metrics.get("zero_shot")), ("trained", metrics.get("final")))
-        if values
-    }
+    trained = metrics.get("sources") or {"trained": metrics.get("final")}
+    columns = {name: values for name, values in (("zero-shot", metrics.get("zero_shot")), *trained.items()) if values}
     if columns:
         console.print(comparison_table(columns, title="test metrics (%)"))
 

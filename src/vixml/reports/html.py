@@ -42,6 +42,8 @@ class RunSummary:
     history: list[dict] = field(default_factory=list)
     final: dict | None = None
     zero_shot: dict | None = None
+    sources: dict | None = None  # a hybrid run's test metrics per source (dense, sparse, fused)
+    fusion: dict | None = None  # its fusion weight and how many held-out queries tuned it
     deciles: dict | None = None
     samples: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -58,6 +60,7 @@ def _load_run(path: Path, data: Path | None, name: str) -> RunSummary:
         summary.history = json.loads(run.history_json.read_text(encoding="utf-8"))
     metrics = json.loads(run.metrics.read_text(encoding="utf-8")) if run.metrics.is_file() else {}
     summary.final, summary.zero_shot = metrics.get("final"), metrics.get("zero_shot")
+    summary.sources, summary.fusion = metrics.get("sources"), metrics.get("fusion")
     if summary.final is None:
         summary.notes.append("no final test metrics (the run has not finished, or its dataset has no test split)")
     data = data or _recorded_data(run, metrics)
@@ -194,7 +197,8 @@ def _comparison(runs: Sequence[RunSummary]) -> str:
 
 
 def _metrics_table(run: RunSummary) -> str:
-    columns = {name: m for name, m in (("zero-shot", run.zero_shot), ("trained", run.final)) if m}
+    trained = run.sources or {"trained": run.final}
+    columns = {name: m for name, m in (("zero-shot", run.zero_shot), *trained.items()) if m}
     if not columns:
         return ""
     ks = sorted({k for m in columns.values() for k in (split_metric_name(n)[1] for n in m) if k is not None})
@@ -209,7 +213,15 @@ def _metrics_table(run: RunSummary) -> str:
             f"<td class='num'>{_pct(m.get('MRR'))}</td><td colspan={len(ks) - 1}></td>" for m in columns.values()
         )
         rows.append(f"<tr><th>MRR</th>{cells}</tr>")
-    return f"<table><tr><th>metric (%)</th>{head}</tr>{''.join(rows)}</table>"
+    note = ""
+    if run.fusion:
+        w = run.fusion["dense_weight"]
+        tuned = f"tuned on {run.fusion['tuned_on']:,} held-out queries" if run.fusion.get("tuned_on") else "as set"
+        note = (
+            f"<p>Fused = {w:.2f} x dense + {1 - w:.2f} x sparse (per-query z-scores), {tuned}; "
+            "the run's predictions are the fused ones.</p>"
+        )
+    return f"<table><tr><th>metric (%)</th>{head}</tr>{''.join(rows)}</table>{note}"
 
 
 def _decile_table(run: RunSummary) -> str:
