@@ -83,7 +83,12 @@ def test_a_hidden_label_never_comes_back_from_any_route(tmp_path, hybrid_run, pl
             body = {"queries": [{"text": t} for t in texts[:20]], "k": 24, "source": source}
             answer = client.post("/predict", json=body)
             assert answer.status_code == 200, answer.text
-            assert all(hidden not in r["labels"] for r in answer.json()["results"])
+            results = answer.json()["results"]
+            assert all(hidden not in r["labels"] for r in results)
+            assert all(len(r["sources"]) == len(r["labels"]) for r in results)
+        assert client.get("/info").json()["sparse"] is True
+        refused = client.post("/predict", json={"queries": [{"text": "x"}], "source": "bm25"})
+        assert refused.status_code == 422 and "source" in refused.json()["detail"][0]["loc"]
 
 
 def test_an_added_label_is_found_by_the_fused_retriever(tmp_path, hybrid_run, planted_data):

@@ -214,6 +214,7 @@ class _Service:
             num_images=self.num_images,
             label_texts=p.label_texts is not None,
             augment=self.training is not None,
+            sparse=p.sparse is not None,
             editable=s.edit_refusal() is None,
             edit_refusal=s.edit_refusal(),
             token_required=s.token is not None,

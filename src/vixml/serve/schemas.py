@@ -75,6 +75,7 @@ class Info(BaseModel):
     num_images: int
     label_texts: bool
     augment: bool
+    sparse: bool = False  # the run has a sparse companion: predictions are fused (source: dense|sparse|fused)
     editable: bool
     edit_refusal: str | None
     token_required: bool

@@ -39,6 +39,7 @@ async function loadInfo() {
   $("version").textContent = info.vixml;
   $("query-drop").hidden = !info.query_images;
   $("augment-box").hidden = !info.augment;
+  $("source-box").hidden = !info.sparse;
   $("token").hidden = !info.token_required;
   $("k").max = info.limits.max_k;
   if (!info.editable) {
@@ -56,10 +57,11 @@ function showResults(result) {
     li.dataset.labelId = id;
     const text = result.texts[i] === null ? `label ${id}` : result.texts[i];
     const added = info && id >= info.trained_labels ? "<span class='added'>added</span>" : "";
+    const found = result.sources ? `<span class="found">${result.sources[i].join(" + ")}</span>` : "";
     const width = Math.max(0, (100 * result.scores[i]) / top);
     li.innerHTML =
       `<span class="rank">${i + 1}</span>` +
-      `<span><span class="label-text"></span><span class="label-id">#${id}</span>${added}</span>` +
+      `<span><span class="label-text"></span><span class="label-id">#${id}</span>${added}${found}</span>` +
       `<span class="bar"><span style="width:${width}%"></span><em class="score">${result.scores[i].toFixed(4)}</em></span>` +
       (info && info.editable ? `<button class="hide" title="hide this label for good">hide</button>` : "<span></span>");
     li.querySelector(".label-text").textContent = text;
@@ -81,6 +83,7 @@ async function predict(event) {
       k: Number($("k").value),
       augment: $("augment").checked,
     };
+    if (info && info.sparse) body.source = $("source").value;
     const answer = await call("/predict", {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
     });
