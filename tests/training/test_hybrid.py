@@ -58,6 +58,14 @@ def test_the_runs_own_predictions_equal_predict_data(tmp_path, hybrid_run, plant
     subprocess.run([*cli, "--out", str(out), "--k", "10"], check=True, capture_output=True)
     again = read_label_matrix(out)
     assert (own != again).nnz == 0 and own.nnz == again.nnz
+    ann = subprocess.run(
+        [*cli, "--out", str(tmp_path / "ann.npz"), "--index", "hnsw", "--json"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    summary = json.loads(ann.stdout)  # stdout holds the JSON object alone
+    assert summary["source"] == "fused" and summary["index"] == "hnsw" and summary["index_recall@100"] >= 0.99
 
 
 def test_a_hidden_label_never_comes_back_from_any_route(tmp_path, hybrid_run, planted_data):
@@ -69,7 +77,7 @@ def test_a_hidden_label_never_comes_back_from_any_route(tmp_path, hybrid_run, pl
     top = predictor.predict(texts, k=1).indices[:, 0]
     hidden = int(np.bincount(top).argmax())  # the label most often ranked first
     hide_labels(predictor, [hidden])
-    for reader in (predictor, Predictor.load(run)):
+    for reader in (predictor, Predictor.load(run), Predictor.load(run, index="hnsw")):
         for source in ("dense", "sparse", "fused"):
             assert hidden not in reader.predict(texts, k=24, source=source).indices
             assert hidden not in reader.predict_dataset(planted_data, k=24, source=source).indices

@@ -22,6 +22,7 @@ def predict_texts(
     device: str,
     as_json: bool,
     source: str = "auto",
+    index: str = "exact",
 ) -> None:
     """Read the queries of ``texts``, predict with the run (its label overlay included), write ``out``."""
     from vixml.data.queries import read_text_input
@@ -39,7 +40,7 @@ def predict_texts(
     if augment and data is None:
         raise typer.BadParameter("--augment with --texts needs --data DIR: the training queries that vote")
     queries = read_text_input(texts)
-    predictor = Predictor.load(run, device=device)
+    predictor = Predictor.load(run, device=device, index=index)
     images = None
     if queries.images is not None and any(queries.images):
         if predictor.config.images is None or not predictor.model.uses_images("query"):
@@ -51,6 +52,7 @@ def predict_texts(
     write_predictions(out, predictions, queries.texts, predictor.labels.num_labels)
     summary = {"out": str(out), "queries": len(queries), "labels": predictor.labels.num_visible, "k": k}
     summary["source"] = predictor.retriever.resolve(source)
+    summary["index"] = index
     if as_json:
         emit_json(summary)
     else:

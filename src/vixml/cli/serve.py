@@ -23,6 +23,7 @@ def serve(
     max_batch: int = typer.Option(64, "--max-batch", min=1, help="Queries per encoder pass."),
     max_queries: int = typer.Option(64, "--max-queries", min=1, help="Queries per request."),
     max_k: int = typer.Option(100, "--max-k", min=1, help="Largest k a request may ask."),
+    index: str = typer.Option("exact", "--index", help="exact, or hnsw: an hnswlib graph over the labels."),
 ) -> None:
     """Serve predictions and label edits over HTTP; the web page is at /, the API docs at /docs."""
     from vixml.serve.run import quiet_openmp
@@ -42,5 +43,6 @@ def serve(
         batch_window_ms=batch_window_ms,
         max_batch=max_batch,
         limits=Limits(max_queries=max_queries, max_k=max_k),
+        index=index,
     )
     run_server(settings)

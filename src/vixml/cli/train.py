@@ -90,6 +90,9 @@ def predict(
     source: str = typer.Option(
         "auto", "--source", help="auto (fused when the run has a sparse companion, else dense), dense, sparse, fused."
     ),
+    index: str = typer.Option(
+        "exact", "--index", help="exact, or hnsw: an hnswlib graph over the labels (recall@100 vs exact is logged)."
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N."),
     as_json: bool = typer.Option(False, "--json", help="Print a summary as one JSON object."),
 ) -> None:
@@ -101,7 +104,8 @@ def predict(
     if texts is not None:
         from vixml.cli.predict_texts import predict_texts
 
-        predict_texts(run, texts, out, data=data, k=k, augment=augment, device=device, as_json=as_json, source=source)
+        options = {"k": k, "augment": augment, "device": device, "as_json": as_json, "source": source, "index": index}
+        predict_texts(run, texts, out, data=data, **options)
         return
     if data is None:
         raise typer.BadParameter("give --data DIR (a dataset split) or --texts FILE (free input)")
@@ -117,7 +121,8 @@ def predict(
     with distributed.session(resolve_device(device, setting="--device")) as world:
         lock = WriteLock(out, "vixml predict") if world.is_main else contextlib.nullcontext()
         with lock:  # taken first: a second writer of --out is refused before any work
-            predictor = Predictor.load(run, device=str(distributed.rank_device(resolve_device(device))), mmap=True)
+            where = str(distributed.rank_device(resolve_device(device)))
+            predictor = Predictor.load(run, device=where, mmap=True, index=index)
             predictions = predictor.predict_dataset(data, split=split, k=k, augment=augment, source=source)
             if predictions is not None:
                 write_label_matrix(out, predictions)
@@ -125,6 +130,9 @@ def predict(
             return
     summary = {"out": str(out), "queries": predictions.shape[0], "labels": predictions.shape[1], "k": k}
     summary["source"] = predictor.retriever.resolve(source)
+    summary["index"] = index
+    if predictor.measured_recall is not None:
+        summary["index_recall@100"] = round(predictor.measured_recall, 4)
     if as_json:
         emit_json(summary)
     else:

@@ -134,6 +134,13 @@ class LabelSet:
         self._edit = threading.Lock()
         self._view = self._make_view(overlay or LabelOverlay(base_embeddings.shape[0], base_embeddings.shape[1], ""))
         self._cluster_means: np.ndarray | None = None
+        self.index = None  # an ANN index over the trained labels (vixml.search.Index), or None: exact search
+
+    def use_index(self, index) -> None:
+        """Search the trained labels through ``index`` (built over ``base_embeddings``); added labels stay exact."""
+        if index is not None and index.size != self.num_trained:
+            raise ValueError(f"the index holds {index.size} vectors, not the {self.num_trained} trained labels")
+        self.index = index
 
     # ------------------------------------------------------------------------------------------ reading
     @property
@@ -170,10 +177,13 @@ class LabelSet:
         if view.compact_ids is not None:
             scores, local = topk(queries, view.compact_emb, k)
             parts = [(scores, np.where(local >= 0, view.compact_ids[np.maximum(local, 0)], -1))]
-        elif h == 0:
+        elif h == 0 and self.index is None:
             parts = [topk(queries, self.base, k)]
         else:
-            scores, ids = topk(queries, self.base, min(k + h, self.num_trained))
+            depth = min(k + h, self.num_trained)
+            scores, ids = (
+                self.index.search(queries, depth) if self.index is not None else topk(queries, self.base, depth)
+            )
             hidden = np.isin(ids, view.hidden_base)
             order = np.argsort(hidden, axis=1, kind="stable")[:, :k]  # visible first, in rank order
             scores = np.where(hidden, -np.inf, scores)

@@ -57,6 +57,7 @@ class Predictor:
     run: RunFolder | None = None
     sparse: object = None
     fusion: Fusion | None = None
+    measured_recall: float | None = None  # the ANN index's recall@100 against exact, when last measured
 
     def __post_init__(self) -> None:
         if self.labels is None:
@@ -69,13 +70,15 @@ class Predictor:
         return Retriever(self.labels, self.sparse, self.fusion, candidates=candidates)
 
     @classmethod
-    def load(cls, run_dir: str | Path, *, device: str = "auto", mmap: bool = False) -> Predictor:
+    def load(cls, run_dir: str | Path, *, device: str = "auto", mmap: bool = False, index: str = "exact") -> Predictor:
         """Load the final model, label embeddings, label texts, label overlay and config of a run folder.
 
         Args:
             run_dir: the run folder.
             device: where the model runs.
             mmap: memory-map the label embeddings read-only (server workers share one copy in the page cache).
+            index: ``exact`` (blocked exact search), or ``hnsw``: an hnswlib graph over the trained labels, built
+                at load (for label sets where exact search is too slow; :meth:`index_recall` measures it).
         """
         run = RunFolder(run_dir).require_finished()
         config = run.load_config()
@@ -86,6 +89,7 @@ class Predictor:
         labels = LabelSet(label_emb, texts, LabelOverlay.read(run, label_emb))
         precision = _inference_precision(config, dev)
         sparse, fusion = _read_companion(run)
+        labels.use_index(_ann_index(index, label_emb))
         return cls(
             model,
             label_emb,
@@ -98,6 +102,16 @@ class Predictor:
             sparse=sparse,
             fusion=fusion,
         )
+
+    def index_recall(self, queries: np.ndarray, k: int = 100, sample: int = 1000) -> float | None:
+        """Recall@k of the ANN index against exact search on (up to ``sample`` of) ``queries``; None when exact."""
+        if self.labels.index is None or not len(queries):
+            return None
+        sample_queries = np.asarray(queries[:sample])
+        recall = self.labels.index.recall(sample_queries, min(k, self.num_labels), embeddings=self.label_embeddings)
+        logger.info("ANN index recall@%d against exact search on %d queries: %.4f", k, len(sample_queries), recall)
+        self.measured_recall = float(recall)
+        return self.measured_recall
 
     def encoder(self, dataset=None) -> SplitEncoder:
         """The split encoder of this model (of ``dataset``'s splits and image banks, or of free texts)."""
@@ -246,6 +260,8 @@ class Predictor:
                 ac.label_weight,
                 exclude_self=split == "trn",  # a training query must not vote for itself
             )
+        if queries is not None:
+            self.index_recall(queries)
         found = self.retriever.search(queries, texts, k, source=source, exclude=pairs, memory=memory)
         return to_csr(found.scores, found.ids, self.labels.num_labels)
 
@@ -286,6 +302,25 @@ def distributed_main() -> bool:
     from vixml import distributed
 
     return distributed.is_main()
+
+
+INDEXES = ("exact", "hnsw")
+
+
+def _ann_index(name: str, label_emb: np.ndarray):
+    """None for exact search; an hnswlib graph over the label embeddings for ``hnsw`` (built now, logged)."""
+    if name not in INDEXES:
+        raise DataError(Problem("--index", f"unknown index {name!r}; expected one of {', '.join(INDEXES)}"))
+    if name == "exact":
+        return None
+    import time
+
+    from vixml.search import build_index
+
+    started = time.perf_counter()
+    index = build_index("hnswlib", np.ascontiguousarray(label_emb, dtype=np.float32), M=32, ef_search=256)
+    logger.info("hnsw index over %d labels built in %.1f s", label_emb.shape[0], time.perf_counter() - started)
+    return index
 
 
 def _read_companion(run: RunFolder):

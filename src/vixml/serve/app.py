@@ -374,6 +374,6 @@ def create_app(
 def app_from_env() -> FastAPI:
     """The app of one ``--workers N`` process: settings from the environment, label embeddings memory-mapped."""
     settings = ServeSettings.from_env()
-    predictor = Predictor.load(settings.run, device=settings.device, mmap=True)
+    predictor = Predictor.load(settings.run, device=settings.device, mmap=True, index=settings.index)
     training = TrainingQueries.from_dataset(predictor, settings.data) if settings.data else None
     return create_app(predictor, settings, training)

@@ -66,7 +66,7 @@ def serve(settings: ServeSettings) -> None:
     if refusal is None:
         lock = LabelOverlay.lock(settings.run, f"vixml serve on {settings.host}:{settings.port}").acquire()
     try:
-        predictor = Predictor.load(settings.run, device=settings.device)
+        predictor = Predictor.load(settings.run, device=settings.device, index=settings.index)
         training = TrainingQueries.from_dataset(predictor, settings.data) if settings.data else None
         app = create_app(predictor, settings, training, edit_lock=lock)
         logger.info(

@@ -44,6 +44,7 @@ class ServeSettings:
         batch_window_ms: how long a batch waits for more queries after its first one.
         max_batch: queries per encoder pass.
         limits: request bounds.
+        index: ``exact`` or ``hnsw`` (see :meth:`vixml.inference.Predictor.load`).
     """
 
     run: Path
@@ -56,6 +57,7 @@ class ServeSettings:
     batch_window_ms: float = 2.0
     max_batch: int = 64
     limits: Limits = field(default_factory=Limits)
+    index: str = "exact"  # the label search: exact, or hnsw (an hnswlib graph built at start)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "run", Path(self.run))
