@@ -100,6 +100,12 @@ def train(
 
         require_libraries()  # the sparse extra is installed (before anything is written)
     holdout = holdout_rows(dataset, cfg) if cfg.sparse is not None else np.zeros(0, dtype=np.int64)
+    if holdout.shape[0]:
+        logger.info(
+            "sparse: %d training queries held out of both models to tune the fusion (sparse.holdout); "
+            "they count below as queries without a label",
+            holdout.shape[0],
+        )
     device = resolve_device(cfg.train.device)
     precision, reason = resolve_precision(cfg.train.precision, device)
     _require_training_fits(cfg, dataset, Path(data_dir), device)
