@@ -9,24 +9,29 @@ under each package's licence (``/usr/share/doc/<package>/copyright``, listed in 
 Install them, then build::
 
     apt-get update
-    apt-get install -y --no-install-recommends groff-base man-db manpages manpages-dev perl-doc \\
-        libssl-doc openssl libx11-doc libxt-dev libxext-dev libxft-dev libxcb-doc tcl8.6-doc \\
-        tk8.6-doc tcllib libcurl4-doc ncurses-doc libbsd-dev libpcap0.8-dev libcap-dev liburing-dev \\
-        libkeyutils-dev keyutils libaudit-dev libtirpc-dev libcrypt-dev uuid-dev systemd git-man \\
-        iproute2 coreutils util-linux procps e2fsprogs passwd login dpkg dpkg-dev apt debianutils \\
-        binutils gettext gzip bzip2 xz-utils openssh-client gnupg-utils net-tools ncurses-bin findutils \\
-        grep sed tar netpbm lvm2 mtools xfsprogs btrfs-progs nftables rsync zsh x11-utils \\
-        x11-xserver-utils x11-apps
-    python scripts/build_manpages_dataset.py /tmp/hybrid-data/manpages-seealso
+    apt-get install -y --no-install-recommends groff-base manpages manpages-dev perl-doc libssl-doc \\
+        openssl libx11-doc libxt-dev libxext-dev libxft-dev libxcb-doc tcl8.6-doc tk8.6-doc tcllib \\
+        libcurl4-doc ncurses-doc libbsd-dev libpcap0.8-dev libcap-dev liburing-dev libkeyutils-dev \\
+        keyutils libaudit-dev libtirpc-dev libcrypt-dev uuid-dev libacl1-dev libattr1-dev libpam0g-dev \\
+        libpam-modules libpam-runtime libnuma-dev systemd git-man iproute2 coreutils util-linux \\
+        util-linux-extra mount fdisk bash dash libc-bin kmod hostname psmisc acl attr numactl cpio less \\
+        diffutils file gpg procps e2fsprogs passwd login dpkg dpkg-dev apt debianutils binutils-common \\
+        binutils-x86-64-linux-gnu gettext gzip bzip2 xz-utils openssh-client gnupg-utils net-tools \\
+        ncurses-bin findutils grep sed tar man-db netpbm lvm2 dmeventd mtools xfsprogs btrfs-progs \\
+        nftables rsync zsh x11-utils x11-xserver-utils x11-apps x11-common xorg-docs-core
+    python3 scripts/build_manpages_dataset.py /tmp/hybrid-data/manpages-seealso  # ~3 min on 2 cores
 
 How a page becomes an item: symbolic links and ``.so`` stubs are aliases of the page they point at, and so
 are the other names on a page's NAME line; each real page is rendered once with groff (``-mandoc``, so both
 man and mdoc pages; no hyphenation, very long lines) and its NAME and SEE ALSO sections are read from the
 text. A reference is ``name(section)``; it is resolved to a page of ``PACKAGES`` by its exact section, else
 by the section number alone ("3" finds "EVP_DigestInit.3ssl"; Tcl's "n" is Debian's "3tcl"/"3tk"), preferring
-the referring page's own package when that is ambiguous. In perl-doc, whose pages name each other without
-sections, a bare ``Module::Name`` or ``perlxxx`` that is a perl-doc page is a reference too. References to
-pages not in ``PACKAGES`` are dropped (their text would be only a name), as are self-references.
+the referring page's own package when that is ambiguous, else by name alone within that package (netpbm's
+"ppm(1)" is Debian's ppm.5). Perl and Tcl pages name each other without sections: there a bare name that is a
+page of the same family (``BARE_NAME_FAMILIES``) is a reference too, when it is a whole item of a list
+("Tcl_EvalObjEx, Tcl_GetObjResult") or, in running text, a ``Module::Name`` or ``perlxxx``. References to
+pages not in ``PACKAGES`` are dropped (their text would be only a name), as are self-references; a page
+whose NAME section is empty is left out. Texts are cut at ``MAX_NAMES`` names and ``MAX_TEXT_WORDS`` words.
 
 Split: the pages with at least one resolved reference are shuffled with ``SEED`` and split 80/20; only labels
 with at least ``MIN_LABEL_POINTS`` training points are kept, then only rows with a label. When a query page is
@@ -76,12 +81,35 @@ PACKAGES = (
     "libtirpc-dev",
     "libcrypt-dev",
     "uuid-dev",
+    "libacl1-dev",
+    "libattr1-dev",
+    "libpam0g-dev",
+    "libpam-modules",
+    "libpam-runtime",
+    "libnuma-dev",
     # system and user tools
     "systemd",
     "git-man",
     "iproute2",
     "coreutils",
     "util-linux",
+    "util-linux-extra",
+    "mount",
+    "fdisk",
+    "bash",
+    "dash",
+    "libc-bin",
+    "kmod",
+    "hostname",
+    "psmisc",
+    "acl",
+    "attr",
+    "numactl",
+    "cpio",
+    "less",
+    "diffutils",
+    "file",
+    "gpg",
     "procps",
     "e2fsprogs",
     "passwd",
@@ -108,6 +136,7 @@ PACKAGES = (
     "groff-base",
     "netpbm",
     "lvm2",
+    "dmeventd",
     "mtools",
     "xfsprogs",
     "btrfs-progs",
@@ -117,18 +146,28 @@ PACKAGES = (
     "x11-utils",
     "x11-xserver-utils",
     "x11-apps",
+    "x11-common",
+    "xorg-docs-core",
 )
-BARE_NAME_PACKAGES = ("perl-doc",)  # pages that name each other without a section
+# Packages whose pages name each other without a section, and the packages such a bare name is looked up in.
+BARE_NAME_FAMILIES = {
+    "perl-doc": ("perl-doc",),
+    "tcl8.6-doc": ("tcl8.6-doc", "tk8.6-doc", "tcllib"),
+    "tk8.6-doc": ("tk8.6-doc", "tcl8.6-doc", "tcllib"),
+    "tcllib": ("tcllib", "tcl8.6-doc", "tk8.6-doc"),
+}
 SECTION_ALIASES = {"n": ("3tcl", "3tk")}  # Tcl/Tk's section "n" is installed as 3tcl / 3tk by Debian
 MIN_LABEL_POINTS = 2
 TEST_SHARE = 0.2
 SEED = 13
 MAX_NAMES = 6  # names kept from a NAME line ("a, b, c, ...")
 MAX_DESCRIPTION_WORDS = 24
-GROFF = ("groff", "-mandoc", "-t", "-Tutf8", "-P-cbou", "-rLL=2000n", "-rHY=0")
+MAX_TEXT_WORDS = 40  # a few pages put their whole synopsis in NAME
+GROFF = ("groff", "-mandoc", "-t", "-Kutf-8", "-Tutf8", "-P-cbou", "-rLL=2000n", "-rHY=0")
 MAN_DIR = re.compile(r"^/usr/share/man/man\d/([^/]+)\.gz$")
 REFERENCE = re.compile(r"(?<![\w.:@+-])([A-Za-z0-9_][\w.:@+-]*) ?\((\d[A-Za-z+]*|n)\)")
-BARE_REFERENCE = re.compile(r"(?<![\w:.-])((?:\w+::)+\w+|perl\w+)(?![\w:(-])")
+BARE_REFERENCE = re.compile(r"(?<![\w:.-])((?:\w+::)+\w+|perl\w+)(?![\w:(-])")  # in running text
+LIST_SEPARATOR = re.compile(r",|;|\band\b")  # a bare name is also any whole item of a list
 NAME_SEPARATOR = re.compile(r"\s+(?:-{1,2}|—|–|‐|−|\\-)\s*")
 HEADING_SEE_ALSO = re.compile(r"SEE\s+ALSO:?", re.IGNORECASE)
 PLAIN_NAME = re.compile(r"^[\w.:@+-]+$")
@@ -168,6 +207,10 @@ def so_target(path: str) -> str | None:
 def render(path: str) -> tuple[str, str]:
     """The NAME line and the SEE ALSO text of one page, whitespace-normalised ("" when absent)."""
     source = gzip.decompress(Path(path).read_bytes())
+    try:  # Debian's pages are UTF-8; a few old ones are Latin-1
+        source.decode("utf-8")
+    except UnicodeDecodeError:
+        source = source.decode("latin-1").encode("utf-8")
     text = subprocess.run(
         GROFF, input=source, capture_output=True, env={**os.environ, "LC_ALL": "C.UTF-8"}
     ).stdout.decode("utf-8", errors="replace")
@@ -201,7 +244,8 @@ def item_text(key: tuple[str, str], name_line: str) -> str:
     description = " ".join(words[:MAX_DESCRIPTION_WORDS]) + (" ..." if len(words) > MAX_DESCRIPTION_WORDS else "")
     text = ", ".join([f"{key[0]}({key[1]})"] + names)
     text = f"{text} - {description}" if description else text
-    return " ".join(text.replace("\t", " ").split())
+    words = text.split()
+    return " ".join(words[:MAX_TEXT_WORDS]) + (" ..." if len(words) > MAX_TEXT_WORDS else "")
 
 
 class Resolver:
@@ -224,11 +268,17 @@ class Resolver:
         candidates = self.by_number.get((name, section[:1]), set())
         if len(candidates) > 1:
             candidates = {c for c in candidates if self.package_of[c] == self.package_of[source]}
+        if not candidates:  # e.g. netpbm's "ppm(1)" is Debian's ppm.5
+            candidates = {c for c in self.by_name.get(name, ()) if self.package_of[c] == self.package_of[source]}
         return next(iter(candidates)) if len(candidates) == 1 else None
 
     def resolve_bare(self, name: str, source: tuple[str, str]) -> tuple[str, str] | None:
-        candidates = {c for c in self.by_name.get(name, ()) if self.package_of[c] == self.package_of[source]}
-        return next(iter(candidates)) if len(candidates) == 1 else None
+        """A name without section: a page of the source's package, else of the rest of its family."""
+        for packages in ((self.package_of[source],), BARE_NAME_FAMILIES[self.package_of[source]]):
+            candidates = {c for c in self.by_name.get(name, ()) if self.package_of[c] in packages}
+            if candidates:
+                return next(iter(candidates)) if len(candidates) == 1 else None
+        return None
 
 
 def collect_pages(workers: int) -> tuple[dict, dict, dict, dict]:
@@ -241,7 +291,7 @@ def collect_pages(workers: int) -> tuple[dict, dict, dict, dict]:
     aliases: dict[tuple[str, str], tuple[str, str]] = {}
     real: dict[tuple[str, str], str] = {}
     package_of: dict[tuple[str, str], str] = {}
-    for key, (path, package) in sorted(files.items()):
+    for key, (path, _) in sorted(files.items()):
         seen, target = {path}, path
         while True:  # follow symlinks and .so stubs to the real page
             resolved = os.path.realpath(target)
@@ -261,7 +311,7 @@ def collect_pages(workers: int) -> tuple[dict, dict, dict, dict]:
         aliases[key] = page
     keys = sorted(real)
     with ProcessPoolExecutor(workers) as pool:
-        rendered = dict(zip(keys, pool.map(render, [real[k] for k in keys], chunksize=32)))
+        rendered = dict(zip(keys, pool.map(render, [real[k] for k in keys], chunksize=32), strict=True))
     name_lines = {k: rendered[k][0] for k in keys if rendered[k][0]}
     see_also = {k: rendered[k][1] for k in name_lines}
     for key in sorted(name_lines):  # the other names on a NAME line are aliases where nothing else claims them
@@ -279,8 +329,10 @@ def references(key, text: str, resolver: Resolver) -> tuple[list[tuple[str, str]
         page = resolver.resolve(name.rstrip("."), section, key)
         missed += page is None
         found.append(page)
-    if resolver.package_of[key] in BARE_NAME_PACKAGES:
-        found += [resolver.resolve_bare(name, key) for name in BARE_REFERENCE.findall(REFERENCE.sub(" ", text))]
+    if resolver.package_of[key] in BARE_NAME_FAMILIES:
+        rest = REFERENCE.sub(" ", text)
+        bare = BARE_REFERENCE.findall(rest) + [i.strip(" .") for i in LIST_SEPARATOR.split(rest)]
+        found += [resolver.resolve_bare(name, key) for name in bare if PLAIN_NAME.match(name)]
     return [p for p in dict.fromkeys(found) if p is not None and p != key], missed
 
 

@@ -445,9 +445,23 @@ def _write_readme(run: RunFolder, cfg: RunConfig, dataset: XMCDataset, final: di
         "",
         "Files: `config.yaml` (the config as given), `run.json` (data fingerprint, precision, wall time), "
         "`model/` (backbone in Hugging Face format + heads), `label_embeddings.npy`, `label_texts.txt`, "
-        "`predictions_tst.npz`, `metrics.json`, `history.csv`, `curves.png`, `checkpoints/`.",
+        "`predictions_tst.npz`, `metrics.json`, `history.csv`, `curves.png`, `checkpoints/`"
+        + (
+            ", `sparse/` (the sparse companion), `fusion.json` (how its scores and the dense ones are fused)."
+            if cfg.sparse is not None
+            else "."
+        ),
         "",
     ]
+    if cfg.sparse is not None and run.fusion.is_file():
+        fusion = json.loads(run.fusion.read_text(encoding="utf-8"))
+        weight = fusion["dense_weight"]
+        lines += [
+            f"Hybrid run: predictions fuse the dual encoder (weight {weight:.2f}) and the sparse companion "
+            f"(weight {1 - weight:.2f}), the weight tuned on {fusion['tuned_on']} held-out training queries; "
+            "the final metrics are the fused ones (each source's are in `metrics.json`).",
+            "",
+        ]
     if final:
         lines += ["## Final test metrics (%)", "", "| metric | value |", "|---|---|"]
         lines += [f"| {k} | {100 * v:.2f} |" for k, v in final.items()]
