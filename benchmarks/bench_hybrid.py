@@ -12,7 +12,8 @@ retrieval path; ``+R`` is the dense source with retrieval-augmented scoring. Bes
 
 Datasets: the bundled WordNet nouns -> hypernyms, and the man-page "see also" set that
 ``scripts/build_manpages_dataset.py`` builds (its docstring has the apt-get line); give other folders with
-``VIXML_HYBRID_DATA=dir1,dir2``. ``--quick``: 1 epoch on the first 2,000 training and 500 test queries.
+``VIXML_HYBRID_DATA=dir1,dir2``. ``VIXML_HYBRID_EPOCHS`` (default 2) bounds the dense training to fit a
+2-core CPU; ``--quick``: 1 epoch on the first 2,000 training and 500 test queries.
 Peak memory is the process's resident high-water mark after each phase (monotonic).
 """
 
@@ -72,10 +73,12 @@ def one_dataset(folder: Path, work: Path, quick: bool) -> dict:
     prepare_dataset(folder, data, overwrite=True)
     dataset = load_dataset(data, images=False)
     out: dict = {"train_queries": dataset.n_train, "test_queries": dataset.n_test, "labels": dataset.n_labels}
+    epochs = 1 if quick else int(os.environ.get("VIXML_HYBRID_EPOCHS", "2"))
     cfg = load_config(
         HERE.parent / "configs" / "cpu-small.yaml",
-        [*(["train.epochs=1"] if quick else []), "train.eval_every=0", "train.device=cpu"],
+        [f"train.epochs={epochs}", "train.eval_every=0", "train.device=cpu"],
     )
+    out["epochs"] = epochs
     start = time.perf_counter()
     run_dir = train(cfg, data, work / "run")
     out["train_s"] = round(time.perf_counter() - start, 1)

@@ -106,3 +106,20 @@ def test_mixed_precision_on_cpu_trains(tmp_path, data_dir, config, precision):
     run = train(config(f"train.precision={precision}", "train.epochs=3"), data_dir, tmp_path / "run")
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["final"]["P@1"] > metrics["zero_shot"]["P@1"]
+
+
+def test_max_steps_stops_inside_an_epoch_and_a_killed_run_resumes_to_the_same_model(tmp_path, data_dir, config):
+    cfg = config("train.epochs=4", "train.max_steps=10", "train.checkpoint_steps=3")  # 8 steps an epoch
+    full = train(cfg, data_dir, tmp_path / "full")
+    history = json.loads((full / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [0, 1, 2] and history[-1]["step"] == 10
+
+    def kill(step: int) -> None:
+        if step == 9:  # in epoch 2, after the step-6 checkpoint
+            raise _Killed
+
+    with pytest.raises(_Killed):
+        train(cfg, data_dir, tmp_path / "killed", step_callbacks=[kill])
+    resumed = train(cfg, data_dir, tmp_path / "killed", resume=True)
+    np.testing.assert_array_equal(np.load(full / "label_embeddings.npy"), np.load(resumed / "label_embeddings.npy"))
+    assert json.loads((resumed / "history.json").read_text())[-1]["step"] == 10

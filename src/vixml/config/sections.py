@@ -331,6 +331,12 @@ class TrainConfig(_Section):
 
     _key = "train"
     epochs: int = _f(300, "Passes over the training queries (paper encoders: 300 text-only, 150 with images).", ge=0)
+    max_steps: int | None = _f(
+        None,
+        "Stop after this many optimiser steps, inside an epoch if need be (the learning rate decays to it); "
+        "null = train.epochs whole epochs. The demo sets it to fit its time budget.",
+        ge=1,
+    )
     batch_size: int = _f(2048, "Queries per batch; the batch's positives are the candidate labels.", ge=2)
     lr: float = _f(2e-4, "Peak learning rate of the backbone (paper: MiniLM 5e-4, DistilBERT 2e-4, LLMs 5e-5).", gt=0)
     weight_decay: float = _f(0.01, "AdamW weight decay (never on biases and LayerNorm weights).", ge=0)

@@ -138,7 +138,7 @@ class Trainer:
             self.optimizer,
             schedule=tc.schedule,
             warmup_steps=tc.warmup_steps,
-            total_steps=max(1, self.steps_per_epoch * tc.epochs),
+            total_steps=max(1, min(self.steps_per_epoch * tc.epochs, tc.max_steps or 1 << 62)),
         )
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=needs_grad_scaler(precision))
         self.loss_generator = torch.Generator(device=self.device).manual_seed(tc.seed)
@@ -189,10 +189,12 @@ class Trainer:
         if self.progress.epoch == 0 and self.progress.step == 0 and self.model.prototypes is not None:
             self._init_prototypes()
         for epoch in range(self.progress.epoch, tc.epochs):
+            if self.steps_done():
+                break
             losses = self._train_epoch(epoch)
             self._between_epochs(epoch)
             self.progress.epoch = epoch + 1
-            last = epoch + 1 == tc.epochs
+            last = epoch + 1 == tc.epochs or self.steps_done()
             metrics = None
             every = tc.eval_interval()
             if self.dataset.tst_Y is not None and not last and every and (epoch + 1) % every == 0:
@@ -210,6 +212,13 @@ class Trainer:
                 callback(EpochEnd(epoch + 1, self.progress.step, losses, metrics, record["seconds"]))
             if self.stop_requested and not last:
                 raise TrainingInterrupted(epoch + 1, self.progress.step, self.out_dir)
+            if last:
+                break
+
+    def steps_done(self) -> bool:
+        """``train.max_steps`` optimiser steps are done (never, without a cap)."""
+        cap = self.cfg.train.max_steps
+        return cap is not None and self.progress.step >= cap
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         from tqdm.auto import tqdm
@@ -240,6 +249,8 @@ class Trainer:
                 continue
             self._optimizer_step()
             p.batch = i + 1
+            if self.steps_done():
+                break
             if p.step % tc.log_every == 0:  # host synchronisation only at the log interval
                 loss = float(sums["loss"]) / p.count
                 self._check_finite_loss(loss)
