@@ -16,12 +16,30 @@ nDCG@k, PSP@k, recall). Before each stage the product's own estimate (:mod:`vixm
 ``--scale`` shrinks every size (the runner uses 0.05 with ``--quick``, 1.0 otherwise); ``--search-queries``
 bounds the searched test queries (exact search costs n x L x D: 2,000 x 1.3M x 384 is ~1e12 FLOP);
 ``--text-labels`` writes the label files in the XC text format instead of ``.npz``.
+
+Training at this scale (``--stages generate,train_hybrid``): one epoch of :func:`vixml.training.train`, the
+command's own code, memory check included, of a tiny random BERT (2 layers, 32 wide, a WordPiece tokenizer
+trained on the data's texts) with the empty config's PRIME and NGAME, their schedule made to cluster the
+query bank and refresh the centroids within the epoch, and the sparse companion on (``sparse.trees=1``), a
+batch of ``--batch`` (2048), evaluated on the first ``--test-queries`` (20,000) test queries (a dataset
+folder ``hybrid/`` sharing the training files). ``train_sparse`` trains the sparse companion alone, as
+``train()`` does. ``--set key=value`` adds to the run's config (``sparse.ngrams=1``, ...). The child marks
+where each phase of the run begins and ends (wrappers round the trainer's and the companion's functions,
+no change to them; the run's log lines are kept beside them with their times) and the parent's RssAnon
+samples are attributed to the phases: each phase's own time and peak, next to the product's estimate for
+it (:func:`vixml.training.host_memory.training_phases`: what the process held when ``train()`` checked its
+memory, plus what the run keeps, plus the phase).
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
+import contextlib
+import functools
 import json
+import logging
+import os
 import resource
 import subprocess
 import sys
@@ -35,13 +53,28 @@ FULL = {"n_train": 2_248_619, "n_test": 970_237, "n_labels": 1_305_265, "labels_
 #: torch's own libraries, loaded by the search (measured: 100 MiB anonymous on top of the others).
 _TORCH_BYTES = 128 << 20
 STAGES = ("generate", "prepare", "validate", "stats", "search", "evaluate")
+#: Stages run on request only (``--stages``): training at this scale takes much longer than the others.
+TRAIN_STAGES = ("train_hybrid", "train_sparse")
+#: The run's settings beside the empty config: one epoch with NGAME clustering and a PRIME centroid refresh
+#: inside it, the sparse companion with one tree.
+TRAIN_SETTINGS = (
+    "train.epochs=1",
+    "train.device=cpu",
+    "mining.start_epoch=0",
+    "mining.update_every=1",
+    "prototypes.centroid_refresh_every=1",
+    "sparse={}",
+    "sparse.trees=1",
+)
+_HERE = Path(__file__).resolve().parent
 
 
-def _sizes(scale: float, search_queries: int) -> dict:
+def _sizes(scale: float, search_queries: int, test_queries: int = 20_000) -> dict:
     s = {k: max(8, int(v * scale)) for k, v in FULL.items() if k.startswith("n_")}
     s["labels_per_query"] = FULL["labels_per_query"]
     s["dim"] = FULL["dim"]
     s["search_queries"] = min(search_queries, s["n_test"])
+    s["train_test"] = min(test_queries, s["n_test"])
     return s
 
 
@@ -70,6 +103,8 @@ def _estimate(name: str, folder: Path, s: dict) -> tuple[int, str]:
         tiled = 12 * s["n_test"] * 100 + to_csr_memory(s["n_test"], 100)
         searched = 4 * n * d + search_memory(n, L, d, 100) + tiled
         return BASE_BYTES + _TORCH_BYTES + searched, "the search"
+    if name in TRAIN_STAGES:  # the dataset's load; train() checks the run's own need itself (recorded)
+        return folder_need(folder / "hybrid")[:2]
     ext = ".txt" if s.get("text_labels") else ".npz"
     return evaluate_need(emb / "pred.npz", data / f"tst_X_Y{ext}", data / f"trn_X_Y{ext}", 100)
 
@@ -89,6 +124,15 @@ def _rng_labels(n: int, s: dict, rng: np.random.Generator):
 def _texts(n: int, prefix: str, rng: np.random.Generator) -> list[str]:
     words = rng.integers(0, 50_000, size=(n, 4))
     return [f"{prefix} w{a} w{b} w{c} w{d}" for a, b, c, d in words.tolist()]
+
+
+def _link(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another file system
+        import shutil
+
+        shutil.copyfile(source, target)
 
 
 def _command(args: list[str]) -> tuple[int, str]:
@@ -116,13 +160,27 @@ def stage(name: str, folder: Path, s: dict) -> dict:
         rng = np.random.default_rng(0)
         data.mkdir(parents=True, exist_ok=True)
         emb.mkdir(parents=True, exist_ok=True)
+        ext = ".txt" if s.get("text_labels") else ".npz"
+        training = any(name in TRAIN_STAGES for name in s.get("stages", ()))
         for split, n in (("trn", s["n_train"]), ("tst", s["n_test"])):
             y = _rng_labels(n, s, rng)
-            write_label_matrix(data / f"{split}_X_Y{'.txt' if s.get('text_labels') else '.npz'}", y)
+            write_label_matrix(data / f"{split}_X_Y{ext}", y)
             out[f"{split}_nnz"] = int(y.nnz)
-            del y
-            write_texts(data / f"{split}.raw.txt", _texts(n, "item", rng))
+            texts = _texts(n, "item", rng)
+            write_texts(data / f"{split}.raw.txt", texts)
+            if split == "tst" and training:  # the training stages' folder: its test split cut to bound evaluation
+                hybrid = folder / "hybrid"
+                hybrid.mkdir(exist_ok=True)
+                write_label_matrix(hybrid / f"tst_X_Y{ext}", y[: s["train_test"]])
+                write_texts(hybrid / "tst.raw.txt", texts[: s["train_test"]])
+            del y, texts
         write_texts(data / "lbl.raw.txt", _texts(s["n_labels"], "label", rng))
+        if training:
+            for name in (f"trn_X_Y{ext}", "trn.raw.txt", "lbl.raw.txt"):
+                _link(data / name, folder / "hybrid" / name)
+        if "search" not in s.get("stages", STAGES):
+            out["bytes_on_disk"] = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+            return out
         labels = np.lib.format.open_memmap(emb / "labels.npy", "w+", np.float32, (s["n_labels"], s["dim"]))
         for start in range(0, s["n_labels"], 1 << 16):  # written block by block: never whole in memory
             block = rng.standard_normal((min(1 << 16, s["n_labels"] - start), s["dim"]), dtype=np.float32)
@@ -161,6 +219,171 @@ def stage(name: str, folder: Path, s: dict) -> dict:
         ext = ".txt" if s.get("text_labels") else ".npz"
         args = ["--pred", str(emb / "pred.npz"), "--true", str(data / f"tst_X_Y{ext}")]
         out["exit"] = _command(["evaluate", *args, "--train", str(data / f"trn_X_Y{ext}"), "--json"])[0]
+    elif name in TRAIN_STAGES:
+        out.update(_train(name, folder, s))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- training
+class _Phases:
+    """Where the run is, written as it changes: ``[time, "outer > inner"]`` lines of a file the parent reads.
+
+    Phases nest (the final bank refill inside the final evaluation); a time belongs to the innermost one."""
+
+    def __init__(self, path: Path):
+        self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - open for the child's life
+        self.stack: list[str] = []
+
+    def _mark(self) -> None:
+        self.file.write(json.dumps([time.time(), " > ".join(self.stack)]) + "\n")
+        self.file.flush()
+
+    @contextlib.contextmanager
+    def phase(self, name: str):
+        self.stack.append(name)
+        self._mark()
+        try:
+            yield
+        finally:
+            self.stack.pop()
+            self._mark()
+
+    def wrap(self, owner, attr: str, name) -> None:
+        """Mark every call of ``owner.attr`` as the phase ``name`` (or ``name(*args)`` when callable)."""
+        original = getattr(owner, attr)
+
+        @functools.wraps(original)
+        def wrapper(*args, **kwargs):
+            with self.phase(name(*args) if callable(name) else name):
+                return original(*args, **kwargs)
+
+        setattr(owner, attr, staticmethod(wrapper) if isinstance(owner, type) and _static(owner, attr) else wrapper)
+
+
+def _static(owner: type, attr: str) -> bool:
+    """Whether ``owner.attr`` is a class or static method (replaced by a static wrapper of its bound self)."""
+    for klass in owner.__mro__:
+        if attr in vars(klass):
+            return isinstance(vars(klass)[attr], classmethod | staticmethod)
+    return False
+
+
+class _LogLines(logging.Handler):
+    """The run's log lines with their times (``record.created``: the clock of the phase marks)."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.lines: list[tuple[float, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append((record.created, record.getMessage()))
+
+
+def _instrument(phases: _Phases, checked: dict) -> None:
+    """Mark the run's phases by wrapping the functions ``train()`` calls (nothing in them changes)."""
+    import omikuji
+
+    import vixml.retrieval.sparse as sparse_mod
+    import vixml.training.run as run_mod
+    import vixml.training.trainer as trainer_mod
+    from vixml import memory_fit
+    from vixml.models.prototypes import LabelPrototypes
+    from vixml.training import host_memory
+
+    check = run_mod._require_training_fits
+
+    def require_training_fits(cfg, dataset, data_dir, device):  # what train() checks, its parts kept
+        checked["resident"] = memory_fit.resident_bytes()
+        found = host_memory.training_phases(cfg, dataset, device)
+        if found is not None:
+            checked["held"], checked["phases"] = found.held, dict(found.phases)
+        checked["need"], checked["what"] = host_memory.training_need(cfg, dataset, device)
+        return check(cfg, dataset, data_dir, device)
+
+    run_mod._require_training_fits = require_training_fits
+    phases.wrap(run_mod, "load_dataset", "loading the dataset")
+    phases.wrap(run_mod, "sparse_companion", "sparse companion (texts, TF-IDF)")
+    phases.wrap(sparse_mod, "_write_xmc_file", "XMC file for omikuji")
+    phases.wrap(omikuji.Model, "train_on_data", "omikuji forest")
+    phases.wrap(sparse_mod.SparseRanker, "save", "save")
+    phases.wrap(sparse_mod.SparseRanker, "load", "load")
+    phases.wrap(run_mod, "Trainer", "trainer set-up (sampler, optimiser, bank)")
+    phases.wrap(trainer_mod.Trainer, "_init_prototypes", "PRIME's start")
+    phases.wrap(trainer_mod.Trainer, "_refill_bank", "refilling the query bank")
+    phases.wrap(trainer_mod.Trainer, "_train_epoch", "training epoch")
+    phases.wrap(trainer_mod.Trainer, "_between_epochs", "between epochs")
+    phases.wrap(trainer_mod, "balanced_kmeans", "clustering")
+    phases.wrap(LabelPrototypes, "update_centroids", "centroids")
+    phases.wrap(trainer_mod.Trainer, "save_checkpoint", "checkpoint")
+    phases.wrap(
+        trainer_mod.Trainer,
+        "evaluate_with_predictions",
+        lambda trainer, *a: "zero-shot evaluation" if trainer.progress.step == 0 else "dense test evaluation",
+    )
+    phases.wrap(trainer_mod.Trainer, "finalize", "final bank refill (exact PRIME centroids)")
+    phases.wrap(trainer_mod.Trainer, "label_embeddings", "label embeddings")
+    phases.wrap(run_mod, "tune_fusion", "fusion tuning (held-out queries)")
+    phases.wrap(run_mod, "_sources", "fused test evaluation (dense, sparse, fused)")
+
+
+def _tiny_bert(folder: Path, texts) -> Path:
+    """A random 2-layer, 32-wide BERT with a WordPiece tokenizer trained on the data's texts."""
+    sys.path.insert(0, str(_HERE.parent / "tests"))
+    from support_models import make_tiny_bert
+
+    sample = [texts[i] for i in range(0, len(texts), max(1, len(texts) // 20_000))]
+    return make_tiny_bert(folder / "tiny-bert", vocab_texts=sample)
+
+
+def _train(name: str, folder: Path, s: dict) -> dict:
+    """One hybrid training run (``train_hybrid``) or its sparse companion alone (``train_sparse``)."""
+    from vixml.config import RunConfig, apply_overrides
+    from vixml.run_folder import RunFolder
+    from vixml.training import train
+    from vixml.training.hybrid import holdout_rows, sparse_companion, without_rows
+
+    data, run_dir = folder / "hybrid", folder / f"run-{name}"
+    phases, log, checked = _Phases(folder / f"{name}.phases.jsonl"), _LogLines(), {}
+    logging.getLogger("vixml").addHandler(log)
+    logging.getLogger("vixml").setLevel(logging.INFO)
+    with phases.phase("tiny BERT"):
+        from vixml.data.texts import read_texts
+
+        model = _tiny_bert(folder, read_texts(data / "trn.raw.txt"))
+    _instrument(phases, checked)
+    overrides = [
+        f"model.name_or_path={model}",
+        *TRAIN_SETTINGS,
+        f"train.batch_size={s['batch_size']}",
+        *s.get("overrides", ()),
+    ]
+    cfg = apply_overrides(RunConfig(), overrides)
+    if name == "train_hybrid":
+        train(cfg, data, run_dir)
+    else:
+        import vixml.training.run as run_mod
+
+        dataset = run_mod.load_dataset(data, images=False)
+        rows = holdout_rows(dataset, cfg)
+        with phases.phase("sparse companion alone"):
+            sparse_companion(without_rows(dataset, rows), cfg, RunFolder(run_dir))
+    phases.file.close()
+    out: dict = {"log": [[round(t, 3), message] for t, message in log.lines]}
+    for key in ("resident", "held", "need"):
+        if key in checked:
+            out[f"check_{key}_mib"] = round(checked[key] / 2**20)
+    out["check_phases_mib"] = {k: round(v / 2**20) for k, v in checked.get("phases", {}).items()}
+    if "what" in checked:
+        out["check_what"] = checked["what"]
+    if name == "train_hybrid":
+        record = json.loads((run_dir / "metrics.json").read_text())
+        out["final"] = {k: round(v, 4) for k, v in (record.get("final") or {}).items() if k in ("P@1", "P@5")}
+        out["fusion"] = record.get("fusion")
+    sparse = run_dir / "sparse"
+    if sparse.is_dir():
+        out["sparse_model_mib"] = round(sum(p.stat().st_size for p in sparse.rglob("*") if p.is_file()) / 2**20, 1)
+        vocabulary = json.loads((sparse / "vectorizer.json").read_text(encoding="utf-8"))["vocabulary"]
+        out["sparse_terms"] = len(vocabulary)
     return out
 
 
@@ -172,19 +395,66 @@ def _child(name: str, folder: Path, s: dict) -> None:
     print("RESULT " + json.dumps(figures), flush=True)
 
 
-def _peak_anon(child: subprocess.Popen) -> int:
-    """The child's peak anonymous resident memory (``RssAnon``, sampled every 10 ms until it ends): its
+def _anon_samples(child: subprocess.Popen) -> list[tuple[float, int]]:
+    """The child's anonymous resident memory (``RssAnon``), ``(time, bytes)`` every 10 ms until it ends: its
     ``ru_maxrss`` counts the pages of memory-mapped files too, which the kernel takes back under pressure."""
-    peak, status = 0, Path(f"/proc/{child.pid}/status")
+    samples, status = [], Path(f"/proc/{child.pid}/status")
     while child.poll() is None:
         try:
             for line in status.read_text().splitlines():
                 if line.startswith("RssAnon:"):
-                    peak = max(peak, int(line.split()[1]) * 1024)
+                    samples.append((time.time(), int(line.split()[1]) * 1024))
         except (OSError, ValueError):
             pass
         time.sleep(0.01)
-    return peak
+    return samples
+
+
+def _peak_anon(child: subprocess.Popen) -> int:
+    """The child's peak anonymous resident memory (:func:`_anon_samples`)."""
+    return max((anon for _, anon in _anon_samples(child)), default=0)
+
+
+#: The product's estimate of each phase of a training run (:func:`vixml.training.host_memory.training_phases`).
+_ESTIMATED = {
+    "sparse companion": "the sparse companion",
+    "PRIME's start > refilling the query bank": "refilling the query bank",
+    "PRIME's start": "PRIME's start",
+    "training epoch": "a training step",
+    "between epochs > clustering": "clustering the query bank",
+    "between epochs > centroids": "refilling the query bank",
+    "final bank refill": "refilling the query bank",
+    "zero-shot evaluation": "evaluation",
+    "dense test evaluation": "evaluation",
+    "label embeddings": "evaluation",
+    "fused test evaluation": "evaluation",
+}
+
+
+def _phase_table(samples: list[tuple[float, int]], marks: list[tuple[float, str]], checked: dict) -> list[dict]:
+    """Each phase's own wall time and peak RssAnon (samples taken while it was the innermost one), in order of
+    first appearance, with the product's estimate of the process at that phase: what it held when ``train()``
+    checked its memory, what the run keeps (bank, model, companion) and the phase itself."""
+    times = [t for t, _ in marks]
+    rows: dict[str, dict] = {}
+    for (t0, name), (t1, _) in zip(marks, marks[1:], strict=False):
+        row = rows.setdefault(name or "start-up, writing the run", {"phase": name, "seconds": 0.0, "peak": 0})
+        row["seconds"] += t1 - t0
+    for t, anon in samples:
+        i = bisect.bisect_right(times, t) - 1
+        name = marks[i][1] if i >= 0 else ""
+        row = rows.setdefault(name or "start-up, writing the run", {"phase": name, "seconds": 0.0, "peak": 0})
+        row["peak"] = max(row["peak"], anon)
+    table = []
+    for label, row in rows.items():
+        entry = {"phase": label, "seconds": round(row["seconds"], 1), "peak_anon_mib": round(row["peak"] / 2**20)}
+        if "resident" in checked:
+            key = next((v for k, v in _ESTIMATED.items() if row["phase"].startswith(k)), None)
+            part = checked.get("phases_bytes", {}).get(key, 0) if key else 0
+            entry["estimate_mib"] = round((checked["resident"] + checked["held"] + part) / 2**20)
+            entry["estimated_as"] = key or "held"
+        table.append(entry)
+    return table
 
 
 def run(
@@ -193,38 +463,60 @@ def run(
     search_queries: int = 2000,
     folder: Path | None = None,
     text_labels: bool = False,
+    stages: tuple[str, ...] = STAGES,
+    test_queries: int = 20_000,
+    batch_size: int = 2048,
+    overrides: tuple[str, ...] = (),
 ):
     from vixml.memory_fit import require
 
     scale = (0.05 if quick else 1.0) if scale is None else scale
-    s = _sizes(scale, search_queries)
-    s["text_labels"] = text_labels
-    results: dict = {"scale": scale, **{k: v for k, v in s.items() if k != "labels_per_query"}}
+    stages = tuple(stages) if "generate" in stages else ("generate", *stages)
+    s = _sizes(scale, search_queries, test_queries)
+    s.update(text_labels=text_labels, stages=stages, batch_size=batch_size, overrides=list(overrides))
+    results: dict = {"scale": scale, **{k: v for k, v in s.items() if k not in ("labels_per_query", "stages")}}
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
-        for name in STAGES:
+        for name in stages:
             need, what = _estimate(name, Path(tmp), s)
             results[f"{name}_estimate_mib"] = round(need / 2**20)
             require(need, what, "Run it with a smaller --scale.", command=f"bench_scale {name}")
-            child = subprocess.Popen(
-                [sys.executable, __file__, "--child", name, "--folder", tmp, "--sizes", json.dumps(s)],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            results[f"{name}_peak_anon_mib"] = round(_peak_anon(child) / 2**20, 1)
-            stdout, stderr = child.communicate()
-            done = subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr)
-            if done.returncode != 0:
-                raise RuntimeError(f"bench_scale: stage {name} failed:\n{done.stderr[-2000:]}")
-            line = next(ln for ln in done.stdout.splitlines() if ln.startswith("RESULT "))
-            for key, value in json.loads(line[len("RESULT ") :]).items():
+            log = Path(tmp) / f"{name}.stderr"
+            with open(log, "w") as err:  # a file, not a pipe: a long stage's progress bars would fill a pipe
+                child = subprocess.Popen(
+                    [sys.executable, __file__, "--child", name, "--folder", tmp, "--sizes", json.dumps(s)],
+                    stdout=subprocess.PIPE,
+                    stderr=err,
+                    text=True,
+                )
+                samples = _anon_samples(child)
+                stdout, _ = child.communicate()
+            results[f"{name}_peak_anon_mib"] = round(max((a for _, a in samples), default=0) / 2**20, 1)
+            if child.returncode != 0:
+                raise RuntimeError(f"bench_scale: stage {name} failed:\n{log.read_text()[-3000:]}")
+            line = next(ln for ln in stdout.splitlines() if ln.startswith("RESULT "))
+            figures = json.loads(line[len("RESULT ") :])
+            if name in TRAIN_STAGES:
+                marks = [tuple(json.loads(ln)) for ln in (Path(tmp) / f"{name}.phases.jsonl").read_text().splitlines()]
+                checked = {
+                    "resident": figures.get("check_resident_mib", 0) * 2**20,
+                    "held": figures.get("check_held_mib", 0) * 2**20,
+                    "phases_bytes": {k: v * 2**20 for k, v in figures.get("check_phases_mib", {}).items()},
+                }
+                if "check_resident_mib" not in figures:
+                    checked = {}
+                figures["phases"] = _phase_table(samples, marks, checked)
+                for row in figures["phases"]:
+                    print(f"bench_scale {name}: {row}", file=sys.stderr, flush=True)
+            for key, value in figures.items():
                 if value is not None:
                     results[f"{name}_{key}"] = value
             measured = (
                 f"estimate {results[f'{name}_estimate_mib']} MiB, peak anon {results[f'{name}_peak_anon_mib']} MiB"
             )
-            print(f"bench_scale {name}: {measured}; {line}", file=sys.stderr, flush=True)
-    results["search_queries_per_s"] = round(s["search_queries"] / max(results["search_seconds"], 1e-9), 1)
+            short = {k: v for k, v in figures.items() if k not in ("log", "phases")}
+            print(f"bench_scale {name}: {measured}; {json.dumps(short)}", file=sys.stderr, flush=True)
+    if "search_seconds" in results:
+        results["search_queries_per_s"] = round(s["search_queries"] / max(results["search_seconds"], 1e-9), 1)
     return results
 
 
@@ -237,9 +529,27 @@ if __name__ == "__main__":
     parser.add_argument("--search-queries", type=int, default=2000)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--text-labels", action="store_true", help="Label files in the XC text format, not .npz.")
+    parser.add_argument("--stages", default=",".join(STAGES), help=f"Comma-separated, of {STAGES + TRAIN_STAGES}.")
+    parser.add_argument("--test-queries", type=int, default=20_000, help="Test queries of the training stages.")
+    parser.add_argument("--batch", type=int, default=2048, help="Batch size of the training stages.")
+    parser.add_argument("--set", action="append", default=[], help="key=value added to the training run's config.")
     args = parser.parse_args()
     if args.child:
         _child(args.child, args.folder, json.loads(args.sizes))
     else:
-        figures = run(args.quick, args.scale, args.search_queries, args.folder, args.text_labels)
+        chosen = tuple(args.stages.split(","))
+        unknown = [name for name in chosen if name not in STAGES + TRAIN_STAGES]
+        if unknown:
+            parser.error(f"unknown stages {unknown}")
+        figures = run(
+            args.quick,
+            args.scale,
+            args.search_queries,
+            args.folder,
+            args.text_labels,
+            chosen,
+            args.test_queries,
+            args.batch,
+            tuple(args.set),
+        )
         print(json.dumps(figures, indent=2))

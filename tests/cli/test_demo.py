@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
 import yaml
 
-from vixml.cli.demo import DEMO_CONFIG, DEMO_DATA, _resource, _subset
+from vixml.cli.demo import DEMO_CONFIG, DEMO_DATA, _resource, _subset, dense_budget
 from vixml.data import load_dataset, prepare_dataset
 
 
@@ -41,3 +44,27 @@ def test_demo_config_writes_out_every_setting_that_decides_its_time():
         assert keys <= set(cfg[section]), (section, keys - set(cfg[section]))
     assert cfg["train"]["precision"] == "auto"  # bf16 only where the CPU runs it natively
     assert "prototypes" in cfg and cfg["model"]["lora"] is None and cfg["images"] is None  # off, said so
+
+
+@pytest.mark.slow
+def test_the_demo_shows_every_part_and_the_fused_row_is_the_best(tmp_path, capsys, monkeypatch):
+    """On a stand-in of the demo (the offline MiniLM, 1,500 training and 300 test queries, a budget of a few
+    dense steps): the rows in their order, the fused row best on P@1, the cap kept in the run's config."""
+    import vixml.cli.demo as demo_module
+    from support_models import minilm_path
+    from vixml.cli.main import main
+    from vixml.config import load_config
+
+    minilm_path()  # skips without the offline model
+    monkeypatch.setitem(demo_module.BUDGET, False, (4.0, 32.0))  # the suite pins "no native bf16": 4 steps
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), "--train-queries", "1500", "--test-queries", "300", "--json"]
+    assert main(args) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    names = ["zero-shot encoder", "sparse companion", "trained dual encoder", "fused", "fused + R"]
+    assert list(rows) == names
+    assert all(set(row) == {"P@1", "P@5", "PSP@5", "seconds"} for row in rows.values())
+    assert rows["fused"]["P@1"] > max(rows[n]["P@1"] for n in names[:3]), rows
+    assert load_config(out / "run" / "config.yaml").train.max_steps == dense_budget(False, 32)[0] == 4
+    assert main(args) == 0  # a finished demo shows its results again, the +R row from its cache
+    assert json.loads(capsys.readouterr().out)["rows"] == rows

@@ -24,35 +24,54 @@ the largest phase), 1.11x at 512 and 1.14x at 2048 (a training step the largest)
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     import torch
 
-    from vixml.config import RunConfig
+    from vixml.config import RunConfig, SparseConfig
     from vixml.data import XMCDataset
 
-__all__ = ["training_need", "WORKING_BYTES"]
+__all__ = ["training_need", "training_phases", "sparse_need", "TrainingMemory", "WORKING_BYTES"]
 
 #: A training process's working memory beside the arrays counted here (the sampler's and the tokenised
 #: splits' arrays, oneDNN and autograd scratch): what the measured peaks exceeded the counted arrays by.
 WORKING_BYTES = 256 << 20
+#: The sparse companion's training (placeholders until measured): bytes of text per TF-IDF entry of each
+#: n-gram size, a training row's own strings, each entry while the vocabulary is counted, each feature and
+#: label entry in omikuji's copy; once trained, each kept term and the forest per label and tree.
+_BYTES_PER_WORD = 6
+_TEXT_BYTES = 100
+_COUNTING_BYTES = 100
+_FOREST_INPUT_BYTES = 16
+_TERM_BYTES = 150
+_FOREST_BYTES_PER_LABEL = 200
 
 logger = logging.getLogger(__name__)
 
 
-def training_need(
-    cfg: RunConfig, dataset: XMCDataset, device: torch.device, *, local_ranks: int = 1, ranks: int = 1
-) -> tuple[int, str]:
-    """``(bytes, what)``: the host memory a run adds to its loaded dataset on this machine, at its peak.
+class TrainingMemory(NamedTuple):
+    """What a run holds on this machine beyond its loaded dataset (:func:`training_phases`).
 
-    Args:
-        cfg: the run's configuration (backbone, batch, prototypes, mining, evaluation depth).
-        dataset: the loaded dataset (its sizes; what it holds is counted by its loader's check).
-        device: the training device: on a CPU the model's training state is host memory too.
-        local_ranks: processes of the launch on this machine (each holds its bank and model).
-        ranks: processes of the whole launch (each encodes ``batch_size / ranks`` queries per step).
+    Attributes:
+        held: bytes kept for the whole run, on every local rank together: the query banks, on a CPU the
+            models' training state, the working memory, the sparse companion once trained.
+        phases: bytes each phase adds at its peak (on every local rank where every rank runs it).
+        dim: the embedding width.
+        bank_on_gpu: the query bank lives on the GPU.
     """
+
+    held: int
+    phases: dict[str, int]
+    dim: int
+    bank_on_gpu: bool
+
+
+def training_phases(
+    cfg: RunConfig, dataset: XMCDataset, device: torch.device, *, local_ranks: int = 1, ranks: int = 1
+) -> TrainingMemory | None:
+    """What a run holds throughout and what each of its phases adds, on this machine (None: the backbone
+    cannot be read by the estimator). The arguments are :func:`training_need`'s."""
     from vixml.models.memory import estimate_memory
     from vixml.models.model_shapes import backbone_shape
     from vixml.search import search_memory, to_csr_memory
@@ -63,7 +82,7 @@ def training_need(
         estimate = estimate_memory(cfg, batch_size=max(2, cfg.train.batch_size // ranks), num_labels=labels)
     except Exception as exc:  # a backbone the estimator cannot read: no check rather than a failed run
         logger.debug("training memory not estimated: %s", exc)
-        return 0, ""
+        return None
     dim = cfg.model.transform or hidden
     row, cpu = 4 * dim, device.type == "cpu"
     bank = n * row if cpu or not _bank_fits_gpu(n * row, device) else 0
@@ -83,17 +102,59 @@ def training_need(
         k = cfg.eval.topk
         search = search_memory(tests, labels, dim, k, device=device.type)
         phases["evaluation"] = (tests * row + 2 * labels * row + search + to_csr_memory(tests, k), False)
+    companion = 0
+    if cfg.sparse is not None:  # trained and held by rank 0 alone
+        training, companion = sparse_need(cfg.sparse, dataset)
+        phases["the sparse companion"] = (training, False)
     sized = {name: size * (local_ranks if everywhere else 1) for name, (size, everywhere) in phases.items()}
-    phase = max(sized, key=sized.get)
-    need = local_ranks * (bank + kept + WORKING_BYTES) + sized[phase]
+    held = local_ranks * (bank + kept + WORKING_BYTES) + companion
+    return TrainingMemory(held, sized, dim, not bank)
+
+
+def training_need(
+    cfg: RunConfig, dataset: XMCDataset, device: torch.device, *, local_ranks: int = 1, ranks: int = 1
+) -> tuple[int, str]:
+    """``(bytes, what)``: the host memory a run adds to its loaded dataset on this machine, at its peak.
+
+    Args:
+        cfg: the run's configuration (backbone, batch, prototypes, mining, evaluation depth, sparse companion).
+        dataset: the loaded dataset (its sizes; what it holds is counted by its loader's check).
+        device: the training device: on a CPU the model's training state is host memory too.
+        local_ranks: processes of the launch on this machine (each holds its bank and model).
+        ranks: processes of the whole launch (each encodes ``batch_size / ranks`` queries per step).
+    """
+    found = training_phases(cfg, dataset, device, local_ranks=local_ranks, ranks=ranks)
+    if found is None:
+        return 0, ""
+    phase = max(found.phases, key=found.phases.get)
+    need = found.held + found.phases[phase]
     what = (
-        f"training {n:,} queries and {labels:,} labels of width {dim}: the query bank"
-        f"{'' if bank else ' (on the GPU)'}"
-        + (", the model's weights and AdamW state on the CPU" if kept else "")
+        f"training {dataset.n_train:,} queries and {dataset.n_labels:,} labels of width {found.dim}: the query bank"
+        f"{' (on the GPU)' if found.bank_on_gpu else ''}"
+        + (", the model's weights and AdamW state on the CPU" if device.type == "cpu" else "")
+        + (", the sparse companion" if cfg.sparse is not None else "")
         + f", {phase} at its peak"
         + (f", on {local_ranks} ranks on this machine" if local_ranks > 1 else "")
     )
     return need, what
+
+
+def sparse_need(sc: SparseConfig, dataset: XMCDataset) -> tuple[int, int]:
+    """``(training, held)`` bytes of the sparse companion: at the peak of its training, and once trained.
+
+    From the training texts' size (the TF-IDF rows' entries grow with their words and n-grams) and the label
+    matrix (see the module's docstring for the measured ratios)."""
+    n, labels = dataset.n_train, dataset.n_labels
+    text_bytes = int(dataset.trn_texts.offsets[-1])
+    rows = n + (labels if sc.label_texts else 0)
+    if sc.label_texts:
+        text_bytes += int(dataset.lbl_texts.offsets[-1])
+    entries = sc.ngrams * text_bytes // _BYTES_PER_WORD  # TF-IDF entries: about a word each per n-gram size
+    terms = min(entries, sc.max_features or entries)
+    label_entries = dataset.trn_Y.nnz + (labels if sc.label_texts else 0)
+    training = _TEXT_BYTES * rows + _COUNTING_BYTES * entries + _FOREST_INPUT_BYTES * (entries + label_entries)
+    held = _TERM_BYTES * terms + _FOREST_BYTES_PER_LABEL * labels * sc.trees
+    return training, held
 
 
 def _bank_fits_gpu(size: int, device: torch.device) -> bool:

@@ -151,8 +151,10 @@ def train(
             with _stop_on_signals(trainer):
                 if not (resume and trainer.resume()) and dataset.tst_Y is not None:
                     logger.info("zero-shot evaluation: the untrained model on %d test queries", dataset.n_test)
+                    started = time.perf_counter()
                     metrics = trainer.evaluate()  # epoch 0: the zero-shot encoder, the baseline of every curve
-                    trainer.progress.history.append({"epoch": 0, "step": 0, **metrics})
+                    seconds = round(time.perf_counter() - started, 3)
+                    trainer.progress.history.append({"epoch": 0, "step": 0, **metrics, "seconds": seconds})
                 trainer.fit()
                 _finish(trainer, run, dataset, cfg, state, _Hybrid(sparse, holdout))
         finally:
@@ -262,9 +264,11 @@ def _finish(
     final = sources = fusion = None
     history = trainer.progress.history
     if hybrid.sparse is not None and main:
+        started = time.perf_counter()
         held_out = trainer.encoder.embed_split("trn", rows=hybrid.holdout) if hybrid.holdout.shape[0] else None
         fusion = tune_fusion(held_out, hybrid.holdout, dataset, label_emb, hybrid.sparse, cfg)
         fusion.save(run.fusion)
+        tuning_seconds = round(time.perf_counter() - started, 1)
     if dataset.tst_Y is not None:
         trainer.sync_stop()
         stop_if_requested()
@@ -281,7 +285,8 @@ def _finish(
     _write_history(history, run)
     record = {"final": final, "zero_shot": _zero_shot(history)}
     if sources is not None:
-        record.update(sources=sources, fusion={"dense_weight": fusion.dense_weight, "tuned_on": fusion.tuned_on})
+        tuned = {"dense_weight": fusion.dense_weight, "tuned_on": fusion.tuned_on, "seconds": tuning_seconds}
+        record.update(sources=sources, fusion=tuned)
     _write_json(run.metrics, record)
     plot_training_curves(history, run.curves, title=str(cfg.model.name_or_path))
     state.finish()
