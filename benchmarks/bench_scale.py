@@ -23,11 +23,13 @@ trained on the data's texts) with the empty config's PRIME and NGAME, their sche
 query bank and refresh the centroids within the epoch, and the sparse companion on (``sparse.trees=1``), a
 batch of ``--batch`` (2048), evaluated on the first ``--test-queries`` (20,000) test queries (a dataset
 folder ``hybrid/`` sharing the training files). ``train_sparse`` trains the sparse companion alone, as
-``train()`` does. ``--set key=value`` adds to the run's config (``sparse.ngrams=1``, ...). The child marks
-where each phase of the run begins and ends (wrappers round the trainer's and the companion's functions,
-no change to them; the run's log lines are kept beside them with their times) and the parent's RssAnon
-samples are attributed to the phases: each phase's own time and peak, next to the product's estimate for
-it (:func:`vixml.training.host_memory.training_phases`: what the process held when ``train()`` checked its
+``train()`` does. ``--set key=value`` adds to the run's config (``sparse.ngrams=1``, ...); ``--threads``
+bounds the threads of torch, numba and omikuji (on a shared machine, 2 torch threads fighting another
+process for the 2 cores made a training step 3.4x slower than 1 thread). The child marks where each phase
+of the run begins and ends (wrappers round the trainer's and the companion's functions, which are left
+unchanged; the run's log lines are kept with their times) and the parent's RssAnon samples are attributed
+to the phases: each phase's own time and peak, next to the product's estimate for it
+(:func:`vixml.training.host_memory.training_phases`: what the process held when ``train()`` checked its
 memory, plus what the run keeps, plus the phase).
 """
 
@@ -126,6 +128,27 @@ def _texts(n: int, prefix: str, rng: np.random.Generator) -> list[str]:
     return [f"{prefix} w{a} w{b} w{c} w{d}" for a, b, c, d in words.tolist()]
 
 
+#: ``--texts related``: a vocabulary of this many words, drawn with Zipf-like frequencies.
+_RELATED_VOCABULARY = 200_000
+
+
+def _zipf_words(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    return (_RELATED_VOCABULARY * rng.random(shape) ** 3).astype(np.int64)  # word 0 in 1.7% of the draws
+
+
+def _related_texts(y, label_words: np.ndarray, prefix: str, rng: np.random.Generator) -> list[str]:
+    """Six words per query: four from the texts of its labels (a random label, a random word of its text each),
+    two drawn from the whole vocabulary: texts that say something about their labels, as titles do."""
+    n = y.shape[0]
+    counts = np.maximum(np.diff(y.indptr), 1)
+    picks = y.indptr[:-1, None] + (rng.random((n, 4)) * counts[:, None]).astype(np.int64)
+    labels = y.indices[np.minimum(picks, max(y.nnz - 1, 0))]
+    words = np.concatenate(
+        [label_words[labels, rng.integers(0, label_words.shape[1], (n, 4))], _zipf_words((n, 2), rng)], axis=1
+    )
+    return [f"{prefix} " + " ".join(f"w{w}" for w in row) for row in words.tolist()]
+
+
 def _link(source: Path, target: Path) -> None:
     try:
         os.link(source, target)
@@ -158,6 +181,8 @@ def stage(name: str, folder: Path, s: dict) -> dict:
     out: dict = {}
     if name == "generate":
         rng = np.random.default_rng(0)
+        related = s.get("texts") == "related"
+        label_words = _zipf_words((s["n_labels"], 4), rng) if related else None
         data.mkdir(parents=True, exist_ok=True)
         emb.mkdir(parents=True, exist_ok=True)
         ext = ".txt" if s.get("text_labels") else ".npz"
@@ -166,7 +191,7 @@ def stage(name: str, folder: Path, s: dict) -> dict:
             y = _rng_labels(n, s, rng)
             write_label_matrix(data / f"{split}_X_Y{ext}", y)
             out[f"{split}_nnz"] = int(y.nnz)
-            texts = _texts(n, "item", rng)
+            texts = _related_texts(y, label_words, "item", rng) if related else _texts(n, "item", rng)
             write_texts(data / f"{split}.raw.txt", texts)
             if split == "tst" and training:  # the training stages' folder: its test split cut to bound evaluation
                 hybrid = folder / "hybrid"
@@ -174,7 +199,12 @@ def stage(name: str, folder: Path, s: dict) -> dict:
                 write_label_matrix(hybrid / f"tst_X_Y{ext}", y[: s["train_test"]])
                 write_texts(hybrid / "tst.raw.txt", texts[: s["train_test"]])
             del y, texts
-        write_texts(data / "lbl.raw.txt", _texts(s["n_labels"], "label", rng))
+        if related:
+            write_texts(
+                data / "lbl.raw.txt", ("label " + " ".join(f"w{w}" for w in row) for row in label_words.tolist())
+            )
+        else:
+            write_texts(data / "lbl.raw.txt", _texts(s["n_labels"], "label", rng))
         if training:
             for name in (f"trn_X_Y{ext}", "trn.raw.txt", "lbl.raw.txt"):
                 _link(data / name, folder / "hybrid" / name)
@@ -447,7 +477,11 @@ def _phase_table(samples: list[tuple[float, int]], marks: list[tuple[float, str]
         row["peak"] = max(row["peak"], anon)
     table = []
     for label, row in rows.items():
-        entry = {"phase": label, "seconds": round(row["seconds"], 1), "peak_anon_mib": round(row["peak"] / 2**20)}
+        entry = {
+            "phase": label,
+            "seconds": round(row["seconds"], 1),
+            "peak_anon_mib": round(row["peak"] / 2**20) if row["peak"] else None,
+        }
         if "resident" in checked:
             key = next((v for k, v in _ESTIMATED.items() if row["phase"].startswith(k)), None)
             part = checked.get("phases_bytes", {}).get(key, 0) if key else 0
@@ -467,26 +501,33 @@ def run(
     test_queries: int = 20_000,
     batch_size: int = 2048,
     overrides: tuple[str, ...] = (),
+    threads: int | None = None,
+    texts: str = "random",
 ):
     from vixml.memory_fit import require
 
     scale = (0.05 if quick else 1.0) if scale is None else scale
     stages = tuple(stages) if "generate" in stages else ("generate", *stages)
     s = _sizes(scale, search_queries, test_queries)
-    s.update(text_labels=text_labels, stages=stages, batch_size=batch_size, overrides=list(overrides))
+    s.update(text_labels=text_labels, stages=stages, batch_size=batch_size, overrides=list(overrides), texts=texts)
     results: dict = {"scale": scale, **{k: v for k, v in s.items() if k not in ("labels_per_query", "stages")}}
+    results["threads"] = threads
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         for name in stages:
             need, what = _estimate(name, Path(tmp), s)
             results[f"{name}_estimate_mib"] = round(need / 2**20)
             require(need, what, "Run it with a smaller --scale.", command=f"bench_scale {name}")
             log = Path(tmp) / f"{name}.stderr"
+            env = dict(os.environ)
+            if threads:  # torch (OpenMP), numba and omikuji (rayon) alike
+                env.update({k: str(threads) for k in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "RAYON_NUM_THREADS")})
             with open(log, "w") as err:  # a file, not a pipe: a long stage's progress bars would fill a pipe
                 child = subprocess.Popen(
                     [sys.executable, __file__, "--child", name, "--folder", tmp, "--sizes", json.dumps(s)],
                     stdout=subprocess.PIPE,
                     stderr=err,
                     text=True,
+                    env=env,
                 )
                 samples = _anon_samples(child)
                 stdout, _ = child.communicate()
@@ -533,6 +574,13 @@ if __name__ == "__main__":
     parser.add_argument("--test-queries", type=int, default=20_000, help="Test queries of the training stages.")
     parser.add_argument("--batch", type=int, default=2048, help="Batch size of the training stages.")
     parser.add_argument("--set", action="append", default=[], help="key=value added to the training run's config.")
+    parser.add_argument("--threads", type=int, default=None, help="Threads of the stages (default: all cores).")
+    parser.add_argument(
+        "--texts",
+        choices=("random", "related"),
+        default="random",
+        help="Query texts of 4 uniform random words (default), or of words of their labels' texts (Zipf-like).",
+    )
     args = parser.parse_args()
     if args.child:
         _child(args.child, args.folder, json.loads(args.sizes))
@@ -551,5 +599,7 @@ if __name__ == "__main__":
             args.test_queries,
             args.batch,
             tuple(args.set),
+            args.threads,
+            args.texts,
         )
         print(json.dumps(figures, indent=2))

@@ -11,7 +11,7 @@ from vixml.cli.main import main
 from vixml.config import RunConfig, apply_overrides, save_config
 from vixml.data import load_dataset
 from vixml.data.footprint import folder_need
-from vixml.training.host_memory import training_need
+from vixml.training.host_memory import sparse_need, training_need, training_phases
 
 CPU = torch.device("cpu")
 
@@ -56,3 +56,38 @@ def test_a_backbone_the_estimator_cannot_read_is_not_checked(tmp_path, unreadabl
     ds = load_dataset(make_dataset(tmp_path / "data", n_train=20, n_test=5, n_labels=6))
     cfg = apply_overrides(RunConfig(), [f"model.name_or_path={tmp_path / unreadable}"])
     assert training_need(cfg, ds, CPU) == (0, "")
+
+
+def test_the_sparse_companion_is_counted_in_a_hybrid_run_only(tmp_path, tiny_bert):
+    ds = load_dataset(make_dataset(tmp_path / "data", n_train=1000, n_test=100, n_labels=200))
+    plain = training_phases(_config(tiny_bert), ds, CPU)
+    hybrid_cfg = _config(tiny_bert, "sparse={}")
+    hybrid = training_phases(hybrid_cfg, ds, CPU)
+    assert "the sparse companion" not in plain.phases
+    training, held = sparse_need(hybrid_cfg.sparse, ds)
+    assert training > 0 and held > 0
+    # its training is one more phase (before the first step: it never overlaps the others), the trained
+    # companion is held for the rest of the run; nothing else changes
+    assert hybrid.phases == {**plain.phases, "the sparse companion": training}
+    assert hybrid.held == plain.held + held
+    (need, what), (plain_need, plain_what) = (
+        training_need(hybrid_cfg, ds, CPU),
+        training_need(_config(tiny_bert), ds, CPU),
+    )
+    assert need == hybrid.held + max(hybrid.phases.values()) and need >= plain_need + held
+    assert "the sparse companion" in what and "sparse" not in plain_what
+    # more trees, more memory; unigrams alone and no label texts, less
+    trees = sparse_need(_config(tiny_bert, "sparse={}", "sparse.trees=3").sparse, ds)
+    lean = sparse_need(_config(tiny_bert, "sparse={}", "sparse.ngrams=1", "sparse.label_texts=false").sparse, ds)
+    assert trees[0] > training and trees[1] > held
+    assert lean[0] < training and lean[1] < held
+
+
+def test_the_sparse_companion_can_be_the_peak_phase(tmp_path, tiny_bert):
+    # many labels and long texts, few test queries: the companion's training outweighs a step and evaluation
+    ds = load_dataset(make_dataset(tmp_path / "data", n_train=3000, n_test=5, n_labels=2000))
+    cfg = _config(tiny_bert, "sparse={}", "sparse.trees=8", "train.batch_size=4", "prototypes=null")
+    need, what = training_need(cfg, ds, CPU)
+    found = training_phases(cfg, ds, CPU)
+    assert max(found.phases, key=found.phases.get) == "the sparse companion"
+    assert "the sparse companion at its peak" in what and need == found.held + found.phases["the sparse companion"]
