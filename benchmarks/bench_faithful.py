@@ -51,9 +51,9 @@ eval: {A: 0.55, B: 1.5, k: 5, topk: 100, encode_batch_size: 256}
 def run(quick: bool = False) -> dict:
     import torch
 
-    from vixml.cli.demo import _subset
     from vixml.config import load_config
     from vixml.data import prepare_dataset
+    from vixml.data.subset import first_queries as _subset
     from vixml.training import train
 
     torch.manual_seed(0)

@@ -40,7 +40,7 @@ def _peak_mib() -> float:
 
 
 def _datasets(tmp: Path, quick: bool) -> dict[str, Path]:
-    from vixml.cli.demo import _subset
+    from vixml.data.subset import first_queries as _subset
 
     given = [Path(p) for p in os.environ.get("VIXML_HYBRID_DATA", "").split(",") if p]
     demo = Path(str(resources.files("vixml") / "resources" / "demo" / "wordnet-hypernyms"))
@@ -182,7 +182,7 @@ def fusion_rules(predictor, dataset, cfg) -> dict[str, dict]:
         score(f"convex_{norm}", combine(test[1], test[2], test[0] >= 0, fusion), test[0])
     score("rrf", _rrf(test[1], test[2], test[0]), test[0])
     score("learned_logreg", _learned(held, truth, test, freq), test[0])
-    score("equal_weights_zscore", combine(test[1], test[2], test[0] >= 0, Fusion(0.5, "zscore")), test[0])
+    score("equal_weights", combine(test[1], test[2], test[0] >= 0, Fusion(0.5)), test[0])
     return out
 
 

@@ -30,7 +30,8 @@ of the run begins and ends (wrappers round the trainer's and the companion's fun
 unchanged; the run's log lines are kept with their times) and the parent's RssAnon samples are attributed
 to the phases: each phase's own time and peak, next to the product's estimate for it
 (:func:`vixml.training.host_memory.training_phases`: what the process held when ``train()`` checked its
-memory, plus what the run keeps, plus the phase).
+memory, plus what the run keeps, plus the phase). ``--texts related`` writes query texts made of words of
+their labels' texts (Zipf-like word frequencies) instead of uniform random words, for the sparse companion.
 """
 
 from __future__ import annotations
@@ -186,7 +187,7 @@ def stage(name: str, folder: Path, s: dict) -> dict:
         data.mkdir(parents=True, exist_ok=True)
         emb.mkdir(parents=True, exist_ok=True)
         ext = ".txt" if s.get("text_labels") else ".npz"
-        training = any(name in TRAIN_STAGES for name in s.get("stages", ()))
+        training = any(wanted in TRAIN_STAGES for wanted in s.get("stages", ()))
         for split, n in (("trn", s["n_train"]), ("tst", s["n_test"])):
             y = _rng_labels(n, s, rng)
             write_label_matrix(data / f"{split}_X_Y{ext}", y)
@@ -206,8 +207,8 @@ def stage(name: str, folder: Path, s: dict) -> dict:
         else:
             write_texts(data / "lbl.raw.txt", _texts(s["n_labels"], "label", rng))
         if training:
-            for name in (f"trn_X_Y{ext}", "trn.raw.txt", "lbl.raw.txt"):
-                _link(data / name, folder / "hybrid" / name)
+            for file in (f"trn_X_Y{ext}", "trn.raw.txt", "lbl.raw.txt"):
+                _link(data / file, folder / "hybrid" / file)
         if "search" not in s.get("stages", STAGES):
             out["bytes_on_disk"] = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
             return out
@@ -391,9 +392,16 @@ def _train(name: str, folder: Path, s: dict) -> dict:
     if name == "train_hybrid":
         train(cfg, data, run_dir)
     else:
+        import torch
+
         import vixml.training.run as run_mod
+        from vixml import memory_fit
+        from vixml.training import host_memory
 
         dataset = run_mod.load_dataset(data, images=False)
+        checked["resident"] = memory_fit.resident_bytes()  # as train() would check it
+        found = host_memory.training_phases(cfg, dataset, torch.device("cpu"))
+        checked["held"], checked["phases"] = found.held, dict(found.phases)
         rows = holdout_rows(dataset, cfg)
         with phases.phase("sparse companion alone"):
             sparse_companion(without_rows(dataset, rows), cfg, RunFolder(run_dir))
@@ -447,7 +455,7 @@ def _peak_anon(child: subprocess.Popen) -> int:
 
 #: The product's estimate of each phase of a training run (:func:`vixml.training.host_memory.training_phases`).
 _ESTIMATED = {
-    "sparse companion": "the sparse companion",
+    "sparse companion": "training the sparse companion",
     "PRIME's start > refilling the query bank": "refilling the query bank",
     "PRIME's start": "PRIME's start",
     "training epoch": "a training step",

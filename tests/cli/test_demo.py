@@ -7,8 +7,9 @@ import json
 import pytest
 import yaml
 
-from vixml.cli.demo import DEMO_CONFIG, DEMO_DATA, _resource, _subset, dense_budget
+from vixml.cli.demo import DEMO_CONFIG, DEMO_DATA, _resource, dense_budget
 from vixml.data import load_dataset, prepare_dataset
+from vixml.data.subset import first_queries as _subset
 
 
 def test_subset_cuts_queries_rows_and_filters_together_and_keeps_every_label(tmp_path):

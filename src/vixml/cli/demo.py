@@ -61,15 +61,17 @@ def demo(
 
     from vixml.config import load_config
     from vixml.data import load_dataset, prepare_dataset
+    from vixml.data.subset import first_queries
     from vixml.devices import native_bf16
     from vixml.errors import TrainingInterrupted
+    from vixml.inference.sources import source_rows
     from vixml.training import train
 
     data = out / "data"
     sizes = {"trn": train_queries, "tst": test_queries}
     if not (data / "dataset.json").exists() or _demo_sizes(data) != sizes:
         with tempfile.TemporaryDirectory() as staging:
-            source = _subset(_resource(DEMO_DATA), Path(staging) / DEMO_DATA, sizes)
+            source = first_queries(_resource(DEMO_DATA), Path(staging) / DEMO_DATA, sizes)
             prepare_dataset(source, data, overwrite=True)
         (data / DEMO_SIZES).write_text(json.dumps(sizes) + "\n", encoding="utf-8")
     used = {split: f"{count:,}" if count else "all" for split, count in sizes.items()}
@@ -91,7 +93,7 @@ def demo(
     except TrainingInterrupted as exc:  # the demo resumes by itself: no --resume to pass
         exc.args = (f"interrupted at epoch {exc.epoch} step {exc.step}; run the demo again to continue ({run_dir})",)
         raise
-    rows = _rows(run, data)
+    rows = source_rows(run, data, TABLE_KEYS)
     if as_json:
         emit_json({"run": str(run), "rows": rows, "units": FRACTION})
         return
@@ -100,54 +102,6 @@ def demo(
     if examples:
         _show_examples(run, dataset, examples)
     _next_commands(run, dataset)
-
-
-def _rows(run: Path, data: Path) -> dict[str, dict]:
-    """Each row of the demo's table: its P@1, P@5, PSP@5 (fractions) and the seconds it took.
-
-    The fused row with +R (training queries voting for their labels) is added when the run has no such
-    row already; it embeds the training queries once more."""
-    import json
-    import time
-
-    from vixml.atomic import atomic_open
-    from vixml.config import load_config
-    from vixml.data import load_dataset
-    from vixml.inference import Predictor
-    from vixml.training.evaluation import evaluate_predictions
-
-    metrics = json.loads((run / "metrics.json").read_text())
-    history = json.loads((run / "history.json").read_text())
-    state = json.loads((run / "run.json").read_text())
-    sources = metrics.get("sources") or {"dense": metrics["final"]}
-    zero_shot_s = history[0].get("seconds", 0.0) if history and history[0]["epoch"] == 0 else 0.0
-    dense_s = sum(h.get("seconds", 0.0) for h in history if h["epoch"] > 0)
-    sparse_s = state.get("sparse_seconds", 0.0)
-    fusion_s = (metrics.get("fusion") or {}).get("seconds", 0.0)
-    times = {
-        "zero-shot encoder": zero_shot_s,
-        "sparse companion": sparse_s,
-        "trained dual encoder": dense_s,
-        "fused": sparse_s + dense_s + fusion_s,
-    }
-    picked = {"zero-shot encoder": metrics.get("zero_shot"), "sparse companion": sources.get("sparse")}
-    picked |= {"trained dual encoder": sources.get("dense"), "fused": sources.get("fused")}
-    rows = {
-        name: {**{k: m[k] for k in TABLE_KEYS}, "seconds": round(times[name], 1)} for name, m in picked.items() if m
-    }
-    cache = run / PLUS_R
-    if "fused" in rows and cache.is_file() and json.loads(cache.read_text())["run_seconds"] == state["seconds"]:
-        rows["fused + R"] = json.loads(cache.read_text())["row"]
-    elif "fused" in rows:
-        started = time.perf_counter()
-        predictions = Predictor.load(run).predict_dataset(data, k=100, augment=True)
-        dataset = load_dataset(data, images=False)
-        with_r = evaluate_predictions(predictions, dataset, load_config(run / "config.yaml").eval)
-        seconds = rows["fused"]["seconds"] + time.perf_counter() - started
-        rows["fused + R"] = {**{k: with_r[k] for k in TABLE_KEYS}, "seconds": round(seconds, 1)}
-        with atomic_open(cache) as fh:
-            fh.write(json.dumps({"run_seconds": state["seconds"], "row": rows["fused + R"]}) + "\n")
-    return rows
 
 
 def _table(rows: dict[str, dict]):
@@ -167,7 +121,6 @@ def _table(rows: dict[str, dict]):
 
 
 DEMO_SIZES = "demo-sizes.json"
-PLUS_R = "demo-fused-plus-r.json"  # the +R row, kept so that showing a finished demo again is quick
 
 
 def _demo_sizes(data: Path) -> dict | None:
@@ -177,35 +130,6 @@ def _demo_sizes(data: Path) -> dict | None:
         return json.loads((data / DEMO_SIZES).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-
-
-def _subset(src: Path, staging: Path, sizes: dict[str, int]) -> Path:
-    """A copy of the bundled dataset with the first ``sizes[split]`` queries of each split (0 = all).
-
-    Query texts, label rows and reciprocal-pair filters are cut together; labels are kept whole, so the
-    label ids and the test metrics' label space do not change.
-    """
-    import shutil
-
-    staging.mkdir(parents=True, exist_ok=True)
-    for path in src.iterdir():
-        if path.name.startswith(("trn", "tst", "filter_labels_")):
-            continue
-        shutil.copy2(path, staging / path.name)
-    for split, filter_name in (("trn", "filter_labels_train.txt"), ("tst", "filter_labels_test.txt")):
-        texts = (src / f"{split}.raw.txt").read_text(encoding="utf-8").splitlines()
-        header, *rows = (src / f"{split}_X_Y.txt").read_text(encoding="utf-8").splitlines()
-        keep = min(sizes[split] or len(texts), len(texts))
-        n_labels = header.split()[1]
-        (staging / f"{split}.raw.txt").write_text("\n".join(texts[:keep]) + "\n", encoding="utf-8")
-        (staging / f"{split}_X_Y.txt").write_text(
-            "\n".join([f"{keep} {n_labels}", *rows[:keep]]) + "\n", encoding="utf-8"
-        )
-        if (src / filter_name).exists():
-            pairs = (src / filter_name).read_text(encoding="utf-8").splitlines()
-            kept = [pair for pair in pairs if pair.strip() and int(pair.split()[0]) < keep]
-            (staging / filter_name).write_text("".join(f"{pair}\n" for pair in kept), encoding="utf-8")
-    return staging
 
 
 def _show_examples(run: Path, dataset, count: int) -> None:

@@ -16,7 +16,7 @@ from vixml.metrics.core import compute, load_inputs
 from vixml.metrics.inputs import check_k
 from vixml.metrics.propensity import check_propensity_params, inverse_propensity
 
-__all__ = ["evaluate", "RECALL_AT"]
+__all__ = ["evaluate", "evaluate_predictions", "test_filter", "RECALL_AT"]
 
 logger = logging.getLogger(__name__)
 
@@ -89,3 +89,26 @@ def evaluate(
         out["PSP@1"],
     )
     return out
+
+
+def test_filter(dataset, cfg) -> object:
+    """A dataset's test filter pairs when the eval config uses them (``eval.use_filter``); None otherwise or
+    when there are none."""
+    pairs = dataset.filter_tst if cfg.use_filter else None
+    return pairs if pairs is not None and len(pairs) else None
+
+
+def evaluate_predictions(predictions, dataset, cfg) -> dict[str, float]:
+    """Metrics of a dataset's test predictions by the published protocol: propensities from its training
+    labels with its family's A/B (``eval.A/B``, ``auto``), its filter pairs removed (``eval.use_filter``).
+
+    Args:
+        predictions: (n_test, L) CSR scores.
+        dataset: the :class:`~vixml.data.XMCDataset` (test and training labels, filter pairs, folder).
+        cfg: the run's :class:`~vixml.config.EvalConfig`.
+    """
+    from vixml.metrics.propensity import resolve_propensity
+
+    A, B = resolve_propensity(cfg.A, cfg.B, dataset.path)
+    pairs = test_filter(dataset, cfg)
+    return evaluate(dataset.tst_Y, predictions, train=dataset.trn_Y, k=cfg.k, A=A, B=B, filter=pairs)

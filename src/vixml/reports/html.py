@@ -218,7 +218,7 @@ def _metrics_table(run: RunSummary) -> str:
         w = run.fusion["dense_weight"]
         tuned = f"tuned on {run.fusion['tuned_on']:,} held-out queries" if run.fusion.get("tuned_on") else "as set"
         note = (
-            f"<p>Fused = {w:.2f} x dense + {1 - w:.2f} x sparse (per-query z-scores), {tuned}; "
+            f"<p>Fused = {w:.2f} x dense + {1 - w:.2f} x sparse, {tuned}; "
             "the run's predictions are the fused ones.</p>"
         )
     return f"<table><tr><th>metric (%)</th>{head}</tr>{''.join(rows)}</table>{note}"

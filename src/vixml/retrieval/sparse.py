@@ -89,16 +89,21 @@ class SparseRanker:
         if settings.label_texts and label_texts is not None:
             train_texts += [str(t) for t in label_texts]
             train_labels = sp.vstack([train_labels, sp.identity(labels.shape[1], format="csr", dtype=np.float32)])
-        vectorizer = _vectorizer(settings).fit(train_texts)
-        features = vectorizer.transform(train_texts)
+        vectorizer = _vectorizer(settings)
+        features = vectorizer.fit_transform(train_texts)
         hyper = omikuji.Model.default_hyper_param()
         hyper.n_trees = settings.trees
+        hyper.linear_weight_threshold = settings.weight_threshold
         with tempfile.TemporaryDirectory(prefix="vixml-sparse-") as tmp:
             path = Path(tmp) / "train.txt"
             _write_xmc_file(path, features, sp.csr_matrix(train_labels), labels.shape[1])
             with _quiet():
                 model = omikuji.Model.train_on_data(str(path), hyper, n_threads=threads)
         cls(vectorizer, model, labels.shape[1], settings).save(folder)
+        del model, features  # one forest in memory at a time: the copy read back replaces the trained one
+        from vixml.memory_fit import give_back_freed
+
+        give_back_freed()
         return cls.load(folder)
 
     # ------------------------------------------------------------------------------------------ predicting

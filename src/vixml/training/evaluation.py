@@ -7,7 +7,7 @@ import scipy.sparse as sp
 
 from vixml.config import EvalConfig
 from vixml.data import XMCDataset
-from vixml.metrics import evaluate, resolve_propensity
+from vixml.metrics.evaluation import evaluate_predictions, test_filter
 from vixml.retrieval import LabelMatrix, Retriever
 from vixml.search import to_csr
 
@@ -19,19 +19,6 @@ def search_labels(queries: np.ndarray, label_emb: np.ndarray, k: int, exclude=No
     (row, label) pairs removed before the cut)."""
     found = Retriever(LabelMatrix(label_emb)).search(queries, None, k, source="dense", exclude=exclude)
     return to_csr(found.scores, found.ids, label_emb.shape[0])
-
-
-def test_filter(dataset: XMCDataset, cfg: EvalConfig) -> np.ndarray | None:
-    """The test split's filter pairs when ``cfg.use_filter`` (None otherwise or when there are none)."""
-    pairs = dataset.filter_tst if cfg.use_filter else None
-    return pairs if pairs is not None and len(pairs) else None
-
-
-def evaluate_predictions(predictions: sp.csr_matrix, dataset: XMCDataset, cfg: EvalConfig) -> dict[str, float]:
-    """Metrics of test predictions (propensities from the training labels, the published protocol)."""
-    A, B = resolve_propensity(cfg.A, cfg.B, dataset.path)  # auto: the dataset family's
-    pairs = test_filter(dataset, cfg)
-    return evaluate(dataset.tst_Y, predictions, train=dataset.trn_Y, k=cfg.k, A=A, B=B, filter=pairs)
 
 
 def evaluate_split(

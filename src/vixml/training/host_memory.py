@@ -19,6 +19,24 @@ the same time; clustering and evaluation run on rank 0 alone. Against the measur
 phases beyond its loaded dataset (AMD EPYC, AVX-512 + AVX512_BF16, 2 cores, fp32; 100,000 queries, 50,000
 labels, 20,000 test queries, a 1-layer 384-wide BERT, PRIME and NGAME): 1.07-1.10x at batch 128 (evaluation
 the largest phase), 1.11x at 512 and 1.14x at 2048 (a training step the largest).
+
+A hybrid run (a ``sparse`` section) trains its sparse companion on rank 0 before the first step: one more
+phase, and the trained companion is held for the rest of the run (:func:`sparse_need`). Its memory is
+omikuji's forest: each training row's TF-IDF entries are copied into a node's classifiers on every level
+of the tree the row reaches, so the forest grows with E x depth per tree, E the entries of the query texts
+(``ngrams`` x their words, a word per 6 bytes of text) and depth ``log2(L / 100)`` (binary trees with
+leaves of 100 labels). Measured (``benchmarks/bench_scale.py``, stages ``train_hybrid`` and
+``train_sparse``, the synthetic LF-AmazonTitles-1.3M of scale 0.005 to 0.1, 11K-225K queries, 6.5K-131K
+labels, default ``sparse`` section, 1 tree): the forest read back from disk took 155-176 bytes per query
+entry per level with uniform random words, 183 with words of the labels' texts (``--texts related``): 192
+are counted. Training holds the texts and TF-IDF matrix (90-110 bytes per entry of the query and label texts:
+100 counted), the forest being built, and, at its end, both that forest and the copy read back from disk:
+the phase's peak beyond the kept forest was 1.46-1.52x the forest (1.5x counted). Against the measured peak
+of the companion's phase the estimate is 1.16-1.24x from 45K queries on (1.28x at 22K, 1.47x at 11K: fixed parts
+dominate). Counted as upper bounds: label texts (their rows reach one leaf: ``label_texts=false`` shrank the
+forest by 11%), unigrams (``ngrams=1``: 0.35-0.37x the forest with bigrams, counted 0.5x) and a vocabulary
+cut by ``max_features`` (not counted: it drops rare bigrams, most of the entries of random words, few of
+real titles'). Trees are counted as that many forests (not measured; omikuji trains them side by side).
 """
 
 from __future__ import annotations
@@ -37,15 +55,15 @@ __all__ = ["training_need", "training_phases", "sparse_need", "TrainingMemory", 
 #: A training process's working memory beside the arrays counted here (the sampler's and the tokenised
 #: splits' arrays, oneDNN and autograd scratch): what the measured peaks exceeded the counted arrays by.
 WORKING_BYTES = 256 << 20
-#: The sparse companion's training (placeholders until measured): bytes of text per TF-IDF entry of each
-#: n-gram size, a training row's own strings, each entry while the vocabulary is counted, each feature and
-#: label entry in omikuji's copy; once trained, each kept term and the forest per label and tree.
-_BYTES_PER_WORD = 6
-_TEXT_BYTES = 100
-_COUNTING_BYTES = 100
-_FOREST_INPUT_BYTES = 16
-_TERM_BYTES = 150
-_FOREST_BYTES_PER_LABEL = 200
+#: The sparse companion (module docstring, measured): bytes of text per word; bytes per TF-IDF entry of the
+#: training texts while the companion trains (texts, vocabulary, matrix); bytes of the trained forest per
+#: entry of the query texts per tree level, per tree; the training's peak beyond the kept forest, in forests.
+_SPARSE_BYTES_PER_WORD = 6
+_SPARSE_TEXT_BYTES = 100
+_SPARSE_FOREST_BYTES = 192
+_SPARSE_TRAINING_FORESTS = 1.5
+#: omikuji's leaves (its ``min_branch_size``): a tree over L labels is ``log2(L / 100)`` levels deep.
+_SPARSE_LEAF_LABELS = 100
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +123,7 @@ def training_phases(
     companion = 0
     if cfg.sparse is not None:  # trained and held by rank 0 alone
         training, companion = sparse_need(cfg.sparse, dataset)
-        phases["the sparse companion"] = (training, False)
+        phases["training the sparse companion"] = (training, False)
     sized = {name: size * (local_ranks if everywhere else 1) for name, (size, everywhere) in phases.items()}
     held = local_ranks * (bank + kept + WORKING_BYTES) + companion
     return TrainingMemory(held, sized, dim, not bank)
@@ -140,21 +158,17 @@ def training_need(
 
 
 def sparse_need(sc: SparseConfig, dataset: XMCDataset) -> tuple[int, int]:
-    """``(training, held)`` bytes of the sparse companion: at the peak of its training, and once trained.
+    """``(training, held)``: the bytes the sparse companion's training adds at its peak beyond the trained
+    companion, and the trained companion's, held for the rest of the run (module docstring)."""
+    import math
 
-    From the training texts' size (the TF-IDF rows' entries grow with their words and n-grams) and the label
-    matrix (see the module's docstring for the measured ratios)."""
-    n, labels = dataset.n_train, dataset.n_labels
-    text_bytes = int(dataset.trn_texts.offsets[-1])
-    rows = n + (labels if sc.label_texts else 0)
-    if sc.label_texts:
-        text_bytes += int(dataset.lbl_texts.offsets[-1])
-    entries = sc.ngrams * text_bytes // _BYTES_PER_WORD  # TF-IDF entries: about a word each per n-gram size
-    terms = min(entries, sc.max_features or entries)
-    label_entries = dataset.trn_Y.nnz + (labels if sc.label_texts else 0)
-    training = _TEXT_BYTES * rows + _COUNTING_BYTES * entries + _FOREST_INPUT_BYTES * (entries + label_entries)
-    held = _TERM_BYTES * terms + _FOREST_BYTES_PER_LABEL * labels * sc.trees
-    return training, held
+    query_bytes = int(dataset.trn_texts.offsets[-1])
+    label_bytes = int(dataset.lbl_texts.offsets[-1]) if sc.label_texts else 0
+    query_entries = sc.ngrams * query_bytes // _SPARSE_BYTES_PER_WORD
+    entries = sc.ngrams * (query_bytes + label_bytes) // _SPARSE_BYTES_PER_WORD
+    depth = max(1.0, math.log2(max(dataset.n_labels, 1) / _SPARSE_LEAF_LABELS))
+    forest = int(_SPARSE_FOREST_BYTES * query_entries * depth) * sc.trees
+    return int(_SPARSE_TRAINING_FORESTS * forest) + _SPARSE_TEXT_BYTES * entries, forest
 
 
 def _bank_fits_gpu(size: int, device: torch.device) -> bool:

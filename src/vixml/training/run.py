@@ -127,15 +127,16 @@ def train(
             logger.info("rank %d of %d: each rank encodes 1/%d of every batch", world.rank, world.size, world.size)
         _seed_everything(cfg.train.seed)
         sparse = None
+        trained_on = without_rows(dataset, holdout)  # the held-out queries' rows emptied (both models)
         if cfg.sparse is not None and world.is_main:  # before the first step: a resumed run keeps it
             started = time.perf_counter()
-            sparse = sparse_companion(without_rows(dataset, holdout), cfg, run)
+            sparse = sparse_companion(trained_on, cfg, run)
             state.data.setdefault("sparse_seconds", round(time.perf_counter() - started, 1))
         vision_dim = next(iter(banks.values())).dim if banks else None
         model = build_dual_encoder(cfg, num_labels=dataset.n_labels, vision_dim=vision_dim, device=device)
         trainer = Trainer(
             cfg,
-            without_rows(dataset, holdout),
+            trained_on,
             model,
             run.path,
             images=banks,
