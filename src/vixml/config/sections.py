@@ -476,9 +476,9 @@ class SparseConfig(_Section):
         "auto", "Weight of the dense source in the fusion (the sparse one weighs 1 - it); auto = tuned.", ge=0, le=1
     )
     normalization: Literal["zscore", "none"] = _f(
-        "none",
-        "Per-query normalisation of each source's candidate scores before they are combined: none (the inner "
-        "product and the forest's score as they are; measured best on two datasets) or zscore.",
+        "zscore",
+        "Per-query normalisation of each source's candidate scores before they are combined: zscore (scale-free: "
+        "the same weight holds for +R's probabilities) or none (the inner product and the forest's score).",
     )
 
 

@@ -40,7 +40,7 @@ class Fusion:
     """
 
     dense_weight: float = 0.5
-    normalization: Normalization = "none"
+    normalization: Normalization = "zscore"
     tuned_on: int = 0
     scores: dict = field(default_factory=dict)
 
@@ -87,7 +87,7 @@ def tune(
     ids: np.ndarray,
     truth: sp.csr_matrix,
     *,
-    normalization: Normalization = "none",
+    normalization: Normalization = "zscore",
     propensity: np.ndarray | None = None,
     k: int = 5,
 ) -> Fusion:
