@@ -99,10 +99,9 @@ def demo(
         emit_json({"run": str(run), "rows": rows, "units": FRACTION})
         return
     console.print(_table(rows))
-    dataset = load_dataset(data, images=False)
     if examples:
-        _show_examples(run, dataset, examples)
-    _next_commands(run, dataset)
+        _show_examples(run, load_dataset(data, images=False), examples)
+    _next_commands(run)
 
 
 def _table(rows: dict[str, dict]):
@@ -158,7 +157,7 @@ def _show_examples(run: Path, dataset, count: int) -> None:
     console.print(table)
 
 
-def _next_commands(run: Path, dataset) -> None:
+def _next_commands(run: Path) -> None:
     queries = run / "try-queries.txt"
     queries.write_text("\n".join(["golden retriever", "oak tree", "violin"]) + "\n", encoding="utf-8")
     err_console.print(f"run folder: {run}  (README.md, curves.png, metrics.json)\nnext, on this run:")

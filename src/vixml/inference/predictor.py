@@ -11,6 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from vixml import distributed
 from vixml.config import RunConfig
 from vixml.data import XMCDataset, load_dataset
 from vixml.devices import resolve_precision
@@ -238,7 +239,7 @@ class Predictor:
                 train_queries = encoder.embed_split_sharded("trn", progress="embedding trn queries", to_all=False)
             if queries is None:  # under torchrun, not rank 0: this rank embedded its shard; rank 0 searches
                 return None
-        elif not distributed_main():
+        elif not distributed.is_main():  # the sparse source alone: rank 0 predicts
             return None
         pairs = dataset.filter_tst if split == "tst" and self.config.eval.use_filter else None
         if pairs is not None and not len(pairs):
@@ -296,12 +297,6 @@ class Predictor:
             "Predict a subset of the rows (a dataset folder with fewer test rows), or on a machine with more memory.",
             command="vixml predict",
         )
-
-
-def distributed_main() -> bool:
-    from vixml import distributed
-
-    return distributed.is_main()
 
 
 INDEXES = ("exact", "hnsw")

@@ -273,19 +273,18 @@ def _finish(
     if dataset.tst_Y is not None:
         trainer.sync_stop()
         stop_if_requested()
-        final, predictions = trainer.evaluate_with_predictions(label_emb)
-        history[-1].update(final)
-        if fusion is not None:
-            sources, predictions = _sources(trainer, dataset, cfg, label_emb, hybrid.sparse, fusion)
-            final = sources["fused"]
+        queries = trainer.embed_test()  # every rank embeds its shard; rank 0 predicts and writes
         if main:
+            sources, predictions = _sources(queries, dataset, cfg, label_emb, hybrid.sparse, fusion)
+            history[-1].update(sources["dense"])
+            final = sources["fused" if fusion is not None else "dense"]
             write_label_matrix(run.predictions, predictions)
     distributed.barrier()
     if not main:
         return
     _write_history(history, run)
     record = {"final": final, "zero_shot": _zero_shot(history)}
-    if sources is not None:
+    if fusion is not None and sources is not None:
         tuned = {"dense_weight": fusion.dense_weight, "tuned_on": fusion.tuned_on, "seconds": tuning_seconds}
         record.update(sources=sources, fusion=tuned)
     _write_json(run.metrics, record)
@@ -294,17 +293,19 @@ def _finish(
     _write_readme(run, cfg, dataset, final, state)
 
 
-def _sources(trainer: Trainer, dataset: XMCDataset, cfg: RunConfig, label_emb, sparse, fusion):
-    """Test metrics of each source (dense, sparse, fused) through the one retrieval path; the fused predictions."""
+def _sources(queries, dataset: XMCDataset, cfg: RunConfig, label_emb, sparse, fusion):
+    """Test metrics of each source through the one retrieval path (dense; with a companion also sparse and
+    fused) and the predictions of the last: the run's answer."""
     from vixml.retrieval import LabelMatrix, Retriever
     from vixml.search import to_csr
     from vixml.training.evaluation import evaluate_predictions, test_filter
 
-    queries = trainer.encoder.embed_split("tst", progress="embedding test queries")
-    texts = list(dataset.tst_texts[list(range(dataset.n_test))])
-    retriever = Retriever(LabelMatrix(label_emb), sparse, fusion, candidates=cfg.sparse.candidates)
+    hybrid = fusion is not None
+    texts = list(dataset.tst_texts[list(range(dataset.n_test))]) if hybrid else None
+    candidates = cfg.sparse.candidates if hybrid else 100
+    retriever = Retriever(LabelMatrix(label_emb), sparse if hybrid else None, fusion, candidates=candidates)
     metrics, predictions = {}, None
-    for source in ("dense", "sparse", "fused"):
+    for source in ("dense", "sparse", "fused") if hybrid else ("dense",):
         found = retriever.search(queries, texts, cfg.eval.topk, source=source, exclude=test_filter(dataset, cfg.eval))
         predictions = to_csr(found.scores, found.ids, dataset.n_labels)
         metrics[source] = evaluate_predictions(predictions, dataset, cfg.eval)

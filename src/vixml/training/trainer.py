@@ -418,7 +418,7 @@ class Trainer:
         self, label_embeddings: np.ndarray | None = None
     ) -> tuple[dict[str, float], sp.csr_matrix]:
         """Metrics on the test split and the (n_test, L) CSR predictions they were computed from."""
-        queries = self._embed("tst", progress="embedding test queries", to_all=False)
+        queries = self.embed_test()
         if label_embeddings is None:
             label_embeddings = self.label_embeddings()
         if queries is None:  # not rank 0: rank 0 evaluates and says the metrics; it alone writes predictions
@@ -426,6 +426,10 @@ class Trainer:
         metrics, predictions = evaluate_split(queries, label_embeddings, self.dataset, self.cfg.eval)
         logger.info("epoch %d: %s", self.progress.epoch, _summary(metrics))
         return distributed.broadcast_object(metrics), predictions
+
+    def embed_test(self) -> np.ndarray | None:
+        """The test queries' embeddings: every rank embeds its shard, rank 0 gets them all (None elsewhere)."""
+        return self._embed("tst", progress="embedding test queries", to_all=False)
 
     def finalize(self) -> None:
         """Exact PRIME centroids from the final model (the bank holds stale training-mode embeddings)."""
