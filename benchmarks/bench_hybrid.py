@@ -141,16 +141,14 @@ def fusion_rules(predictor, dataset, cfg) -> dict[str, dict]:
     retriever = predictor.retriever
     width = predictor.config.sparse.candidates
     encoder = predictor.encoder(dataset)
-    held = retriever.candidate_scores(
-        encoder.embed_split("trn", rows=rows), list(dataset.trn_texts[rows.tolist()]), width
-    )
+    held = _candidates(retriever, encoder.embed_split("trn", rows=rows), list(dataset.trn_texts[rows.tolist()]), width)
     test_q = encoder.embed_split("tst")
     test_texts = list(dataset.tst_texts[list(range(dataset.n_test))])
     test = [
         np.concatenate(parts)
         for parts in zip(
             *(
-                retriever.candidate_scores(test_q[s : s + 512], test_texts[s : s + 512], width)
+                _candidates(retriever, test_q[s : s + 512], test_texts[s : s + 512], width)
                 for s in range(0, dataset.n_test, 512)
             ),
             strict=True,
@@ -178,12 +176,25 @@ def fusion_rules(predictor, dataset, cfg) -> dict[str, dict]:
     from vixml.retrieval import combine
 
     for norm in ("zscore", "none"):
-        fusion = tune(held[1], held[2], held[0], truth, normalization=norm, propensity=propensity, k=cfg.eval.k)
-        score(f"convex_{norm}", combine(test[1], test[2], test[0] >= 0, fusion), test[0])
+        fusion = tune(
+            {"dense": held[1], "sparse": held[2]},
+            held[0],
+            truth,
+            normalization=norm,
+            propensity=propensity,
+            k=cfg.eval.k,
+        )
+        score(f"convex_{norm}", combine({"dense": test[1], "sparse": test[2]}, test[0] >= 0, fusion), test[0])
     score("rrf", _rrf(test[1], test[2], test[0]), test[0])
     score("learned_logreg", _learned(held, truth, test, freq), test[0])
-    score("equal_weights", combine(test[1], test[2], test[0] >= 0, Fusion(0.5)), test[0])
+    score("equal_weights", combine({"dense": test[1], "sparse": test[2]}, test[0] >= 0, Fusion(0.5)), test[0])
     return out
+
+
+def _candidates(retriever, queries, texts, width):
+    """(ids, dense, sparse, found) of each query's fused candidates."""
+    ids, sources, found = retriever.candidate_scores(queries, texts, width)
+    return ids, sources["dense"], sources["sparse"], found
 
 
 def _ranks(scores: np.ndarray, valid: np.ndarray) -> np.ndarray:

@@ -136,3 +136,20 @@ def test_a_killed_hybrid_run_resumes_with_its_companion_to_the_same_model(
     b = SparseRanker.load(resumed / "sparse").search(texts, 10)
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_plus_r_is_fused_as_a_third_source_and_predict_agrees(tmp_path, planted_data, train_config, tiny_bert):
+    from vixml.config import load_config
+    from vixml.metrics.evaluation import evaluate_predictions
+
+    run = train(train_config(tiny_bert, *HYBRID, "eval.augment={}"), planted_data, tmp_path / "run")
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics["sources"]) == {"dense", "sparse", "fused", "dense + R", "fused + R"}
+    weights = json.loads((run / "fusion.json").read_text())["plus_r"]
+    assert set(weights) == {"dense", "r", "sparse"} and sum(weights.values()) == pytest.approx(1)
+    assert metrics["fusion"]["plus_r"] == weights and "+R is a third fused source" in (run / "README.md").read_text()
+    dataset = load_dataset(planted_data)
+    cfg = load_config(run / "config.yaml").eval
+    predicted = Predictor.load(run).predict_dataset(planted_data, k=cfg.topk, augment=True, source="fused")
+    again = evaluate_predictions(predicted, dataset, cfg)
+    assert again == pytest.approx(metrics["sources"]["fused + R"])

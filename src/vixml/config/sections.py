@@ -440,7 +440,12 @@ class EvalConfig(_Section):
     topk: int = _f(100, "Labels kept per query by the search.", ge=1)
     use_filter: bool = _f(True, "Remove the pairs of filter_labels_test.txt (when present) before scoring.")
     encode_batch_size: int = _f(512, "Texts per batch when embedding queries and labels.", ge=1)
-    augment: AugmentConfig | None = _f(None, "Retrieval-augmented scoring (section); null = plain label search.")
+    augment: AugmentConfig | None = _f(
+        None,
+        "Retrieval-augmented scoring (+R: predict/serve --augment) settings (section); null = the paper's "
+        "defaults at predict time. In a hybrid run (sparse) it also makes +R a third fused source: its weight "
+        "is tuned and dense + R and fused + R measured at the end of training.",
+    )
 
     def _check(self) -> list[tuple[str, str]]:
         return [("topk", f"must be >= k ({self.k}), got {self.topk}")] if self.topk < self.k else []

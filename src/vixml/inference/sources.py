@@ -13,8 +13,8 @@ PLUS_R = "fused-plus-r.json"  # the +R row, kept in the run so that showing it a
 def source_rows(run: Path, data: Path, keys: tuple[str, ...] = ("P@1", "P@5", "PSP@5")) -> dict[str, dict]:
     """Each row of the demo's table: its P@1, P@5, PSP@5 (fractions) and the seconds it took.
 
-    The fused row with +R (training queries voting for their labels) is added when the run has no such
-    row already; it embeds the training queries once more."""
+    The fused row with +R (training queries voting for their labels) is the run's own when it measured one
+    (a hybrid run with ``eval.augment``), else computed here once (it embeds the training queries) and kept."""
     import json
     import time
 
@@ -42,7 +42,9 @@ def source_rows(run: Path, data: Path, keys: tuple[str, ...] = ("P@1", "P@5", "P
     picked |= {"trained dual encoder": sources.get("dense"), "fused": sources.get("fused")}
     rows = {name: {**{k: m[k] for k in keys}, "seconds": round(times[name], 1)} for name, m in picked.items() if m}
     cache = run / PLUS_R
-    if "fused" in rows and cache.is_file() and json.loads(cache.read_text())["run_seconds"] == state["seconds"]:
+    if sources.get("fused + R"):  # a hybrid run with eval.augment measured it at the end of training
+        rows["fused + R"] = {**{k: sources["fused + R"][k] for k in keys}, "seconds": rows["fused"]["seconds"]}
+    elif "fused" in rows and cache.is_file() and json.loads(cache.read_text())["run_seconds"] == state["seconds"]:
         rows["fused + R"] = json.loads(cache.read_text())["row"]
     elif "fused" in rows:
         started = time.perf_counter()

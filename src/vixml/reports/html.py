@@ -221,6 +221,9 @@ def _metrics_table(run: RunSummary) -> str:
             f"<p>Fused = {w:.2f} x dense + {1 - w:.2f} x sparse, {tuned}; "
             "the run's predictions are the fused ones.</p>"
         )
+        if run.fusion.get("plus_r"):
+            weights = ", ".join(f"{name} {w:.2f}" for name, w in run.fusion["plus_r"].items())
+            note += f"<p>With +R, a third source: {_e(weights)}.</p>"
     return f"<table><tr><th>metric (%)</th>{head}</tr>{''.join(rows)}</table>{note}"
 
 

@@ -1,16 +1,19 @@
-"""Score fusion of the dense and sparse sources: a convex combination of per-query normalised scores.
+"""Score fusion of the sources: a convex combination of per-query normalised scores.
 
 Every candidate of a query (the union of the sources' top lists) has a score from every source: the dense
 inner product is exact for any label; the sparse ranker scores only what its beam found, and a candidate
-it did not find gets its floor, 0 (its scores are probabilities). Each source's scores are normalised per
+it did not find gets its floor, 0 (its scores are probabilities); so does "+R" (training queries voting for
+their labels, METHOD.md 5), whose scores are probability mass too. Each source's scores are normalised per
 query over that query's candidates (``zscore``: minus their mean, over their standard deviation; ``none``:
-as they are), then ``fused = w * dense + (1 - w) * sparse``. The weight is tuned on queries that neither
-model trained on (:func:`tune`), never on training queries: a model scores its own training queries too
-well, and the tuned weight would favour it (HYBRID.md).
+as they are), then ``fused = w * dense + (1 - w) * sparse``, or with +R its own three weights
+``w_dense * dense + w_r * r + w_sparse * sparse``. The weights are tuned on queries that neither model
+trained on (:func:`tune`), never on training queries: a model scores its own training queries too well, and
+the tuned weight would favour it (HYBRID.md).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +29,7 @@ __all__ = ["Fusion", "combine", "tune", "GRID"]
 
 Normalization = Literal["zscore", "none"]
 GRID = tuple(round(w, 2) for w in np.linspace(0.0, 1.0, 21))  # the dense weights tried by :func:`tune`
+PLUS_R = ("dense", "r", "sparse")  # the sources of a fusion with +R, in the order of their weights
 
 
 @dataclass(frozen=True)
@@ -35,14 +39,17 @@ class Fusion:
     Attributes:
         dense_weight: w; the sparse source weighs 1 - w.
         normalization: per-query normalisation of each source's candidate scores.
-        tuned_on: how many held-out queries chose ``dense_weight`` (0 = set by hand).
+        tuned_on: how many held-out queries chose the weights (0 = set by hand).
         scores: the held-out metrics of each weight tried (for the report).
+        plus_r: with +R, the weights of ``dense``, ``r`` and ``sparse`` (summing to 1); None = not tuned:
+            +R's scores then take the dense source's place and weight.
     """
 
     dense_weight: float = 0.5
     normalization: Normalization = "zscore"
     tuned_on: int = 0
     scores: dict = field(default_factory=dict)
+    plus_r: dict | None = None
 
     def save(self, path: str | Path) -> None:
         with atomic_open(path) as fh:
@@ -59,6 +66,14 @@ class Fusion:
         except (OSError, ValueError, TypeError) as exc:
             raise DataError(Problem(str(path), f"unreadable fusion weights: {exc}")) from None
 
+    def weights(self, with_r: bool) -> dict[str, float]:
+        """Each source's weight: dense and sparse, or (``with_r``) the tuned +R weights, else +R in dense's place."""
+        if not with_r:
+            return {"dense": self.dense_weight, "sparse": 1 - self.dense_weight}
+        if self.plus_r is not None:
+            return {name: float(self.plus_r[name]) for name in PLUS_R}
+        return {"r": self.dense_weight, "sparse": 1 - self.dense_weight}
+
 
 def normalize(scores: np.ndarray, valid: np.ndarray, how: Normalization) -> np.ndarray:
     """Per-row normalisation of (n, c) scores over the valid candidates (invalid ones come out 0)."""
@@ -72,18 +87,21 @@ def normalize(scores: np.ndarray, valid: np.ndarray, how: Normalization) -> np.n
     return centred / np.where(std > 0, std, 1.0)
 
 
-def combine(dense: np.ndarray, sparse: np.ndarray, valid: np.ndarray, fusion: Fusion) -> np.ndarray:
-    """Fused (n, c) scores of the candidates (``-inf`` where not ``valid``)."""
-    w = fusion.dense_weight
-    fused = w * normalize(dense, valid, fusion.normalization) + (1 - w) * normalize(
-        sparse, valid, fusion.normalization
-    )
+def combine(sources: dict[str, np.ndarray], valid: np.ndarray, fusion: Fusion) -> np.ndarray:
+    """Fused (n, c) scores of the candidates (``-inf`` where not ``valid``).
+
+    Args:
+        sources: each source's (n, c) scores of the candidates: ``dense`` and ``sparse``, and ``r`` with +R.
+        valid: (n, c) real candidates.
+        fusion: the rule.
+    """
+    weights = fusion.weights("r" in sources)
+    fused = sum(w * normalize(sources[name], valid, fusion.normalization) for name, w in weights.items() if w)
     return np.where(valid, fused, -np.inf)
 
 
 def tune(
-    dense: np.ndarray,
-    sparse: np.ndarray,
+    sources: dict[str, np.ndarray],
     ids: np.ndarray,
     truth: sp.csr_matrix,
     *,
@@ -91,47 +109,81 @@ def tune(
     propensity: np.ndarray | None = None,
     k: int = 5,
 ) -> Fusion:
-    """The dense weight of :data:`GRID` that ranks held-out queries best.
+    """The weights that rank held-out queries best: the dense weight of :data:`GRID`, and with an ``r`` source
+    also the +R weights (every point of the simplex on the same 0.05 grid).
 
     Args:
-        dense, sparse: (n, c) each source's score of each candidate (the sparse floor where it found none).
+        sources: each source's (n, c) score of each candidate (the floor where it found none): ``dense`` and
+            ``sparse``, and ``r`` (+R) when the +R weights are to be tuned too.
         ids: (n, c) candidate label ids (-1 = none).
         truth: (n, L) the held-out queries' true labels.
         propensity: (L,) inverse propensities for PSP@k (None: precision only).
         k: the cut of the objective.
 
-    The objective is the mean of P@1, P@k and (with propensities) PSP@k, each relative to the best single
-    source's: a weight that trades one for another only wins if the sum gains (HYBRID.md: fusion that helps
-    P@1 can hurt PSP@k).
+    The objective is the mean of P@1, P@k and (with propensities) PSP@k, each relative to the best of the
+    weights tried: a weight that trades one for another only wins if the sum gains (HYBRID.md: fusion that
+    helps P@1 can hurt PSP@k). Ties go to the most even weights.
     """
     valid = ids >= 0
+    judge = _Judge(ids, truth, propensity, k)
+    z = {name: normalize(scores, valid, normalization) for name, scores in sources.items()}
+    pairs = {(w, round(1 - w, 2)): None for w in GRID}
+    best, table = _search(pairs, ("dense", "sparse"), z, valid, judge)
+    plus_r = None
+    if "r" in sources:
+        steps = len(GRID) - 1
+        points = {
+            (a / steps, b / steps, (steps - a - b) / steps): None
+            for a, b in itertools.product(range(steps + 1), repeat=2)
+            if a + b <= steps
+        }
+        chosen, r_table = _search(points, PLUS_R, z, valid, judge)
+        plus_r = {name: round(w, 2) for name, w in zip(PLUS_R, chosen, strict=True)}
+        table["plus_r"] = r_table
+    return Fusion(float(best[0]), normalization, int(truth.shape[0]), table, plus_r)
+
+
+def _search(points: dict, names: tuple[str, ...], z: dict, valid: np.ndarray, judge: _Judge):
+    """The point (weights of ``names``) with the best relative objective, and the table of every point."""
     results = {}
-    for w in GRID:
-        fused = combine(dense, sparse, valid, Fusion(w, normalization))
-        results[w] = _objective_parts(fused, ids, truth, propensity, k)
-    base = {name: max(max(r[name] for r in results.values() if r), 1e-9) for name in results[GRID[0]]}
-    scored = {w: float(np.mean([r[name] / base[name] for name in r])) for w, r in results.items()}
-    best = max(GRID, key=lambda w: (scored[w], -abs(w - 0.5)))
+    for point in points:
+        fused = sum(w * z[name] for name, w in zip(names, point, strict=True) if w)
+        results[point] = judge(np.where(valid, fused, -np.inf))
+    metrics = next(iter(results.values())).keys()
+    base = {m: max(max(r[m] for r in results.values()), 1e-9) for m in metrics}
+    scored = {p: float(np.mean([r[m] / base[m] for m in metrics])) for p, r in results.items()}
+    best = max(points, key=lambda p: (scored[p], -float(np.ptp(p))))
+    key = (lambda p: str(p[0])) if len(names) == 2 else (lambda p: "/".join(f"{w:.2f}" for w in p))
     table = {
-        str(w): {**{n: round(v, 6) for n, v in results[w].items()}, "objective": round(scored[w], 6)} for w in GRID
+        key(p): {**{m: round(v, 6) for m, v in results[p].items()}, "objective": round(scored[p], 6)} for p in points
     }
-    return Fusion(float(best), normalization, int(truth.shape[0]), table)
+    return best, table
 
 
-def _objective_parts(fused, ids, truth: sp.csr_matrix, propensity, k: int) -> dict[str, float]:
-    order = np.argsort(-fused, axis=1, kind="stable")[:, :k]
-    top = np.take_along_axis(ids, order, 1)
-    top_valid = np.take_along_axis(fused, order, 1) > -np.inf
-    hits = np.zeros(top.shape, dtype=bool)
-    for row in range(top.shape[0]):
-        true = truth.indices[truth.indptr[row] : truth.indptr[row + 1]]
-        hits[row] = np.isin(top[row], true) & top_valid[row]
-    parts = {"P@1": float(hits[:, 0].mean()), f"P@{k}": float(hits.mean())}
-    if propensity is not None:
-        gain = np.where(hits, propensity[np.maximum(top, 0)], 0.0).sum(axis=1)
-        best = np.zeros(top.shape[0])
-        for row in range(top.shape[0]):
+class _Judge:
+    """P@1, P@k and PSP@k of fused candidate scores against held-out truth (relevance looked up once)."""
+
+    def __init__(self, ids: np.ndarray, truth: sp.csr_matrix, propensity, k: int):
+        self.k = k
+        truth = sp.csr_matrix(truth)
+        self.relevant = np.zeros(ids.shape, dtype=bool)
+        for row in range(ids.shape[0]):
             true = truth.indices[truth.indptr[row] : truth.indptr[row + 1]]
-            best[row] = np.sort(propensity[true])[::-1][:k].sum()
-        parts[f"PSP@{k}"] = float(gain.sum() / max(best.sum(), 1e-12))
-    return parts
+            self.relevant[row] = np.isin(ids[row], true) & (ids[row] >= 0)
+        self.gain = self.ideal = None
+        if propensity is not None:
+            self.gain = np.where(self.relevant, propensity[np.maximum(ids, 0)], 0.0)
+            self.ideal = sum(
+                np.sort(propensity[truth.indices[truth.indptr[r] : truth.indptr[r + 1]]])[::-1][:k].sum()
+                for r in range(ids.shape[0])
+            )
+
+    def __call__(self, fused: np.ndarray) -> dict[str, float]:
+        order = np.argsort(-fused, axis=1, kind="stable")[:, : self.k]
+        shown = np.take_along_axis(fused, order, 1) > -np.inf
+        hits = np.take_along_axis(self.relevant, order, 1) & shown
+        parts = {"P@1": float(hits[:, 0].mean()), f"P@{self.k}": float(hits.mean())}
+        if self.gain is not None:
+            gain = np.where(shown, np.take_along_axis(self.gain, order, 1), 0.0).sum()
+            parts[f"PSP@{self.k}"] = float(gain / max(self.ideal, 1e-12))
+        return parts

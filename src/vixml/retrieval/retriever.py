@@ -7,9 +7,9 @@ Sources:
     ``dense``: maximum inner product over the visible labels (trained and added), exact or through an ANN
         index; with ``augment``, the "+R" scores (labels and training-query votes, METHOD.md 5) instead.
     ``sparse``: the TF-IDF label forest of :mod:`vixml.retrieval.sparse` (trained labels only).
-    ``fused``: the union of both top-``candidates`` lists, every candidate scored by both sources (the dense
-        score is exact for any label; the sparse floor where it found none) and combined by the run's
-        :class:`~vixml.retrieval.fusion.Fusion`.
+    ``fused``: the union of the sources' top-``candidates`` lists, every candidate scored by every source (the
+        dense score is exact for any label; the sparse and +R floors where they found none) and combined by the
+        run's :class:`~vixml.retrieval.fusion.Fusion` (with ``augment``, +R is a third source beside the two).
 
 Filter pairs (the dataset's reciprocal pairs) are removed before the cut to ``k``, so that every row still
 gets ``k`` labels; hidden labels never come back from any source.
@@ -181,28 +181,33 @@ class Retriever:
             scores, ids = self._sparse(texts, depth)
             return scores, ids, np.where(ids >= 0, FOUND_SPARSE, 0).astype(np.uint8)
         width = max(self.candidates, depth)
-        ids, dense, sparse_scores, found = self.candidate_scores(q, texts, width, memory, first_row)
-        fused = combine(dense, sparse_scores, ids >= 0, self.fusion)
+        ids, sources, found = self.candidate_scores(q, texts, width, memory, first_row)
+        fused = combine(sources, ids >= 0, self.fusion)
         return fused.astype(np.float32), ids, found
 
     def candidate_scores(self, q, texts, width: int, memory: Memory | None = None, first_row: int = 0):
-        """Each query's candidates (the union of both sources' top ``width``) and every source's score of them.
+        """Each query's candidates (the union of the sources' top ``width``) and every source's score of them.
 
         Returns:
-            ids (n, c) (-1 = none), dense (n, c) scores (exact inner products; +R mass with ``memory``),
-            sparse (n, c) scores (0 where the sparse source did not find the label), found (n, c) bits.
+            ids (n, c) (-1 = none); sources: ``dense`` (n, c) exact inner products, ``sparse`` (n, c) scores (0
+            where the sparse source did not find the label) and with ``memory`` ``r`` (n, c) +R probability mass
+            (0 where it did not reach the label); found (n, c) bits.
         """
-        d_ids, d_scores = self._dense(q, width, memory, first_row)
         s_scores, s_ids = self._sparse(texts, width)
-        ids = _union(d_ids, s_ids)
         if memory is None:
-            dense = self.labels.score(q, ids).astype(np.float64)
-        else:  # +R probability mass, 0 for a candidate it did not reach
-            dense = _lookup(d_ids, d_scores, ids, floor=0.0)
-        sparse_scores = _lookup(s_ids, s_scores, ids, floor=0.0)
-        dense_bit = FOUND_DENSE if memory is None else FOUND_R
-        found = _member(ids, d_ids) * dense_bit + _member(ids, s_ids) * FOUND_SPARSE
-        return ids, dense, sparse_scores, found.astype(np.uint8)
+            d_scores, d_ids = self.labels.search(q, min(width, self.labels.num_labels))
+            ids = _union(d_ids, s_ids)
+            found = _member(ids, d_ids) * FOUND_DENSE
+        else:
+            r_ids, r_scores = self._dense(q, width, memory, first_row)
+            d_scores, d_ids = self.labels.search(q, min(width, self.labels.num_labels))
+            ids = _union(_union(d_ids, r_ids), s_ids)
+            found = _member(ids, d_ids) * FOUND_DENSE + _member(ids, r_ids) * FOUND_R
+        sources = {"dense": self.labels.score(q, ids).astype(np.float64), "sparse": _lookup(s_ids, s_scores, ids, 0.0)}
+        if memory is not None:
+            sources["r"] = _lookup(r_ids, r_scores, ids, floor=0.0)
+        found = found + _member(ids, s_ids) * FOUND_SPARSE
+        return ids, sources, found.astype(np.uint8)
 
     def _dense(self, q, depth, memory, first_row=0):
         if memory is None:

@@ -15,13 +15,13 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from vixml.config import RunConfig
+from vixml.config import AugmentConfig, RunConfig
 from vixml.data import XMCDataset
 from vixml.metrics import inverse_propensity, resolve_propensity
-from vixml.retrieval import Fusion, LabelMatrix, Retriever, SparseRanker, tune
+from vixml.retrieval import Fusion, LabelMatrix, Memory, Retriever, SparseRanker, tune
 from vixml.run_folder import RunFolder
 
-__all__ = ["holdout_rows", "without_rows", "sparse_companion", "tune_fusion"]
+__all__ = ["holdout_rows", "without_rows", "sparse_companion", "tune_fusion", "plus_r_memory"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,8 +74,9 @@ def tune_fusion(
     label_embeddings: np.ndarray,
     sparse: SparseRanker,
     cfg: RunConfig,
+    memory: Memory | None = None,
 ) -> Fusion:
-    """The fusion weight that ranks the held-out queries best (or the configured one).
+    """The fusion weights that rank the held-out queries best (or the configured one).
 
     Args:
         queries: (len(rows), D) the held-out queries' embeddings by the final model.
@@ -84,6 +85,8 @@ def tune_fusion(
         label_embeddings: the final (L, D) label embeddings.
         sparse: the companion.
         cfg: the run's config.
+        memory: the "+R" memory (training queries, the held-out ones voting for nothing): its own weight is
+            tuned beside the dense and sparse ones (``Fusion.plus_r``).
     """
     sc = cfg.sparse
     if sc.dense_weight != "auto" or not rows.shape[0]:
@@ -93,7 +96,7 @@ def tune_fusion(
         return Fusion(weight, sc.normalization)
     retriever = Retriever(LabelMatrix(label_embeddings), sparse, candidates=sc.candidates)
     texts = dataset.trn_texts[rows.tolist()]
-    ids, dense, sparse_scores, _ = retriever.candidate_scores(queries, list(texts), sc.candidates)
+    ids, sources, _ = retriever.candidate_scores(queries, list(texts), sc.candidates, memory)
     truth = dataset.trn_Y[rows]
     trained = without_rows(dataset, rows).trn_Y
     A, B = resolve_propensity(cfg.eval.A, cfg.eval.B, dataset.path)
@@ -103,9 +106,7 @@ def tune_fusion(
         ids = ids.copy()
         for row, label in pairs:
             ids[row][ids[row] == label] = -1
-    fusion = tune(
-        dense, sparse_scores, ids, truth, normalization=sc.normalization, propensity=propensity, k=cfg.eval.k
-    )
+    fusion = tune(sources, ids, truth, normalization=sc.normalization, propensity=propensity, k=cfg.eval.k)
     best = fusion.scores[str(fusion.dense_weight)]
     logger.info(
         "fusion: dense weight %.2f tuned on %d held-out queries (%s)",
@@ -113,7 +114,17 @@ def tune_fusion(
         rows.shape[0],
         ", ".join(f"{k} {100 * v:.2f}" for k, v in best.items() if k != "objective"),
     )
+    if fusion.plus_r is not None:
+        logger.info("fusion with +R: %s", ", ".join(f"{name} {w:.2f}" for name, w in fusion.plus_r.items()))
     return fusion
+
+
+def plus_r_memory(embeddings: np.ndarray, dataset: XMCDataset, rows: np.ndarray, cfg: RunConfig) -> Memory:
+    """The "+R" memory of a hybrid run: every training query's embedding, the held-out ones voting for nothing
+    (their labels are the tuning's answers), with the run's ``eval.augment`` settings."""
+    ac = cfg.eval.augment or AugmentConfig()
+    labels = without_rows(dataset, rows).trn_Y.tocsr()
+    return Memory(embeddings, labels, ac.num_labels, ac.num_queries, ac.temperature, ac.label_weight)
 
 
 def _rows_pairs(pairs: np.ndarray, rows: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import io
 import json
 import logging
@@ -39,7 +40,7 @@ from vixml.reports import plot_training_curves
 from vixml.run_folder import RunFolder
 from vixml.training.checkpoint import latest_checkpoint, save_array
 from vixml.training.host_memory import training_need
-from vixml.training.hybrid import holdout_rows, sparse_companion, tune_fusion, without_rows
+from vixml.training.hybrid import holdout_rows, plus_r_memory, sparse_companion, tune_fusion, without_rows
 from vixml.training.parallel import full_weights
 from vixml.training.trainer import EpochEnd, Trainer
 
@@ -262,12 +263,17 @@ def _finish(
             run.replace_model(trainer.model.save)
     if main:
         write_texts(run.label_texts, dataset.lbl_texts)  # predictions shown as text, without the data
-    final = sources = fusion = None
+    final = sources = fusion = memory = None
     history = trainer.progress.history
     if hybrid.sparse is not None and main:
         started = time.perf_counter()
-        held_out = trainer.encoder.embed_split("trn", rows=hybrid.holdout) if hybrid.holdout.shape[0] else None
-        fusion = tune_fusion(held_out, hybrid.holdout, dataset, label_emb, hybrid.sparse, cfg)
+        held_out = None
+        if cfg.eval.augment is not None:  # +R is fused as a third source: its weight is tuned too
+            memory = plus_r_memory(trainer.encoder.embed_split("trn"), dataset, hybrid.holdout, cfg)
+            held_out = memory.embeddings[hybrid.holdout] if hybrid.holdout.shape[0] else None
+        elif hybrid.holdout.shape[0]:
+            held_out = trainer.encoder.embed_split("trn", rows=hybrid.holdout)
+        fusion = tune_fusion(held_out, hybrid.holdout, dataset, label_emb, hybrid.sparse, cfg, memory)
         fusion.save(run.fusion)
         tuning_seconds = round(time.perf_counter() - started, 1)
     if dataset.tst_Y is not None:
@@ -275,7 +281,7 @@ def _finish(
         stop_if_requested()
         queries = trainer.embed_test()  # every rank embeds its shard; rank 0 predicts and writes
         if main:
-            sources, predictions = _sources(queries, dataset, cfg, label_emb, hybrid.sparse, fusion)
+            sources, predictions = _sources(queries, dataset, cfg, label_emb, hybrid.sparse, fusion, memory)
             history[-1].update(sources["dense"])
             final = sources["fused" if fusion is not None else "dense"]
             write_label_matrix(run.predictions, predictions)
@@ -286,6 +292,8 @@ def _finish(
     record = {"final": final, "zero_shot": _zero_shot(history)}
     if fusion is not None and sources is not None:
         tuned = {"dense_weight": fusion.dense_weight, "tuned_on": fusion.tuned_on, "seconds": tuning_seconds}
+        if fusion.plus_r is not None:
+            tuned["plus_r"] = fusion.plus_r
         record.update(sources=sources, fusion=tuned)
     _write_json(run.metrics, record)
     plot_training_curves(history, run.curves, title=str(cfg.model.name_or_path))
@@ -293,9 +301,16 @@ def _finish(
     _write_readme(run, cfg, dataset, final, state)
 
 
-def _sources(queries, dataset: XMCDataset, cfg: RunConfig, label_emb, sparse, fusion):
+def _plus_r_sentence(weights: dict) -> str:
+    """How +R (training queries voting for their labels) is fused, for the run README and the report."""
+    parts = ", ".join(f"{name} {w:.2f}" for name, w in weights.items())
+    return f"With +R (`--augment`), +R is a third fused source; the weights tuned on the same queries: {parts}."
+
+
+def _sources(queries, dataset: XMCDataset, cfg: RunConfig, label_emb, sparse, fusion, memory=None):
     """Test metrics of each source through the one retrieval path (dense; with a companion also sparse and
-    fused) and the predictions of the last: the run's answer."""
+    fused; with the +R memory also dense + R and fused + R) and the predictions of the run's answer (fused
+    with a companion, else dense)."""
     from vixml.retrieval import LabelMatrix, Retriever
     from vixml.search import to_csr
     from vixml.training.evaluation import evaluate_predictions, test_filter
@@ -304,13 +319,21 @@ def _sources(queries, dataset: XMCDataset, cfg: RunConfig, label_emb, sparse, fu
     texts = list(dataset.tst_texts[list(range(dataset.n_test))]) if hybrid else None
     candidates = cfg.sparse.candidates if hybrid else 100
     retriever = Retriever(LabelMatrix(label_emb), sparse if hybrid else None, fusion, candidates=candidates)
-    metrics, predictions = {}, None
-    for source in ("dense", "sparse", "fused") if hybrid else ("dense",):
-        found = retriever.search(queries, texts, cfg.eval.topk, source=source, exclude=test_filter(dataset, cfg.eval))
+    asked = [("dense", None)] + ([("sparse", None), ("fused", None)] if hybrid else [])
+    if memory is not None:  # the test queries are scored with every training query's labels
+        memory = dataclasses.replace(memory, labels=dataset.trn_Y.tocsr())
+        asked += [("dense", memory), ("fused", memory)]
+    metrics, answer = {}, None
+    for source, with_r in asked:
+        found = retriever.search(
+            queries, texts, cfg.eval.topk, source=source, exclude=test_filter(dataset, cfg.eval), memory=with_r
+        )
         predictions = to_csr(found.scores, found.ids, dataset.n_labels)
-        metrics[source] = evaluate_predictions(predictions, dataset, cfg.eval)
+        metrics[source if with_r is None else f"{source} + R"] = evaluate_predictions(predictions, dataset, cfg.eval)
+        if with_r is None and source == ("fused" if hybrid else "dense"):
+            answer = predictions
     logger.info("test P@1: %s", ", ".join(f"{s} {100 * m['P@1']:.2f}" for s, m in metrics.items()))
-    return metrics, predictions
+    return metrics, answer
 
 
 # ---------------------------------------------------------------------------------------------- run state
@@ -469,6 +492,8 @@ def _write_readme(run: RunFolder, cfg: RunConfig, dataset: XMCDataset, final: di
             "the final metrics are the fused ones (each source's are in `metrics.json`).",
             "",
         ]
+        if fusion.get("plus_r"):
+            lines += [_plus_r_sentence(fusion["plus_r"]), ""]
     if final:
         lines += ["## Final test metrics (%)", "", "| metric | value |", "|---|---|"]
         lines += [f"| {k} | {100 * v:.2f} |" for k, v in final.items()]
