@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 from fastapi import FastAPI, File, Form, Header, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
@@ -26,7 +27,7 @@ from vixml.inference.overlay import LabelOverlay
 from vixml.locking import WriteLock
 from vixml.serve.batcher import Job, MicroBatcher, slice_predictions
 from vixml.serve.errors import RequestError
-from vixml.serve.images import decode_base64_image, decode_image
+from vixml.serve.images import PixelBudget, decode_base64_image, decode_image
 from vixml.serve.metrics import CONTENT_TYPE_LATEST, MetricsMiddleware, ServerMetrics
 from vixml.serve.schemas import AddLabelsRequest, AddLabelsResponse, Info, PredictRequest, PredictResponse
 from vixml.serve.settings import ServeSettings
@@ -161,11 +162,19 @@ class _Service:
         limit = self.settings.limits.max_text_chars
         if not text.strip():
             raise RequestError(422, loc, "empty text")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:  # JSON may escape half of a surrogate pair; no tokenizer reads it
+            raise RequestError(422, loc, f"not valid Unicode: a lone surrogate at character {exc.start}") from None
         if len(text) > limit:
             raise RequestError(422, loc, f"text of {len(text)} characters; at most {limit}")
         return text.strip()
 
-    def check_images(self, images: list, loc: list, side: str) -> list | None:
+    def pixel_budget(self) -> PixelBudget:
+        """The pixels one request may decode (each image, and all of them)."""
+        return PixelBudget(self.settings.limits.max_image_pixels, self.settings.limits.max_request_pixels)
+
+    def check_images(self, images: list, loc: list, side: str, budget: PixelBudget | None = None) -> list | None:
         if not images:
             return None
         if not self.predictor.model.uses_images(side):
@@ -173,10 +182,11 @@ class _Service:
         if len(images) > self.num_images:
             raise RequestError(422, loc, f"{len(images)} images; at most {self.num_images}")
         max_bytes = self.settings.limits.max_image_bytes
+        budget = budget or self.pixel_budget()
         return [
-            decode_base64_image(im, [*loc, j], max_bytes)
+            decode_base64_image(im, [*loc, j], max_bytes, budget)
             if isinstance(im, str)
-            else decode_image(im, [*loc, j], max_bytes)
+            else decode_image(im, [*loc, j], max_bytes, budget)
             for j, im in enumerate(images)
         ]
 
@@ -268,6 +278,12 @@ def create_app(
     app.add_middleware(_BodyLimit, max_bytes=settings.limits.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=service.metrics)  # outermost: refused requests count too
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError):
+        """pydantic's 422 without the offending input (it may be NaN or infinite: not JSON)."""
+        detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        return JSONResponse({"detail": detail}, 422)
+
     @app.exception_handler(VixmlError)
     async def vixml_error(request: Request, exc: VixmlError):
         problems = exc.problems if isinstance(exc, DataError) else []
@@ -279,8 +295,9 @@ def create_app(
         k = min(10, settings.limits.max_k) if body.k is None else body.k
         service.check_predict(len(body.queries), k, body.augment, body.source)
         texts = [service.check_text(q.text, ["body", "queries", i, "text"]) for i, q in enumerate(body.queries)]
+        budget = service.pixel_budget()
         images = [
-            service.check_images(q.images, ["body", "queries", i, "images"], "query")
+            service.check_images(q.images, ["body", "queries", i, "images"], "query", budget)
             for i, q in enumerate(body.queries)
         ]
         per_query = [im or [] for im in images] if any(images) else None
@@ -310,8 +327,9 @@ def create_app(
         if not 1 <= len(body.labels) <= limit:
             raise RequestError(422, ["body", "labels"], f"{len(body.labels)} labels; between 1 and {limit}")
         texts = [service.check_text(lab.text, ["body", "labels", i, "text"]) for i, lab in enumerate(body.labels)]
+        budget = service.pixel_budget()
         images = [
-            service.check_images(lab.images, ["body", "labels", i, "images"], "label")
+            service.check_images(lab.images, ["body", "labels", i, "images"], "label", budget)
             for i, lab in enumerate(body.labels)
         ]
         per_label = [im or [] for im in images] if any(images) else None

@@ -5,7 +5,8 @@ window (or until ``max_batch`` queries), and runs the whole batch in one worker 
 over every text, then one search per kind of scoring with the largest ``k`` asked (the top-``k`` of a
 request is a prefix of the top-``K`` list, ties included). The event loop stays free meanwhile, and
 requests arriving during a pass form the next batch. The same single thread runs label edits, so the model
-is only ever used by one thread.
+is only ever used by one thread. A batch that fails runs again one request at a time, so a request that
+breaks the encoder fails alone and never its batch-mates.
 """
 
 from __future__ import annotations
@@ -121,10 +122,14 @@ class MicroBatcher:
             self.on_batch(size)
         try:
             results = await asyncio.get_running_loop().run_in_executor(self.executor, self.run_batch, live)
-        except Exception as exc:  # noqa: BLE001 - handed to every waiting request, logged by the app
-            for job in live:
-                if not job.future.done():
-                    job.future.set_exception(exc)
+        except Exception as exc:  # noqa: BLE001 - handed to the waiting request, logged by the app
+            if len(live) > 1:  # one request's failure must not fail its batch-mates: each runs again alone
+                logger.warning("a batch of %d requests failed (%s); running each alone", len(live), exc)
+                for job in live:
+                    await self._run([job], len(job.texts))
+                return
+            if not live[0].future.done():
+                live[0].future.set_exception(exc)
             return
         for job, result in zip(live, results, strict=True):
             if not job.future.done():

@@ -12,7 +12,7 @@ import io
 
 from vixml.serve.errors import RequestError
 
-__all__ = ["decode_image", "decode_base64_image", "IMAGE_TYPES"]
+__all__ = ["decode_image", "decode_base64_image", "IMAGE_TYPES", "PixelBudget"]
 
 IMAGE_TYPES = {
     b"\x89PNG\r\n\x1a\n": "png",
@@ -28,7 +28,23 @@ def _kind(data: bytes) -> str | None:
     return next((kind for magic, kind in IMAGE_TYPES.items() if data.startswith(magic)), None)
 
 
-def decode_base64_image(text: str, loc: list, max_bytes: int):
+class PixelBudget:
+    """The pixels one request may still decode: each image is bounded alone and all of them together, from
+    their headers, before any is decoded (a small PNG can decode to gigabytes)."""
+
+    def __init__(self, per_image: int, per_request: int):
+        self.per_image, self.left, self.per_request = per_image, per_request, per_request
+
+    def take(self, width: int, height: int, loc: list) -> None:
+        pixels = width * height
+        if pixels > self.per_image:
+            raise RequestError(413, loc, f"image of {width}x{height} = {pixels:,} pixels; at most {self.per_image:,}")
+        if pixels > self.left:
+            raise RequestError(413, loc, f"the request's images add up to over {self.per_request:,} pixels")
+        self.left -= pixels
+
+
+def decode_base64_image(text: str, loc: list, max_bytes: int, budget: PixelBudget | None = None):
     """A base64 image (optionally a ``data:image/...;base64,`` URI) -> an RGB PIL image."""
     if text.startswith("data:"):
         head, _, text = text.partition(",")
@@ -42,11 +58,11 @@ def decode_base64_image(text: str, loc: list, max_bytes: int):
         raise RequestError(
             422, loc, "not base64: send the image's bytes as base64 (paths and URLs are never read)"
         ) from None
-    return decode_image(data, loc, max_bytes)
+    return decode_image(data, loc, max_bytes, budget)
 
 
-def decode_image(data: bytes, loc: list, max_bytes: int):
-    """Image bytes -> an RGB PIL image, or a RequestError naming ``loc``."""
+def decode_image(data: bytes, loc: list, max_bytes: int, budget: PixelBudget | None = None):
+    """Image bytes -> an RGB PIL image, or a RequestError naming ``loc``; its pixels taken from ``budget``."""
     from vixml.optional import require
 
     if len(data) > max_bytes:
@@ -56,8 +72,12 @@ def decode_image(data: bytes, loc: list, max_bytes: int):
         raise RequestError(415, loc, "unsupported image type: send PNG, JPEG, WebP or GIF bytes")
     image_module = require("PIL.Image", "vision")
     try:
-        image = image_module.open(io.BytesIO(data))
+        image = image_module.open(io.BytesIO(data))  # reads the header only
+        if budget is not None:
+            budget.take(*image.size, loc)
         image.load()
+    except RequestError:
+        raise
     except Exception as exc:  # noqa: BLE001 - Pillow raises many types for broken files
         raise RequestError(422, loc, f"unreadable {kind} image: {exc}") from None
     return image.convert("RGB")

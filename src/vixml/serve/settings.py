@@ -27,6 +27,13 @@ class Limits:
     max_image_bytes: int = 4 << 20  # bytes of one decoded image
     max_body_bytes: int = 16 << 20  # bytes of one request body
     max_new_labels: int = 1000  # labels in one POST /labels
+    max_image_pixels: int = 25_000_000  # pixels of one image, checked from its header before it is decoded
+    max_request_pixels: int = 100_000_000  # pixels of all the images of one request
+
+    def __post_init__(self) -> None:
+        bad = [f"{name} must be >= 1, got {value}" for name, value in asdict(self).items() if value < 1]
+        if bad:
+            raise ValueError("; ".join(bad))
 
 
 @dataclass(frozen=True)
