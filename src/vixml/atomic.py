@@ -15,12 +15,38 @@ from typing import IO
 
 from vixml.errors import StorageError
 
-__all__ = ["atomic_path", "atomic_open", "clean_stale_temps"]
+__all__ = ["atomic_path", "atomic_open", "clean_stale_temps", "refuse_links"]
 
 logger = logging.getLogger(__name__)
 
 # ``tempfile.mkstemp(prefix=".NAME.", suffix=SUFFIX)`` names: "." NAME "." 8 random characters SUFFIX.
 _TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}(?P<suffix>\.[^.]+)$")
+
+
+def refuse_links(path: str | os.PathLike, root: str | os.PathLike) -> Path:
+    """``path`` (inside ``root``) when no existing part of it below ``root`` is a symbolic link.
+
+    vixml writes and deletes only inside the folders it owns (a run, a dataset's cache): a link planted
+    there (a ``checkpoints`` pointing elsewhere, a lock file pointing at another file) would send a write or
+    a delete outside. ``root`` itself may be a link: the user chose it.
+    """
+    path, root = Path(path), Path(root)
+    try:
+        parts = path.relative_to(root).parts
+    except ValueError:
+        parts = path.parts  # not under root: check every part given
+        root = Path(parts[0]) if parts else root
+        parts = parts[1:]
+    current = root
+    for part in parts:
+        current = current / part
+        if current.is_symlink():
+            raise StorageError(
+                f"{current} is a symbolic link (to {os.readlink(current)}); vixml never writes through a link "
+                f"inside {root}: replace it with a real {'folder' if current.is_dir() else 'file'} or remove it"
+            )
+    return path
+
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from vixml.errors import VixmlError
+from vixml.errors import StorageError, VixmlError
 
 __all__ = ["WriteLock", "LockedError", "lock_path_for"]
 
@@ -54,7 +54,15 @@ class WriteLock:
 
     def acquire(self) -> WriteLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:  # never through a link: a planted one would truncate its target
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        except OSError as exc:
+            if self.path.is_symlink():
+                raise StorageError(
+                    f"the lock {self.path} is a symbolic link (to {os.readlink(self.path)}); vixml never writes "
+                    "through a link: remove it"
+                ) from None
+            raise StorageError(f"cannot create the lock {self.path}: {exc.strerror}") from None
         try:
             _lock(fd)
         except OSError:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vixml.atomic import atomic_open, atomic_path
+from vixml.atomic import atomic_open, atomic_path, refuse_links
 from vixml.data.file_kinds import NUMPY_READ_ERRORS
 from vixml.errors import ConfigError
 
@@ -137,13 +137,16 @@ class TokenCache:
         if chunk_size < 1:
             raise ConfigError(f"chunk_size must be at least 1; got {chunk_size}")
         self.root = Path(root)
+        self.owner = self.root  # the folder below which no link is followed when writing
         self.chunk_size = chunk_size
         self.progress = progress
 
     @classmethod
     def for_dataset(cls, dataset_dir: str | os.PathLike, **kwargs: Any) -> TokenCache:
         """The default cache of a dataset folder: ``<dataset_dir>/.cache/tokens``."""
-        return cls(Path(dataset_dir) / ".cache" / "tokens", **kwargs)
+        cache = cls(Path(dataset_dir) / ".cache" / "tokens", **kwargs)
+        cache.owner = Path(dataset_dir)  # no link between the dataset folder and what is written
+        return cache
 
     def get(
         self,
@@ -233,7 +236,7 @@ class TokenCache:
         else:  # stat and hash before reading: an edit made while we tokenise makes the cache stale
             source = {"path": str(Path(source_path).resolve()), **_file_state(source_path)}
             source["content_hash"] = _hash_file(source_path)
-        paths.folder.mkdir(parents=True, exist_ok=True)
+        refuse_links(paths.folder, self.owner).mkdir(parents=True, exist_ok=True)
         paths.meta.unlink(missing_ok=True)  # from here on, the old arrays are no longer vouched for
         self._write_identity(paths.folder, tokenizer, max_length)
         logger.info("tokenising %d texts of %r into %s", n, paths.split, paths.folder)

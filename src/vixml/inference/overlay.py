@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vixml.atomic import atomic_open, atomic_path, clean_stale_temps
+from vixml.atomic import atomic_open, atomic_path, clean_stale_temps, refuse_links
 from vixml.errors import DataError, Problem
 from vixml.locking import WriteLock
 from vixml.run_folder import RunFolder
@@ -140,7 +140,8 @@ class LabelOverlay:
     @classmethod
     def lock(cls, run: RunFolder | str | Path, purpose: str) -> WriteLock:
         """The overlay's write lock (not yet acquired): one editor (server or ``vixml labels``) at a time."""
-        return WriteLock(cls.folder_of(run), purpose)
+        folder = cls.folder_of(run)
+        return WriteLock(refuse_links(folder, folder.parent), purpose)
 
     @classmethod
     def empty_for(cls, run: RunFolder | str | Path, base_embeddings: np.ndarray) -> LabelOverlay:
@@ -199,7 +200,7 @@ class LabelOverlay:
     def write(self, run: RunFolder | str | Path, *, embeddings_changed: bool = True) -> None:
         """Persist atomically (embeddings first, then the commit record); the caller holds :meth:`lock`."""
         folder = self.folder_of(run)
-        folder.mkdir(parents=True, exist_ok=True)
+        refuse_links(folder, folder.parent).mkdir(parents=True, exist_ok=True)
         clean_stale_temps(folder)
         if embeddings_changed and self.added:
             with atomic_path(folder / _EMBEDDINGS, suffix=".npy") as tmp:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vixml.atomic import atomic_open, atomic_path
+from vixml.atomic import atomic_open, atomic_path, refuse_links
 from vixml.errors import DataError, Problem
 
 __all__ = [
@@ -74,7 +74,7 @@ def save_checkpoint(
         bank: the (N, D) query-embedding bank, or None.
         keep: how many of the newest checkpoints to keep.
     """
-    folder.mkdir(parents=True, exist_ok=True)
+    refuse_links(folder, folder.parent).mkdir(parents=True, exist_ok=True)  # rmtree below must stay inside
     name = f"ckpt-e{epoch:04d}-s{step:09d}"
     final = folder / name
     tmp = folder / f".{name}.partial"
