@@ -12,6 +12,7 @@ weights); ``train_config`` gives the small, fast training config that the end-to
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
@@ -20,6 +21,9 @@ from support_models import make_tiny_bert, make_tiny_gemma3, make_tiny_llama, ma
 from vixml.config import RunConfig, apply_overrides
 
 os.environ.setdefault("VIXML_NATIVE_BF16", "0")
+# The search measures its fastest backend once per machine and caches the choice (vixml.search.gemm): the
+# suite keeps that cache in a folder of its own (measured once per session), never in the user's home.
+os.environ.setdefault("VIXML_CACHE_DIR", tempfile.mkdtemp(prefix="vixml-test-cache-"))
 
 DECODERS = {"qwen2": make_tiny_qwen2, "llama": make_tiny_llama, "gemma3_text": make_tiny_gemma3}
 

@@ -144,6 +144,8 @@ class CpuFeatures:
     limits: tuple[str, ...] = ()
     torch_kernels: str = "unknown"
     source: str = "none"
+    vnni: bool = False  # int8 dot products: AVX512_VNNI or AVX-VNNI
+    amx_int8: bool = False
 
     @property
     def native_bf16(self) -> bool:
@@ -153,7 +155,14 @@ class CpuFeatures:
     @property
     def flags(self) -> list[str]:
         """The instruction sets present, by their usual names (``["AVX2", "AVX-512", ...]``)."""
-        named = (("AVX2", self.avx2), ("AVX-512", self.avx512), ("AVX512_BF16", self.avx512_bf16), ("AMX", self.amx))
+        named = (
+            ("AVX2", self.avx2),
+            ("AVX-512", self.avx512),
+            ("AVX512_BF16", self.avx512_bf16),
+            ("AMX", self.amx),
+            ("VNNI", self.vnni),
+            ("AMX-INT8", self.amx_int8),
+        )
         return [name for name, present in named if present]
 
     def describe(self) -> str:
@@ -179,6 +188,8 @@ def cpu_features() -> CpuFeatures:
             avx512_bf16="avx512_bf16" in flags,
             amx="amx_bf16" in flags,
             source="/proc/cpuinfo",
+            vnni=bool({"avx512_vnni", "avx_vnni"} & flags),
+            amx_int8="amx_int8" in flags,
         )
     else:
         found = _torch_features()

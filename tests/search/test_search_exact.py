@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from support_search import assert_close_topk, integer_data, normalised, oracle_topk
+from support_search import assert_close_topk, clustered, integer_data, normalised, oracle_topk
 from vixml.errors import ConfigError, DataError
 from vixml.search import exact, topk
-from vixml.search.blocks import onednn_available
+from vixml.search.gemm import installed
 
 SHAPES = [  # (n, L, d, k, block_queries, block_labels)
     (10, 1000, 16, 5, 3, 256),  # many small blocks
@@ -43,14 +43,31 @@ def test_equals_torch_topk_values_on_float_data():
     assert_close_topk(q, x, 50, scores, ids, atol=1e-5)
 
 
-@pytest.mark.parametrize("use_onednn", [False, True])
-def test_cpu_product_routes_agree(monkeypatch, use_onednn):
-    if use_onednn and not onednn_available():
-        pytest.skip("torch without oneDNN")
-    monkeypatch.setattr(exact, "_ONEDNN_MIN_QUERIES", 1 if use_onednn else 10**9)
-    q, x = integer_data(20, 900, 12, seed=3)
-    scores, ids = topk(q, x, 30, block_queries=8, block_labels=256)
-    np.testing.assert_array_equal(ids, oracle_topk(q, x, 30)[1])
+@pytest.mark.parametrize("backend", installed())
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s[:4])))
+def test_every_backend_returns_the_exact_top_k_with_ties_to_the_lower_id(backend, shape):
+    n, n_labels, d, k, bq, bl = shape
+    q, x = integer_data(n, n_labels, d, seed=n + k, high=2)  # exact scores in any summation order, many ties
+    scores, ids = topk(q, x, k, block_queries=bq, block_labels=bl, device="cpu", backend=backend)
+    want_scores, want_ids = oracle_topk(q, x, k)
+    np.testing.assert_array_equal(ids, want_ids)
+    np.testing.assert_array_equal(scores, want_scores)
+
+
+@pytest.mark.parametrize("backend", installed())
+def test_every_backend_finds_the_top_k_of_random_and_clustered_data(backend):
+    labels, queries = clustered(4000, 300, 48, seed=7)
+    for q, x in ((normalised(300, 48, seed=8), normalised(4000, 48, seed=9)), (queries, labels)):
+        scores, ids = topk(q, x, 50, device="cpu", backend=backend)
+        assert_close_topk(q, x, 50, scores, ids, atol=1e-5)
+
+
+def test_a_backend_that_cannot_serve_the_search_is_refused():
+    q, x = integer_data(4, 50, 8)
+    with pytest.raises(ConfigError, match="valid: onednn, torch, numpy, faiss"):
+        topk(q, x, 3, device="cpu", backend="blis")
+    with pytest.raises(ConfigError, match="exact fp32 search on CPU"):
+        topk(q, x, 3, device="cpu", backend="numpy", precision="bf16")
 
 
 def test_several_label_chunks_carry_the_result(monkeypatch):

@@ -1,10 +1,10 @@
 """Label blocks held in the form that multiplies fastest on the device, and the score-block product.
 
-On CPU, float32 products go through oneDNN (``Tensor.to_mkldnn`` + ``torch.nn.functional.linear``)
-when torch has it: on the AVX-512 machine of ``benchmarks/bench_search.py`` that runs at about twice
-the speed of ``torch.matmul``'s MKL sgemm (230 vs 100 GFLOP/s per core), which does not use AVX-512
-on AMD CPUs. bfloat16 products already go to oneDNN through ``torch.matmul``. On GPU the labels are
-simply moved to the device in the compute dtype, block by block.
+On CPU, float32 products go through one of three backends: oneDNN (``Tensor.to_mkldnn`` +
+``torch.nn.functional.linear``: on the Intel AVX-512 machine of ``benchmarks/bench_search.py`` about twice
+``torch.matmul``'s MKL sgemm), ``torch.matmul``, or numpy's BLAS (OpenBLAS: the fastest on an AMD Zen 4);
+:mod:`vixml.search.gemm` measures which wins on a machine. bfloat16 products go to oneDNN through
+``torch.matmul``. On GPU the labels are simply moved to the device in the compute dtype, block by block.
 """
 
 from __future__ import annotations
@@ -47,37 +47,53 @@ class LabelBlocks:
         device: compute device.
         dtype: compute dtype (float32, bfloat16 or float16).
         block_rows: labels per block.
-        use_onednn: for CPU float32; None: when :func:`onednn_available`.
+        backend: the product: ``torch`` (``torch.matmul``: MKL on CPU, cuBLAS on GPU), ``onednn`` (CPU float32
+            through ``to_mkldnn``) or ``numpy`` (CPU float32: numpy's BLAS, OpenBLAS in the wheels); None:
+            ``onednn`` for CPU float32 when :func:`onednn_available`, else ``torch``
+            (:mod:`vixml.search.gemm` measures which is fastest on a machine).
 
     Holding the blocks copies the rows (at most ``end - start`` of them) unless they already are a
-    contiguous tensor on ``device`` in ``dtype`` and oneDNN is not used.
+    contiguous tensor on ``device`` in ``dtype`` and the backend is not oneDNN.
     """
 
-    def __init__(self, labels, start: int, end: int, device, dtype, block_rows: int, use_onednn: bool | None = None):
+    def __init__(self, labels, start: int, end: int, device, dtype, block_rows: int, backend: str | None = None):
         import torch
 
         self.device = torch.device(device)
         self.dtype = dtype
-        if use_onednn is None:
-            use_onednn = self.device.type == "cpu" and dtype == torch.float32 and onednn_available()
-        self.onednn = use_onednn
+        cpu32 = self.device.type == "cpu" and dtype == torch.float32
+        if backend is None:
+            backend = "onednn" if cpu32 and onednn_available() else "torch"
+        if backend in ("onednn", "numpy") and not cpu32:
+            raise ValueError(f"the {backend} product is for float32 on CPU, not {dtype} on {self.device}")
+        self.backend = backend
         self.offsets: list[int] = []
-        self.blocks: list[torch.Tensor] = []
+        self.blocks: list = []
         for lo in range(start, end, block_rows):
             hi = min(lo + block_rows, end)
             block = labels[lo:hi].to(device=self.device, dtype=dtype).contiguous()
             self.offsets.append(lo)
-            self.blocks.append(block.to_mkldnn() if self.onednn else block)
+            self.blocks.append(self._prepare(block))
+
+    @property
+    def onednn(self) -> bool:
+        return self.backend == "onednn"
+
+    def _prepare(self, block):
+        if self.backend == "onednn":
+            return block.to_mkldnn()
+        if self.backend == "numpy":
+            return block.numpy()
+        return block
 
     def __len__(self) -> int:
         return len(self.blocks)
 
-    def queries(self, rows: torch.Tensor) -> torch.Tensor:
+    def queries(self, rows: torch.Tensor):
         """A query block (r, d) in the form :meth:`scores` takes."""
-        block = rows.to(device=self.device, dtype=self.dtype).contiguous()
-        return block.to_mkldnn() if self.onednn else block
+        return self._prepare(rows.to(device=self.device, dtype=self.dtype).contiguous())
 
-    def scores(self, queries: torch.Tensor, i: int, buffer: torch.Tensor) -> torch.Tensor:
+    def scores(self, queries, i: int, buffer: torch.Tensor) -> torch.Tensor:
         """(r, n) scores of prepared ``queries`` against block ``i``: a contiguous tensor in ``dtype``.
 
         Args:
@@ -86,12 +102,16 @@ class LabelBlocks:
             buffer: flat tensor of at least ``r * n`` elements in ``dtype`` on the device, reused for
                 the output when the product can write into it (not with oneDNN, which allocates).
         """
+        import numpy as np
         import torch
 
         block = self.blocks[i]
-        if self.onednn:
+        if self.backend == "onednn":
             return torch.nn.functional.linear(queries, block).to_dense()
         r, n = queries.shape[0], block.shape[0]
         out = buffer[: r * n].view(r, n)
-        torch.matmul(queries, block.T, out=out)
+        if self.backend == "numpy":
+            np.matmul(queries, block.T, out=out.numpy())
+        else:
+            torch.matmul(queries, block.T, out=out)
         return out

@@ -47,13 +47,14 @@ from vixml.errors import ConfigError, DataError, Problem
 from vixml.finite import nonfinite_problem
 from vixml.memory_fit import budget, gib, give_back_freed
 from vixml.search.blocks import LabelBlocks, onednn_available
+from vixml.search.gemm import BACKENDS
 from vixml.search.reservoir import Reservoir, RowPool
 from vixml.search.selection import RunningTopK, best_of
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["topk", "Precision", "PRECISIONS", "default_blocks", "search_memory"]
+__all__ = ["topk", "Precision", "PRECISIONS", "BACKENDS", "default_blocks", "search_memory"]
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +103,7 @@ def topk(
     block_labels: int | None = None,
     progress: bool = False,
     check_finite: FiniteCheck = "all",
+    backend: str | None = None,
 ):
     """Top-``k`` labels by inner product for every query, exact and memory-bounded.
 
@@ -118,6 +120,8 @@ def topk(
         progress: show a tqdm bar over query blocks.
         check_finite: refuse NaN/inf rows of ``"all"`` inputs, of the ``"queries"`` only (labels validated
             before), or ``"none"`` (both validated by the caller).
+        backend: the CPU float32 product: ``onednn``, ``torch``, ``numpy`` or ``faiss`` (its own flat search);
+            None: the fastest on this machine (:mod:`vixml.search.gemm`, measured once and cached).
 
     Returns:
         (scores, indices): (n, k) float32 scores, descending per row, and (n, k) int64 label ids;
@@ -163,8 +167,12 @@ def topk(
         bq, bl = block_queries or bq, block_labels or bl
         shape = f"{n}x{n_labels} k={k} {precision} on {dev}, blocks {bq}x{bl}, {torch.get_num_threads()} threads"
         logger.debug("topk %s", shape)
+        backend = _backend(backend, dev, precision, n, lab)
         with torch.inference_mode():
-            _search(q, lab, k_eff, dev, precision, bq, bl, progress, out_v[:, :k_eff], out_i[:, :k_eff])
+            if backend == "faiss":
+                _faiss_search(q, lab, k_eff, bq, out_v[:, :k_eff], out_i[:, :k_eff])
+            else:
+                _search(q, lab, k_eff, dev, precision, bq, bl, progress, out_v[:, :k_eff], out_i[:, :k_eff], backend)
     if return_torch:
         return out_v, out_i
     return out_v.numpy(), out_i.numpy()
@@ -205,13 +213,13 @@ class _Plan:
     dtype: torch.dtype
     block_queries: int
     block_labels: int
-    onednn: bool
+    backend: str
     buffer: torch.Tensor  # flat, reused for score blocks
     pool: RowPool
     bar: object | None
 
 
-def _search(q, lab, k, dev, precision, bq, bl, progress, out_v, out_i) -> None:
+def _search(q, lab, k, dev, precision, bq, bl, progress, out_v, out_i, backend: str = "torch") -> None:
     """Fill ``out_v`` / ``out_i`` ((n, k) on the output device) chunk by chunk, block by block.
 
     The CPU selection runs on half of torch's threads: right after each matmul torch's OpenMP
@@ -223,13 +231,13 @@ def _search(q, lab, k, dev, precision, bq, bl, progress, out_v, out_i) -> None:
 
     dtype = {"fp32": torch.float32, "fp16": torch.float16}.get(precision, torch.bfloat16)
     n = q.shape[0]
-    onednn = dev.type == "cpu" and dtype == torch.float32 and n >= _ONEDNN_MIN_QUERIES and onednn_available()
+    onednn = backend == "onednn"
     chunks = list(_chunk_ranges(lab, dev, dtype, onednn))
     buffer = torch.empty(bq * min(bl, lab.shape[0]), dtype=dtype, device=dev)
     workers = max(1, torch.get_num_threads() // 2) if dev.type == "cpu" else 1
     with RowPool(workers) as pool:
         bar = _progress(progress, len(chunks) * math.ceil(n / bq))
-        plan = _Plan(k, dev, precision, dtype, bq, bl, onednn, buffer, pool, bar)
+        plan = _Plan(k, dev, precision, dtype, bq, bl, backend, buffer, pool, bar)
         for start, end in chunks:
             _search_chunk(plan, q, lab, start, end, out_v, out_i)
             if len(chunks) > 1 or onednn:
@@ -242,7 +250,7 @@ def _search_chunk(plan: _Plan, q, lab, start: int, end: int, out_v, out_i) -> No
     """Every query block against labels ``[start, end)``, carrying the result of earlier chunks."""
     import torch
 
-    blocks = LabelBlocks(lab, start, end, plan.device, plan.dtype, plan.block_labels, use_onednn=plan.onednn)
+    blocks = LabelBlocks(lab, start, end, plan.device, plan.dtype, plan.block_labels, backend=plan.backend)
     for q0 in range(0, q.shape[0], plan.block_queries):
         q1 = min(q0 + plan.block_queries, q.shape[0])
         prepared = blocks.queries(q[q0:q1])
@@ -266,6 +274,62 @@ def _search_chunk(plan: _Plan, q, lab, start: int, end: int, out_v, out_i) -> No
         out_i[q0:q1] = indices.to(out_i.device)
         if plan.bar is not None:
             plan.bar.update(1)
+
+
+def _backend(asked: str | None, dev, precision: str, n: int, lab) -> str:
+    """The product of this search: float32 on CPU takes the asked or measured backend, the rest ``torch``."""
+    import torch
+
+    if dev.type != "cpu" or precision != "fp32":
+        if asked not in (None, "torch"):
+            raise ConfigError(f"backend {asked!r} is for exact fp32 search on CPU, not {precision} on {dev}")
+        return "torch"
+    if asked is None:
+        from vixml.search.gemm import choice
+
+        asked = choice(lab.shape[1]).for_queries(n)
+    if asked not in BACKENDS:
+        raise ConfigError(f"unknown search backend {asked!r}; valid: {', '.join(BACKENDS)}")
+    if asked == "onednn" and not onednn_available():
+        raise ConfigError("backend 'onednn' needs torch built with oneDNN (mkldnn), and this one is not")
+    if asked == "onednn" and n < _ONEDNN_MIN_QUERIES:
+        return "torch"  # copying the labels into oneDNN's layout does not pay for few queries
+    if asked == "faiss" and not (lab.dtype == torch.float32 and lab.is_contiguous()):
+        return "numpy"  # faiss reads one contiguous float32 array; chunked conversion is ours
+    return asked
+
+
+def _faiss_search(q, lab, k: int, bq: int, out_v, out_i) -> None:
+    """faiss's brute-force inner-product search, made to answer as ours: ties by lower id.
+
+    faiss is asked for a margin more than ``k`` and each row re-sorted by (score, id); a row whose tie at
+    the ``k``-th score reaches the end of the margin (ties faiss may have cut anywhere) is searched again by
+    the numpy backend.
+    """
+    import faiss
+
+    labels = lab.numpy()
+    margin = min(k + _margin(k), labels.shape[0])
+    step = max(bq, 1024)
+    for q0 in range(0, q.shape[0], step):
+        rows = np.ascontiguousarray(q[q0 : q0 + step].to(dtype=lab.dtype).numpy())
+        scores, ids = faiss.knn(rows, labels, margin, metric=faiss.METRIC_INNER_PRODUCT)
+        order = np.lexsort((np.where(ids < 0, np.iinfo(np.int64).max, ids), -scores.astype(np.float64)), axis=1)
+        scores, ids = np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)
+        out_v[q0 : q0 + rows.shape[0]] = _torch_from(scores[:, :k])
+        out_i[q0 : q0 + rows.shape[0]] = _torch_from(ids[:, :k].astype(np.int64))
+        if margin < labels.shape[0]:
+            unsure = np.flatnonzero(scores[:, k - 1] == scores[:, margin - 1])
+            if unsure.size:
+                again_v, again_i = topk(rows[unsure], labels, k, device="cpu", check_finite="none", backend="numpy")
+                out_v[q0 + unsure] = _torch_from(again_v)
+                out_i[q0 + unsure] = _torch_from(again_i)
+
+
+def _torch_from(array: np.ndarray):
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(array))
 
 
 def _selector(plan: _Plan, rows: int, k: int):
