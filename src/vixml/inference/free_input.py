@@ -111,8 +111,15 @@ def open_images(refs: list[list[str]], source: str) -> list[list]:
     return out
 
 
-def write_predictions(path: str | Path, predictions: Predictions, queries: Sequence[str], n_labels: int) -> Path:
-    """Write ``.jsonl`` (one record per query: query, labels, texts, scores) or ``.npz`` (CSR), atomically."""
+def write_predictions(
+    path: str | Path,
+    predictions: Predictions,
+    queries: Sequence[str],
+    n_labels: int,
+    query_ids: Sequence[str | None] | None = None,
+) -> Path:
+    """Write ``.jsonl`` (one record per query: its id when given, the query, labels' rows and own ids, texts,
+    scores: :meth:`Predictions.records`) or ``.npz`` (CSR, rows only), atomically."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".npz":
@@ -121,7 +128,7 @@ def write_predictions(path: str | Path, predictions: Predictions, queries: Seque
         write_label_matrix(path, predictions.to_csr(n_labels))
     elif suffix == ".jsonl":
         with atomic_open(path) as fh:
-            for record in predictions.records(list(queries)):
+            for record in predictions.records(list(queries), query_ids):
                 fh.write(json.dumps(record, ensure_ascii=False) + "\n")
     else:
         raise DataError(Problem(str(path), f"unknown output format; expected one of {', '.join(OUTPUT_SUFFIXES)}"))
