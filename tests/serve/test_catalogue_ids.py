@@ -10,53 +10,15 @@ import json
 import shutil
 import subprocess
 
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from support_data import label_word, write_table
-from support_serve import N_LABELS, run_config
+from support_data import label_word
+from support_serve import LABEL_IDS, N_LABELS, NUMERIC_ROW
 from vixml.cli.main import main
-from vixml.data import prepare_dataset
 from vixml.inference import Predictor
 from vixml.run_folder import RunFolder
 from vixml.serve import ServeSettings, create_app
-from vixml.training import train
-
-FILLER = ["the", "with", "for", "new", "set", "pack"]
-NUMERIC_ROW = 3  # the label whose own id is "7", which is also another label's row number
-
-
-def label_id(j: int) -> str:
-    return "7" if j == NUMERIC_ROW else f"uitoolkit::{label_word(j)}"
-
-
-LABEL_IDS = [label_id(j) for j in range(N_LABELS)]
-
-
-def make_id_catalogue(directory, n_train: int = 96, n_test: int = 24, seed: int = 0):
-    """queries.csv (ids ``Q-0000``...), labels.jsonl (SKU-like ids, listed in row order), pairs.csv with a split."""
-    rng = np.random.default_rng(seed)
-    directory.mkdir(parents=True, exist_ok=True)
-    labels = [{"id": LABEL_IDS[j], "text": f"{label_word(j)} item"} for j in range(N_LABELS)]
-    queries, pairs = [], []
-    for i in range(n_train + n_test):
-        qid, split = f"Q-{i:04d}", "trn" if i < n_train else "tst"
-        chosen = rng.choice(N_LABELS, size=int(rng.integers(1, 3)), replace=False)
-        words = [label_word(int(j)) for j in chosen] + list(rng.choice(FILLER, size=2))
-        queries.append({"id": qid, "text": " ".join(words), "split": split})
-        pairs += [{"query_id": qid, "label_id": LABEL_IDS[int(j)]} for j in chosen]
-    write_table(directory / "labels.jsonl", labels)
-    write_table(directory / "queries.csv", queries)
-    write_table(directory / "pairs.csv", pairs)
-    return directory
-
-
-@pytest.fixture(scope="module")
-def id_run(tmp_path_factory, serve_model):
-    root = tmp_path_factory.mktemp("catalogue-ids")
-    data = prepare_dataset(make_id_catalogue(root / "catalogue"), root / "data")
-    return train(run_config(serve_model, "train.epochs=2"), data, root / "run")
 
 
 @pytest.fixture
