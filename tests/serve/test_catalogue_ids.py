@@ -148,3 +148,12 @@ def test_http_predict_and_edits_by_id_survive_a_restart(run):
         results = client.post("/predict", json={"queries": [{"text": "zuzu item"}], "k": N_LABELS + 1}).json()
         assert "uitoolkit::zuzu" in results["results"][0]["ids"]
         assert len(client.get("/labels").json()["history"]) == 5
+
+
+def test_report_samples_show_query_and_label_ids(id_run):
+    from vixml.reports.html import build_report
+
+    page = build_report([id_run])
+    samples = page[page.index("Sample test predictions") :]
+    assert "Q-0096" in samples and "Q-0119" in samples  # the first and last test queries
+    assert "#uitoolkit::" in samples and samples.count("class='sample'") == 8  # SAMPLES
