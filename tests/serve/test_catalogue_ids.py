@@ -157,3 +157,21 @@ def test_report_samples_show_query_and_label_ids(id_run):
     samples = page[page.index("Sample test predictions") :]
     assert "Q-0096" in samples and "Q-0119" in samples  # the first and last test queries
     assert "#uitoolkit::" in samples and samples.count("class='sample'") == 8  # SAMPLES
+
+
+def test_predict_data_jsonl_carries_the_split_ids(tmp_path, id_run, vixml):
+    data = id_run.parent / "data"
+    vixml("predict", id_run, "--data", data, "--k", 3, "--out", tmp_path / "p.jsonl")
+    vixml("predict", id_run, "--data", data, "--k", 3, "--out", tmp_path / "p.npz")
+    records = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert [r["query_id"] for r in records] == [f"Q-{i:04d}" for i in range(96, 120)]
+    assert records[0]["query"] == (data / "tst.raw.txt").read_text().splitlines()[0]
+    from vixml.data import read_label_matrix
+
+    matrix = read_label_matrix(tmp_path / "p.npz").tocsr()
+    for row, record in enumerate(records):
+        entries = dict(zip(matrix[row].indices.tolist(), matrix[row].data.tolist(), strict=True))
+        assert set(record["labels"]) == set(entries) and len(record["labels"]) == 3
+        assert record["scores"] == sorted(record["scores"], reverse=True)
+        assert record["scores"] == pytest.approx([entries[j] for j in record["labels"]], abs=1e-6)
+        assert record["ids"] == [LABEL_IDS[j] for j in record["labels"]]
