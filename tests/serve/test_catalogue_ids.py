@@ -80,6 +80,7 @@ def test_cli_hides_unhides_and_adds_by_id_and_a_restart_keeps_them(tmp_path, run
     shown = [i for i in predictor.predict([f"{label_word(5)} item"], k=N_LABELS).ids[0] if i is not None]
     assert LABEL_IDS[5] not in shown and "7" not in shown and len(shown) == N_LABELS - 2
     vixml("labels", "unhide", run, "7")
+    vixml("labels", "unhide", run, "7")  # already visible: nothing changes, nothing logged
     edits = json.loads(vixml("labels", "list", run).stdout)
     assert edits["hidden"] == [5] and edits["hidden_ids"] == [LABEL_IDS[5]] and edits["label_ids"] is True
     assert [(h["edit"], h["ids"], h["by"]) for h in edits["history"]] == [
@@ -92,10 +93,15 @@ def test_cli_hides_unhides_and_adds_by_id_and_a_restart_keeps_them(tmp_path, run
     assert out["added"] == [N_LABELS, N_LABELS + 1] and out["ids"] == ["uitoolkit::zuzu", str(N_LABELS + 1)]
     again = vixml("labels", "add", run, "--texts", new, ok=False)
     assert again.returncode == 1 and f"id 'uitoolkit::zuzu' is taken by label row {N_LABELS}" in again.stderr
-    clash = tmp_path / "clash.csv"
-    clash.write_text(f"id,text\n{LABEL_IDS[0]},other item\n")
+    clash = tmp_path / "clash.jsonl"
+    rows = [{"id": LABEL_IDS[0], "text": "a item"}, {"id": "n", "text": "b"}, {"id": "n", "text": "c"}]
+    clash.write_text("".join(json.dumps(r) + "\n" for r in [*rows, {"id": "bad\u0007", "text": "d"}]))
     refused = vixml("labels", "add", run, "--texts", clash, ok=False)
-    assert refused.returncode == 1 and "is taken by label row 0" in refused.stderr
+    assert (
+        refused.returncode == 1 and "label 1: id " + repr(LABEL_IDS[0]) + " is taken by label row 0" in refused.stderr
+    )
+    assert "label 3: id 'n' is given twice" in refused.stderr and "holds a control character" in refused.stderr
+    assert Predictor.load(run, device="cpu").labels.num_labels == N_LABELS + 2  # nothing added
     unknown = vixml("labels", "hide", run, "uitoolkit::nope", ok=False)
     assert unknown.returncode == 1 and "no label has the id 'uitoolkit::nope'" in unknown.stderr
     vixml("labels", "hide", run, "uitoolkit::zuzu")

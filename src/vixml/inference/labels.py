@@ -484,13 +484,18 @@ def check_label_id(value, source: str, index: int | None = None) -> str:
 def _new_ids(labels: LabelSet, given: list, source: str) -> list[str]:
     """The own ids of labels about to be added: checked, unique, free ones chosen for the labels without."""
     taken: set[str] = set()
-    problems = []
+    problems, malformed = [], []
     keys: list[str | None] = []
     for i, value in enumerate(given):
         if value is None:
             keys.append(None)
             continue
-        key = check_label_id(value, source, i)
+        try:
+            key = check_label_id(value, source, i)
+        except DataError as exc:
+            malformed += exc.problems
+            keys.append(None)
+            continue
         row = labels.row_of_id(key)
         if row is not None:
             problems.append(Problem(source, f"label {i + 1}: id {key!r} is taken by label row {row}", field="id"))
@@ -498,6 +503,8 @@ def _new_ids(labels: LabelSet, given: list, source: str) -> list[str]:
             problems.append(Problem(source, f"label {i + 1}: id {key!r} is given twice", field="id"))
         taken.add(key)
         keys.append(key)
+    if malformed:
+        raise DataError(malformed + problems)
     if problems:
         raise LabelIdTaken(problems)
     start = labels.num_labels

@@ -202,7 +202,8 @@ class _Service:
         row = labels.find(ref)
         if row is None:
             last = labels.num_labels - 1
-            raise RequestError(404, ["path", "label_id"], f"no label has the id {ref!r}, nor the row (0..{last})")
+            message = f"no label has the id {ref!r}, and it is not a row number 0..{last}"
+            raise RequestError(404, ["path", "label_id"], message, "not_found")
         return row
 
     def check_label_id(self, value: str | None, index: int) -> str | None:
