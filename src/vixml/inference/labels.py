@@ -125,6 +125,11 @@ def source_names(bits: int) -> list[str]:
     return [name for bit, name in ((FOUND_DENSE, "dense"), (FOUND_SPARSE, "sparse"), (FOUND_R, "+R")) if bits & bit]
 
 
+def _row_number(text: str) -> int | None:
+    """``text`` as a whole number when it is one (ASCII digits, short enough to convert), else None."""
+    return int(text) if 0 < len(text) <= 18 and text.isascii() and text.isdigit() else None
+
+
 def merge_topk(parts: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
     """Merge several (scores (n, ki), ids (n, ki)) into the top ``k``: score descending, then id ascending."""
     scores = np.concatenate([p[0] for p in parts], axis=1)
@@ -224,8 +229,8 @@ class LabelSet:
     def row_of_id(self, key: str) -> int | None:
         """The row whose own id is ``key`` (None: no label has it)."""
         if self.base_ids is None:
-            base = int(key) if key.isdigit() and key.isascii() and int(key) < self.num_trained else None
-            if base is not None and str(base) == key:
+            base = _row_number(key)
+            if base is not None and base < self.num_trained and str(base) == key:
                 return base
         else:
             if self._base_rows is None:
@@ -244,8 +249,9 @@ class LabelSet:
             return int(ref) if 0 <= int(ref) < self.num_labels else None
         text = str(ref).strip()
         row = self.row_of_id(text)
-        if row is None and text.isascii() and text.isdigit() and int(text) < self.num_labels:
-            row = int(text)
+        if row is None:
+            number = _row_number(text)
+            row = number if number is not None and number < self.num_labels else None
         return row
 
     def resolve(self, refs: Sequence, source: str = "<labels>") -> list[int]:
