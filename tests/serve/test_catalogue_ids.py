@@ -121,6 +121,7 @@ def test_http_predict_and_edits_by_id_survive_a_restart(run):
             "row": 4, "id": LABEL_IDS[4], "text": f"{label_word(4)} item", "hidden": False, "added": False
         }  # fmt: skip
         assert client.get("/labels/7").json()["row"] == NUMERIC_ROW and client.get("/labels/8").json()["row"] == 8
+        assert client.get("/labels/" + "9" * 5000).status_code == 404  # no row, no ValueError
         missing = client.get("/labels/uitoolkit::nope")
         assert missing.status_code == 404 and "uitoolkit::nope" in missing.json()["detail"][0]["msg"]
         hidden = client.delete(f"/labels/{LABEL_IDS[4]}")
