@@ -78,6 +78,17 @@ class RunFolder:
         return self.path / "label_texts.txt"
 
     @property
+    def label_ids(self) -> Path:
+        """The labels' own ids (the catalogue's ``id`` column), one per line in row order; absent when the
+        dataset had none (row numbers are the ids then)."""
+        return self.path / "label_ids.txt"
+
+    @property
+    def test_ids(self) -> Path:
+        """The test queries' own ids, one per line in the row order of :attr:`predictions` (when the data had them)."""
+        return self.path / "test_ids.txt"
+
+    @property
     def label_overlay(self) -> Path:
         """Labels added or hidden after training (``vixml labels add``, the server)."""
         return self.path / "labels_overlay"

@@ -11,8 +11,8 @@ import pytest
 
 from support_data import make_dataset
 from support_models import make_tiny_bert
-from support_serve import N_LABELS, NEW_WORDS, run_config
-from vixml.data import load_dataset
+from support_serve import N_LABELS, NEW_WORDS, make_id_catalogue, run_config
+from vixml.data import load_dataset, prepare_dataset
 from vixml.training import train
 
 
@@ -39,6 +39,14 @@ def prime_run(tmp_path_factory, serve_data, serve_model):
 def plain_run(tmp_path_factory, serve_data, serve_model):
     """A plain dual-encoder run (no prototypes)."""
     return train(run_config(serve_model, "prototypes=null"), serve_data, tmp_path_factory.mktemp("plain") / "run")
+
+
+@pytest.fixture(scope="session")
+def id_run(tmp_path_factory, serve_model):
+    """A plain run on a prepared catalogue with its own ids (support_serve.LABEL_IDS, queries ``Q-0000``...)."""
+    root = tmp_path_factory.mktemp("catalogue-ids")
+    data = prepare_dataset(make_id_catalogue(root / "catalogue"), root / "data")
+    return train(run_config(serve_model, "train.epochs=2"), data, root / "run")
 
 
 @pytest.fixture

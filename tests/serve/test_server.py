@@ -65,7 +65,8 @@ def test_added_labels_are_found_survive_a_restart_and_hidden_ones_never_return(r
     with _client(run_copy) as client:
         added = client.post("/labels", json={"labels": [{"text": "zuzu item"}, {"text": "bobo item"}]})
         assert added.status_code == 200, added.text
-        assert added.json() == {"ids": [N_LABELS, N_LABELS + 1], "labels": N_LABELS + 2}
+        want = {"rows": [N_LABELS, N_LABELS + 1], "ids": [str(N_LABELS), str(N_LABELS + 1)], "labels": N_LABELS + 2}
+        assert added.json() == want  # a run without catalogue ids: row numbers are the ids
         results = client.post("/predict", json=everything).json()["results"]
         assert {N_LABELS, N_LABELS + 1} <= set(results[0]["labels"])
         assert "zuzu item" in results[0]["texts"]

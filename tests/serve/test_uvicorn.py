@@ -32,7 +32,7 @@ def test_killed_server_loses_no_acknowledged_edit(run_copy):
         )  # fmt: skip
         assert second.returncode == 1 and "being written by another process" in second.stderr
         added = httpx.post(server.url + "/labels", json={"labels": [{"text": "zuzu item"}]}, timeout=60)
-        assert added.json()["ids"] == [N_LABELS]
+        assert added.json()["rows"] == [N_LABELS]
         hidden = httpx.delete(server.url + "/labels/2", timeout=60)
         assert hidden.status_code == 200
     finally:

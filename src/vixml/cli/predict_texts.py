@@ -49,7 +49,7 @@ def predict_texts(
             images = open_images(queries.images, str(texts))
     memory = TrainingQueries.from_dataset(predictor, data) if augment else None
     predictions = predict_texts(predictor, queries.texts, images, k=k, augment=memory, source=source)
-    write_predictions(out, predictions, queries.texts, predictor.labels.num_labels)
+    write_predictions(out, predictions, queries.texts, predictor.labels.num_labels, queries.ids)
     summary = {"out": str(out), "queries": len(queries), "labels": predictor.labels.num_visible, "k": k}
     summary["source"] = predictor.retriever.resolve(source)
     summary["index"] = index

@@ -79,7 +79,7 @@ def print_final_metrics(metrics: dict) -> None:
 
 def predict(
     run: Path = typer.Argument(..., help="A run folder written by vixml train."),
-    out: Path = typer.Option(..., "--out", help="Prediction file to write: CSR .npz, or .jsonl with --texts."),
+    out: Path = typer.Option(..., "--out", help="Prediction file: CSR .npz, or .jsonl (records with ids and texts)."),
     data: Path | None = typer.Option(None, "--data", help="Dataset folder (with --texts: the +R training queries)."),
     texts: Path | None = typer.Option(
         None, "--texts", help="Free input: one query per line, or CSV/JSONL/Parquet with a text column (+ images)."
@@ -112,9 +112,9 @@ def predict(
     import contextlib
 
     from vixml import distributed
-    from vixml.data import write_label_matrix
     from vixml.devices import resolve_device
     from vixml.inference import Predictor
+    from vixml.inference.free_input import write_split_predictions
     from vixml.locking import WriteLock
 
     # under torchrun every rank embeds a shard of the split; rank 0 holds the lock, searches and writes
@@ -124,8 +124,8 @@ def predict(
             where = str(distributed.rank_device(resolve_device(device)))
             predictor = Predictor.load(run, device=where, mmap=True, index=index)
             predictions = predictor.predict_dataset(data, split=split, k=k, augment=augment, source=source)
-            if predictions is not None:
-                write_label_matrix(out, predictions)
+            if predictions is not None:  # .jsonl: records with the queries' and labels' own ids
+                write_split_predictions(out, predictor, predictions, data, split)
         if predictions is None:
             return
     summary = {"out": str(out), "queries": predictions.shape[0], "labels": predictions.shape[1], "k": k}

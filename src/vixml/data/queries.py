@@ -4,8 +4,10 @@ Accepted files (``vixml predict RUN --texts FILE``, ``vixml labels add RUN --tex
 
 - any file that is not a table: one text per line (UTF-8 or latin-1);
 - a table (CSV/TSV, JSON lines, Parquet; :mod:`vixml.data.tables`) with a ``text`` column (or ``title``
-  [+ ``content``], as in catalogues) and optional image columns (``images``, ``image_urls``, ``image``,
-  ...: one reference or a JSON list; relative paths are taken from the table's folder).
+  [+ ``content``], as in catalogues), an optional id column (``id``, ``query_id`` or ``label_id``: the
+  item's own id, carried to the outputs, or given to a new label) and optional image columns (``images``,
+  ``image_urls``, ``image``, ...: one reference or a JSON list; relative paths are taken from the table's
+  folder).
 
 Every empty text is reported with its line, in one error.
 """
@@ -20,9 +22,11 @@ from vixml.data._problems import ProblemCollector
 from vixml.data.catalogue import IMAGE_COLUMNS, column_value, record_text
 from vixml.data.image_cells import parse_image_cell
 from vixml.data.tables import iter_table, table_suffix
-from vixml.data.texts import read_texts
+from vixml.data.texts import clean_text, read_texts
 
-__all__ = ["TextInput", "read_text_input"]
+__all__ = ["TextInput", "read_text_input", "ID_COLUMNS"]
+
+ID_COLUMNS = ("id", "query_id", "label_id")
 
 
 @dataclass(frozen=True)
@@ -34,12 +38,14 @@ class TextInput:
         texts: one text per item.
         images: one list of references (paths, URLs, ``data:`` URIs) per item, or None (no image column).
         lines: the line (or row) each item came from, for messages.
+        ids: each item's own id (None where its cell is empty), or None (no id column).
     """
 
     path: Path
     texts: list[str]
     images: list[list[str]] | None
     lines: list[int]
+    ids: list[str | None] | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -61,6 +67,7 @@ def read_text_input(path: str | os.PathLike, *, max_items: int | None = None) ->
     texts: list[str] = []
     lines: list[int] = []
     images: list[list[str]] | None = None
+    ids: list[str | None] | None = None
     if table_suffix(path) is None:
         for i, text in enumerate(read_texts(path, layout="plain"), start=1):
             if not text.strip():
@@ -68,8 +75,8 @@ def read_text_input(path: str | os.PathLike, *, max_items: int | None = None) ->
             texts.append(text.strip())
             lines.append(i)
     else:
-        images = []
-        has_images = False
+        images, ids = [], []
+        has_images = has_ids = False
         for line, record in iter_table(path, problems):
             text = record_text(record, "auto")
             if text is None:
@@ -79,14 +86,19 @@ def read_text_input(path: str | os.PathLike, *, max_items: int | None = None) ->
                 problems.add("empty text", line=line, field="text")
             cell = column_value(record, IMAGE_COLUMNS)
             has_images |= cell is not None
+            key = column_value(record, ID_COLUMNS)
+            has_ids |= key is not None
+            ids.append(None if key is None or not str(key).strip() else clean_text(str(key)).strip())
             texts.append(text.strip())
             images.append(parse_image_cell(cell, path.parent))
             lines.append(line)
         if not has_images:
             images = None
+        if not has_ids:
+            ids = None
     if max_items is not None and len(texts) > max_items:
         problems.add(f"{len(texts)} items; at most {max_items} are accepted at once")
     if not texts:
         problems.add("no text found")
     problems.raise_if_any()
-    return TextInput(path, texts, images, lines)
+    return TextInput(path, texts, images, lines, ids)

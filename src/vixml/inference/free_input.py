@@ -26,7 +26,14 @@ from vixml.retrieval import Memory
 if TYPE_CHECKING:
     from vixml.inference.predictor import Predictor
 
-__all__ = ["TrainingQueries", "predict_texts", "open_images", "write_predictions", "OUTPUT_SUFFIXES"]
+__all__ = [
+    "TrainingQueries",
+    "predict_texts",
+    "open_images",
+    "write_predictions",
+    "write_split_predictions",
+    "OUTPUT_SUFFIXES",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -111,8 +118,15 @@ def open_images(refs: list[list[str]], source: str) -> list[list]:
     return out
 
 
-def write_predictions(path: str | Path, predictions: Predictions, queries: Sequence[str], n_labels: int) -> Path:
-    """Write ``.jsonl`` (one record per query: query, labels, texts, scores) or ``.npz`` (CSR), atomically."""
+def write_predictions(
+    path: str | Path,
+    predictions: Predictions,
+    queries: Sequence[str],
+    n_labels: int,
+    query_ids: Sequence[str | None] | None = None,
+) -> Path:
+    """Write ``.jsonl`` (one record per query: its id when given, the query, labels' rows and own ids, texts,
+    scores: :meth:`Predictions.records`) or ``.npz`` (CSR, rows only), atomically."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".npz":
@@ -121,8 +135,39 @@ def write_predictions(path: str | Path, predictions: Predictions, queries: Seque
         write_label_matrix(path, predictions.to_csr(n_labels))
     elif suffix == ".jsonl":
         with atomic_open(path) as fh:
-            for record in predictions.records(list(queries)):
+            for record in predictions.records(list(queries), query_ids):
                 fh.write(json.dumps(record, ensure_ascii=False) + "\n")
     else:
         raise DataError(Problem(str(path), f"unknown output format; expected one of {', '.join(OUTPUT_SUFFIXES)}"))
+    return path
+
+
+def write_split_predictions(
+    path: str | Path, predictor: Predictor, predictions: sp.csr_matrix, data_dir: str | Path, split: str
+) -> Path:
+    """Write a dataset split's predictions: ``.jsonl`` records carrying each query's own id and text and each
+    label's row, own id, text and score (:meth:`Predictions.records`); any other suffix as a label matrix."""
+    from vixml.data import read_texts, write_label_matrix
+    from vixml.data.layout import ID_FILES, TEXT_FILES
+
+    path = Path(path)
+    if path.suffix.lower() != ".jsonl":
+        write_label_matrix(path, predictions)
+        return path
+    csr = predictions.tocsr()
+    width = max(int(np.diff(csr.indptr).max(initial=0)), 1)
+    scores = np.full((csr.shape[0], width), -np.inf, dtype=np.float32)
+    indices = np.full((csr.shape[0], width), -1, dtype=np.int64)
+    for row in range(csr.shape[0]):
+        a, b = csr.indptr[row], csr.indptr[row + 1]
+        order = np.lexsort((csr.indices[a:b], -csr.data[a:b].astype(np.float64)))  # score, then row, as search
+        scores[row, : b - a] = csr.data[a:b][order]
+        indices[row, : b - a] = csr.indices[a:b][order]
+    texts = read_texts(Path(data_dir) / TEXT_FILES[split])
+    ids_path = Path(data_dir) / ID_FILES[split]
+    query_ids = list(read_texts(ids_path, layout="plain")) if ids_path.is_file() else None
+    result = predictor.labels.predictions(scores, indices)
+    with atomic_open(path) as fh:
+        for record in result.records(list(texts), query_ids):
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
     return path

@@ -12,6 +12,12 @@ encoder over their text (and images); with PRIME, the prototype network over tha
 vector and a zero centroid, which is what the reference computes for a label without training queries.
 The free vector is the one of the cluster whose mean trained label embedding is nearest to the new
 label's embedding: the assignment rule of the k-means that made the clusters, applied to a new point.
+
+Labels have a row (0..L-1 trained, then the added ones) and an id of their own: the catalogue's ``id``
+(``RUN/label_ids.txt``, kept by training), the one given to an added label, or else the row number as a
+string. A label is named by either, with one rule (:meth:`LabelSet.find`): a text that is some label's
+own id names that label, ids first, even when it looks like a row number; otherwise a whole number is a
+row. Python ints are always rows. Every edit (add, hide, unhide) is logged in the overlay's history.
 """
 
 from __future__ import annotations
@@ -33,12 +39,27 @@ if TYPE_CHECKING:
 
     from vixml.inference.predictor import Predictor
 
-__all__ = ["LabelSet", "Predictions", "add_labels", "encode_new_labels", "hide_labels", "merge_topk"]
+__all__ = [
+    "LabelIdTaken",
+    "LabelSet",
+    "Predictions",
+    "add_labels",
+    "encode_new_labels",
+    "hide_labels",
+    "merge_topk",
+    "read_label_ids",
+    "unhide_labels",
+]
 
 logger = logging.getLogger(__name__)
 
 _NO_RUN = "this predictor has no run folder to keep the edits in: load it with Predictor.load(run)"
 OVERFETCH_MAX = 1024  # hidden trained labels handled by over-fetching; more -> search a compacted copy
+MAX_ID_CHARS = 256
+
+
+class LabelIdTaken(DataError):
+    """A new label's id is already another label's id (the server answers 409)."""
 
 
 @dataclass(frozen=True)
@@ -49,14 +70,18 @@ class Predictions:
 
     Attributes:
         scores: (n, k) float32, descending per row (``-inf`` = padding).
-        indices: (n, k) int64 label ids (``-1`` = padding).
+        indices: (n, k) int64 label rows (``-1`` = padding).
         texts: per query, the k label texts (None for padding, or when the run has no label texts).
+        found: (n, k) bits of the sources that found each label (:mod:`vixml.retrieval`), or None.
+        ids: per query, the k labels' own ids (the catalogue's; the row number as a string for a label
+            without one; None for padding).
     """
 
     scores: np.ndarray
     indices: np.ndarray
     texts: list[list[str | None]]
-    found: np.ndarray | None = None  # (n, k) bits of the sources that found each label (vixml.retrieval)
+    found: np.ndarray | None = None
+    ids: list[list[str | None]] | None = None
 
     def __iter__(self):
         yield self.scores
@@ -65,13 +90,22 @@ class Predictions:
     def __len__(self) -> int:
         return self.indices.shape[0]
 
-    def records(self, queries: Sequence[str] | None = None) -> list[dict]:
-        """One JSON-ready dict per query: ``query`` (when given), ``labels``, ``texts``, ``scores``."""
+    def records(
+        self, queries: Sequence[str] | None = None, query_ids: Sequence[str | None] | None = None
+    ) -> list[dict]:
+        """One JSON-ready dict per query: ``query_id`` and ``query`` (when given), ``labels`` (rows), ``ids``
+        (the labels' own ids), ``texts``, ``scores`` (and ``sources``)."""
         out = []
         for row in range(len(self)):
             keep = self.indices[row] >= 0
-            record = {} if queries is None else {"query": queries[row]}
+            record = {}
+            if query_ids is not None and query_ids[row] is not None:
+                record["query_id"] = query_ids[row]
+            if queries is not None:
+                record["query"] = queries[row]
             record["labels"] = self.indices[row][keep].tolist()
+            ids = self.ids[row] if self.ids is not None else [str(i) for i in self.indices[row]]
+            record["ids"] = [i for i, k in zip(ids, keep, strict=True) if k]
             record["texts"] = [t for t, k in zip(self.texts[row], keep, strict=True) if k]
             record["scores"] = [round(float(s), 6) for s in self.scores[row][keep]]
             if self.found is not None:
@@ -89,6 +123,11 @@ def source_names(bits: int) -> list[str]:
     from vixml.retrieval import FOUND_DENSE, FOUND_R, FOUND_SPARSE
 
     return [name for bit, name in ((FOUND_DENSE, "dense"), (FOUND_SPARSE, "sparse"), (FOUND_R, "+R")) if bits & bit]
+
+
+def _row_number(text: str) -> int | None:
+    """``text`` as a whole number when it is one (ASCII digits, short enough to convert), else None."""
+    return int(text) if 0 < len(text) <= 18 and text.isascii() and text.isdigit() else None
 
 
 def merge_topk(parts: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -113,6 +152,7 @@ class _View:
     hidden_base: np.ndarray  # sorted trained ids that are hidden
     added_ids: np.ndarray  # visible added ids
     added_emb: np.ndarray  # their embeddings
+    added_keys: dict  # own id -> row, of every added label
     compact_ids: np.ndarray | None  # visible trained ids when too many are hidden to over-fetch
     compact_emb: np.ndarray | None
 
@@ -122,15 +162,22 @@ class LabelSet:
 
     Args:
         base_embeddings: (L, D) trained label embeddings (a read-only memory map is fine).
-        base_texts: the L label texts in id order, or None (results then carry no texts).
+        base_texts: the L label texts in row order, or None (results then carry no texts).
         overlay: the run's edits (default: none).
+        base_ids: the L labels' own ids in row order (a catalogue's), or None: row numbers are their ids.
     """
 
     def __init__(
-        self, base_embeddings: np.ndarray, base_texts: Sequence[str] | None, overlay: LabelOverlay | None = None
+        self,
+        base_embeddings: np.ndarray,
+        base_texts: Sequence[str] | None,
+        overlay: LabelOverlay | None = None,
+        base_ids: Sequence[str] | None = None,
     ):
         self.base = base_embeddings
         self.base_texts = base_texts
+        self.base_ids = base_ids
+        self._base_rows: dict[str, int] | None = None  # own id -> row, built at the first lookup
         self._edit = threading.Lock()
         self._view = self._make_view(overlay or LabelOverlay(base_embeddings.shape[0], base_embeddings.shape[1], ""))
         self._cluster_means: np.ndarray | None = None
@@ -169,6 +216,64 @@ class LabelSet:
 
     def is_hidden(self, label: int) -> bool:
         return label in self._view.overlay.hidden
+
+    def key(self, label: int) -> str | None:
+        """The label's own id: the catalogue's, the one it was added with, else its row as a string."""
+        if label < 0:
+            return None
+        if label < self.num_trained:
+            return str(label) if self.base_ids is None else self.base_ids[label]
+        added = self._view.overlay.added[label - self.num_trained]
+        return added.catalogue_id if added.catalogue_id is not None else str(label)
+
+    def row_of_id(self, key: str) -> int | None:
+        """The row whose own id is ``key`` (None: no label has it)."""
+        if self.base_ids is None:
+            base = _row_number(key)
+            if base is not None and base < self.num_trained and str(base) == key:
+                return base
+        else:
+            if self._base_rows is None:
+                rows: dict[str, int] = {}
+                for row, own in enumerate(self.base_ids):
+                    rows.setdefault(own, row)
+                self._base_rows = rows
+            if key in self._base_rows:
+                return self._base_rows[key]
+        return self._view.added_keys.get(key)
+
+    def find(self, ref) -> int | None:
+        """The row a reference names, or None: a Python int is a row; a text is a label's own id first, then
+        a whole number 0..num_labels-1 is a row."""
+        if isinstance(ref, (int, np.integer)) and not isinstance(ref, bool):
+            return int(ref) if 0 <= int(ref) < self.num_labels else None
+        text = str(ref).strip()
+        row = self.row_of_id(text)
+        if row is None:
+            number = _row_number(text)
+            row = number if number is not None and number < self.num_labels else None
+        return row
+
+    def resolve(self, refs: Sequence, source: str = "<labels>") -> list[int]:
+        """Rows of ``refs`` (:meth:`find`); one DataError naming every reference that names no label."""
+        rows = [self.find(ref) for ref in refs]
+        bad = [ref for ref, row in zip(refs, rows, strict=True) if row is None]
+        if bad:
+            last = self.num_labels - 1
+            if self.base_ids is None:
+                what = [f"label id {ref} does not exist (ids are 0..{last})" for ref in bad]
+            else:
+                what = [f"no label has the id {str(ref)!r}, and it is not a row number 0..{last}" for ref in bad]
+            raise DataError([Problem(source, message) for message in what])
+        return rows
+
+    def free_id(self, row: int, taken: set[str]) -> str:
+        """An own id for a label added without one: its row number, made unique with a suffix if needed."""
+        candidate, n = str(row), 1
+        while candidate in taken or self.row_of_id(candidate) is not None:
+            n += 1
+            candidate = f"{row}~{n}"
+        return candidate
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` visible labels of (n, D) queries: (n, k) float32 scores and int64 ids (-1 = padding)."""
@@ -218,7 +323,8 @@ class LabelSet:
     def predictions(self, scores: np.ndarray, indices: np.ndarray, found: np.ndarray | None = None) -> Predictions:
         """Attach label texts to search results."""
         texts = [[self.text(int(i)) for i in row] for row in indices]
-        return Predictions(scores, indices, texts, found)
+        ids = [[self.key(int(i)) for i in row] for row in indices]
+        return Predictions(scores, indices, texts, found, ids)
 
     def visible_columns(self) -> np.ndarray:
         """(num_labels,) bool: which ids can appear in results."""
@@ -250,7 +356,10 @@ class LabelSet:
         if hidden_base.shape[0] > OVERFETCH_MAX:
             compact_ids = np.setdiff1d(np.arange(base, dtype=np.int64), hidden_base)
             compact_emb = np.ascontiguousarray(self.base[compact_ids])
-        return _View(overlay, hidden_base, added_ids, overlay.embeddings[added_visible], compact_ids, compact_emb)
+        keys = {a.catalogue_id if a.catalogue_id is not None else str(a.id): a.id for a in overlay.added}
+        return _View(
+            overlay, hidden_base, added_ids, overlay.embeddings[added_visible], keys, compact_ids, compact_emb
+        )
 
     def cluster_means(self, label_to_free: np.ndarray, num_free: int) -> np.ndarray:
         """(K, D) unit mean trained-label embedding of each free-vector cluster (computed once)."""
@@ -268,6 +377,18 @@ class LabelSet:
             norms = np.linalg.norm(sums, axis=1, keepdims=True)
             self._cluster_means = (sums / np.maximum(norms, 1e-12)).astype(np.float32)
         return self._cluster_means
+
+
+def read_label_ids(run, n_labels: int) -> Sequence[str] | None:
+    """A run's label ids kept by training (``RUN/label_ids.txt``, lazy), or None: its labels are named by row."""
+    from vixml.data import read_texts
+
+    if not run.label_ids.is_file():
+        return None
+    ids = read_texts(run.label_ids, layout="plain")
+    if len(ids) != n_labels:
+        raise DataError(Problem(str(run.label_ids), f"has {len(ids)} lines for {n_labels} labels"))
+    return ids
 
 
 def encode_new_labels(
@@ -317,32 +438,114 @@ def prototype_without_centroid(prototypes, text_emb, free_ids):
         prototypes.train(was_training)
 
 
-def add_labels(predictor: Predictor, texts: Sequence[str], images: list | None = None) -> list[int]:
-    """Encode new labels, persist them in the run's overlay, and make them searchable; returns their ids.
+def add_labels(
+    predictor: Predictor,
+    texts: Sequence[str],
+    images: list | None = None,
+    ids: Sequence[str | None] | None = None,
+    *,
+    by: str = "python",
+    source: str = "<labels>",
+) -> list[int]:
+    """Encode new labels, persist them in the run's overlay, and make them searchable; returns their rows.
 
-    The caller holds the overlay's write lock (:meth:`LabelOverlay.lock`). The labels are searchable and
-    the ids returned only once the overlay is on disk.
+    ``ids``: each new label's own id (None: its row number, made unique); an id already in use, or given
+    twice, is refused (:class:`LabelIdTaken`) before anything is encoded. The caller holds the overlay's
+    write lock (:meth:`LabelOverlay.lock`). The labels are searchable and the rows returned only once the
+    overlay is on disk.
     """
     if predictor.run is None:
         raise DataError(Problem("<labels>", _NO_RUN))
     texts = [str(t) for t in texts]
+    given = list(ids) if ids is not None else [None] * len(texts)
+    if len(given) != len(texts):
+        raise ValueError(f"{len(given)} ids for {len(texts)} labels")
     counts = [len(x) for x in images] if images is not None else [0] * len(texts)
     labels = predictor.labels
     with labels.edit_lock:
+        keys = _new_ids(labels, given, source)
         emb, free = encode_new_labels(predictor, texts, images)
-        overlay = labels.overlay.with_added(texts, emb, free, counts)
+        start = labels.num_labels
+        overlay = labels.overlay.with_added(texts, emb, free, counts, keys)
+        rows = list(range(start, start + len(texts)))
+        overlay = overlay.logged("add", rows, keys, by)
         overlay.write(predictor.run)
         labels.replace_overlay(overlay)
-    return list(range(overlay.num_labels - len(texts), overlay.num_labels))
+    return rows
 
 
-def hide_labels(predictor: Predictor, ids: Sequence[int], source: str = "<labels>") -> None:
-    """Hide labels (trained or added) for good: persisted first, then never returned again."""
+def check_label_id(value, source: str, index: int | None = None) -> str:
+    """A new label's own id, stripped; DataError for an empty one, a control character, or one too long."""
+    where = "" if index is None else f"label {index + 1}: "
+    key = str(value).strip()
+    if not key:
+        raise DataError(Problem(source, f"{where}empty id: give a label id, or none", field="id"))
+    if any(ord(c) < 32 or ord(c) == 127 for c in key):
+        raise DataError(Problem(source, f"{where}id {key!r} holds a control character (a line break?)", field="id"))
+    if len(key) > MAX_ID_CHARS:
+        raise DataError(Problem(source, f"{where}id of {len(key)} characters; at most {MAX_ID_CHARS}", field="id"))
+    return key
+
+
+def _new_ids(labels: LabelSet, given: list, source: str) -> list[str]:
+    """The own ids of labels about to be added: checked, unique, free ones chosen for the labels without."""
+    taken: set[str] = set()
+    problems, malformed = [], []
+    keys: list[str | None] = []
+    for i, value in enumerate(given):
+        if value is None:
+            keys.append(None)
+            continue
+        try:
+            key = check_label_id(value, source, i)
+        except DataError as exc:
+            malformed += exc.problems
+            keys.append(None)
+            continue
+        row = labels.row_of_id(key)
+        if row is not None:
+            problems.append(Problem(source, f"label {i + 1}: id {key!r} is taken by label row {row}", field="id"))
+        elif key in taken:
+            problems.append(Problem(source, f"label {i + 1}: id {key!r} is given twice", field="id"))
+        taken.add(key)
+        keys.append(key)
+    if malformed:
+        raise DataError(malformed + problems)
+    if problems:
+        raise LabelIdTaken(problems)
+    start = labels.num_labels
+    for i, key in enumerate(keys):
+        if key is None:
+            keys[i] = labels.free_id(start + i, taken)
+            taken.add(keys[i])
+    return keys
+
+
+def hide_labels(predictor: Predictor, ids: Sequence, source: str = "<labels>", *, by: str = "python") -> list[int]:
+    """Hide labels (trained or added) from every later result: persisted first, then never returned.
+
+    ``ids``: rows (Python ints) or references (texts: own ids first, then row numbers; :meth:`LabelSet.find`).
+    Returns their rows. Hiding a hidden label changes nothing; :func:`unhide_labels` undoes it.
+    """
+    return _set_hidden(predictor, ids, source, by, hide=True)
+
+
+def unhide_labels(predictor: Predictor, ids: Sequence, source: str = "<labels>", *, by: str = "python") -> list[int]:
+    """Make hidden labels visible again (undo :func:`hide_labels`); returns their rows."""
+    return _set_hidden(predictor, ids, source, by, hide=False)
+
+
+def _set_hidden(predictor: Predictor, refs: Sequence, source: str, by: str, *, hide: bool) -> list[int]:
     if predictor.run is None:
         raise DataError(Problem("<labels>", _NO_RUN))
     labels = predictor.labels
     with labels.edit_lock:
-        labels.overlay.check_ids(list(ids), source)
-        overlay = labels.overlay.with_hidden(list(ids))
-        overlay.write(predictor.run, embeddings_changed=False)
-        labels.replace_overlay(overlay)
+        rows = labels.resolve(list(refs), source)
+        overlay = labels.overlay
+        changed = sorted({r for r in rows if (r in overlay.hidden) != hide})
+        if changed:
+            overlay = overlay.with_hidden(changed) if hide else overlay.with_unhidden(changed)
+            overlay = overlay.logged("hide" if hide else "unhide", changed, [labels.key(r) for r in changed], by)
+            overlay.write(predictor.run, embeddings_changed=False)
+            labels.replace_overlay(overlay)
+    return rows

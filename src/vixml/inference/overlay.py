@@ -4,8 +4,9 @@ The trained label embeddings (``label_embeddings.npy``) are never rewritten; edi
 ``labels_overlay/`` folder:
 
 - ``embeddings.npy``: (n_added, D) float32, the added labels' embeddings in id order (rows only grow);
-- ``overlay.json``: the commit record: the added labels (id, text, free vector), the hidden ids, and a
-  fingerprint of the trained label embeddings the overlay was made for.
+- ``overlay.json``: the commit record: the added labels (row, text, free vector, their own id), the hidden
+  rows, the history of edits (what, which labels, when, by whom: every add, hide and unhide, so that each
+  can be listed and undone), and a fingerprint of the trained label embeddings the overlay was made for.
 
 Both files are replaced atomically, embeddings first: a reader takes the first ``len(added)`` rows, so a
 writer killed between the two files leaves the previous, consistent overlay (its extra rows are unused).
@@ -19,6 +20,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -43,16 +45,19 @@ class AddedLabel:
     """A label added after training.
 
     Attributes:
-        id: its label id (``>=`` the number of trained labels; ids are never reused).
+        id: its row (``>=`` the number of trained labels; rows are never reused).
         text: its text.
         free_vector: the PRIME free vector it borrows (None without prototypes).
         images: how many images went into its embedding.
+        catalogue_id: its own id, as a catalogue's labels have (given when it was added, or chosen then:
+            :meth:`vixml.inference.labels.LabelSet.free_id`); None in overlays written before ids were kept.
     """
 
     id: int
     text: str
     free_vector: int | None = None
     images: int = 0
+    catalogue_id: str | None = None
 
 
 def embeddings_fingerprint(path: str | Path) -> str:
@@ -81,7 +86,9 @@ class LabelOverlay:
         fingerprint: :func:`embeddings_fingerprint` of the trained label embeddings.
         added: the added labels in id order.
         embeddings: (len(added), D) float32 embeddings of the added labels.
-        hidden: ids that never appear in results (trained or added).
+        hidden: rows that never appear in results (trained or added).
+        history: the edits, oldest first: ``{"at": UTC time, "edit": "add"|"hide"|"unhide", "labels": rows,
+            "ids": their own ids, "by": who}`` (:meth:`logged`).
     """
 
     base_labels: int
@@ -90,6 +97,7 @@ class LabelOverlay:
     added: list[AddedLabel] = field(default_factory=list)
     embeddings: np.ndarray | None = None
     hidden: frozenset[int] = frozenset()
+    history: tuple[dict, ...] = ()
 
     def __post_init__(self) -> None:
         if self.embeddings is None:
@@ -106,22 +114,40 @@ class LabelOverlay:
 
     # ------------------------------------------------------------------------------------------ edits
     def with_added(
-        self, texts: list[str], embeddings: np.ndarray, free_vectors: np.ndarray | None, images: list[int]
+        self,
+        texts: list[str],
+        embeddings: np.ndarray,
+        free_vectors: np.ndarray | None,
+        images: list[int],
+        catalogue_ids: list[str | None] | None = None,
     ) -> LabelOverlay:
-        """A new overlay with ``texts`` appended (ids ``num_labels ...``); this one is unchanged."""
+        """A new overlay with ``texts`` appended (rows ``num_labels ...``); this one is unchanged."""
         embeddings = np.asarray(embeddings, dtype=np.float32)
         if embeddings.shape != (len(texts), self.dim):
             raise ValueError(f"embeddings must be ({len(texts)}, {self.dim}), got {embeddings.shape}")
         start = self.num_labels
+        keys = catalogue_ids or [None] * len(texts)
         new = [
-            AddedLabel(start + i, text, None if free_vectors is None else int(free_vectors[i]), int(images[i]))
+            AddedLabel(
+                start + i, text, None if free_vectors is None else int(free_vectors[i]), int(images[i]), keys[i]
+            )
             for i, text in enumerate(texts)
         ]
         return replace(self, added=[*self.added, *new], embeddings=np.concatenate([self.embeddings, embeddings]))
 
     def with_hidden(self, ids: list[int]) -> LabelOverlay:
-        """A new overlay where ``ids`` are hidden too (ids must exist: see :meth:`check_ids`)."""
+        """A new overlay where rows ``ids`` are hidden too (they must exist: see :meth:`check_ids`)."""
         return replace(self, hidden=self.hidden | frozenset(int(i) for i in ids))
+
+    def with_unhidden(self, ids: list[int]) -> LabelOverlay:
+        """A new overlay where rows ``ids`` are visible again (an edit undone)."""
+        return replace(self, hidden=self.hidden - frozenset(int(i) for i in ids))
+
+    def logged(self, edit: str, rows: list[int], ids: list[str], by: str) -> LabelOverlay:
+        """A new overlay with one more history entry (``edit`` of ``rows``, known as ``ids``, now, by ``by``)."""
+        at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        entry = {"at": at, "edit": edit, "labels": [int(r) for r in rows], "ids": list(ids), "by": by}
+        return replace(self, history=(*self.history, entry))
 
     def check_ids(self, ids: list[int], source: str = "<labels>") -> None:
         """Raise a DataError naming every id that is not a label of this run."""
@@ -195,7 +221,8 @@ class LabelOverlay:
         expected = list(range(base, base + len(added)))
         if [a.id for a in added] != expected:
             raise DataError(Problem(str(state_path), "added label ids must be consecutive from L", field="added"))
-        return cls(base, dim, fingerprint, added, embeddings, frozenset(int(i) for i in state["hidden"]))
+        hidden = frozenset(int(i) for i in state["hidden"])
+        return cls(base, dim, fingerprint, added, embeddings, hidden, tuple(state.get("history", ())))
 
     def write(self, run: RunFolder | str | Path, *, embeddings_changed: bool = True) -> None:
         """Persist atomically (embeddings first, then the commit record); the caller holds :meth:`lock`."""
@@ -212,6 +239,7 @@ class LabelOverlay:
             "fingerprint": self.fingerprint,
             "added": [a.__dict__ for a in self.added],
             "hidden": sorted(self.hidden),
+            "history": list(self.history),
         }
         with atomic_open(folder / _STATE) as fh:
             json.dump(state, fh, ensure_ascii=False)

@@ -16,7 +16,7 @@ from vixml.config import RunConfig
 from vixml.data import XMCDataset, load_dataset
 from vixml.devices import resolve_precision
 from vixml.errors import DataError, Problem
-from vixml.inference.labels import LabelSet, Predictions
+from vixml.inference.labels import LabelSet, Predictions, read_label_ids
 from vixml.inference.overlay import LabelOverlay
 from vixml.models import DualEncoder, SplitEncoder, image_banks, load_dual_encoder, resolve_device
 from vixml.retrieval import Fusion, Memory, Retriever
@@ -87,7 +87,8 @@ class Predictor:
         model = load_dual_encoder(run.model_dir(), config, device=dev)
         label_emb = run.load_label_embeddings(mmap=mmap)
         texts = _read_label_texts(run, label_emb.shape[0])
-        labels = LabelSet(label_emb, texts, LabelOverlay.read(run, label_emb))
+        ids = read_label_ids(run, label_emb.shape[0])
+        labels = LabelSet(label_emb, texts, LabelOverlay.read(run, label_emb), ids)
         precision = _inference_precision(config, dev)
         sparse, fusion = _read_companion(run)
         labels.use_index(_ann_index(index, label_emb))

@@ -100,12 +100,33 @@ def _add_analysis(summary: RunSummary, run: RunFolder, data: Path) -> None:
     A, B = resolve_propensity(ec.A, ec.B, dataset.path)
     summary.deciles = metrics_by_decile(dataset.tst_Y, pred, dataset.trn_Y, k=DECILE_K, A=A, B=B)
     label_texts = read_texts(run.label_texts, layout="plain") if run.label_texts.is_file() else dataset.lbl_texts
+    label_ids = _own_ids(run.label_ids, dataset, "lbl", dataset.n_labels)
+    query_ids = _own_ids(run.test_ids, dataset, "tst", dataset.n_test)
     rows = np.linspace(0, dataset.n_test - 1, num=min(SAMPLES, dataset.n_test), dtype=np.int64)
     top = ranked_topk(pred[rows], DECILE_K)
     for row, labels in zip(rows.tolist(), top, strict=True):
         truth = set(dataset.tst_Y[row].indices.tolist())
-        shown = [(label_texts[int(j)], int(j) in truth) for j in labels if j >= 0]
-        summary.samples.append({"query": dataset.tst_texts[row], "predicted": shown, "true": len(truth)})
+        shown = [
+            (label_texts[int(j)], int(j) in truth, label_ids[int(j)] if label_ids is not None else str(int(j)))
+            for j in labels
+            if j >= 0
+        ]
+        summary.samples.append(
+            {
+                "query": dataset.tst_texts[row],
+                "query_id": query_ids[row] if query_ids is not None else None,
+                "predicted": shown,
+                "true": len(truth),
+            }
+        )
+
+
+def _own_ids(kept: Path, dataset, split: str, count: int):
+    """The own ids of a split's rows: the run's copy (what its predictions were made for), else the dataset's."""
+    from vixml.data import read_texts
+
+    ids = read_texts(kept, layout="plain") if kept.is_file() else dataset.ids(split)
+    return ids if ids is not None and len(ids) == count else None
 
 
 # ---------------------------------------------------------------------------------------------- plots
@@ -251,10 +272,12 @@ def _samples(run: RunSummary) -> str:
     items = []
     for s in run.samples:
         labels = "".join(
-            f"<li class='{'hit' if hit else 'miss'}'>{'&#10003;' if hit else '&#10007;'} {_e(text)}</li>"
-            for text, hit in s["predicted"]
+            f"<li class='{'hit' if hit else 'miss'}'>{'&#10003;' if hit else '&#10007;'} {_e(text)} "
+            f"<span class='id'>#{_e(key)}</span></li>"
+            for text, hit, key in s["predicted"]
         )
-        items.append(f"<div class='sample'><div class='q'>{_e(s['query'])}</div><ol>{labels}</ol></div>")
+        qid = f" <span class='id'>{_e(s['query_id'])}</span>" if s.get("query_id") is not None else ""
+        items.append(f"<div class='sample'><div class='q'>{_e(s['query'])}{qid}</div><ol>{labels}</ol></div>")
     return f"<h3>Sample test predictions (top-{DECILE_K}; &#10003; = a true label)</h3>{''.join(items)}"
 
 
@@ -266,7 +289,8 @@ table{border-collapse:collapse;margin:.8em 0}td,th{border:1px solid #ddd;padding
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}td.best{font-weight:bold;background:#eef7ee}
 img{max-width:100%}.note{color:#a55}.sample{display:inline-block;vertical-align:top;width:31%;margin:.4em;
 padding:.5em;border:1px solid #eee;border-radius:6px}.sample .q{font-weight:600}
-.sample ol{margin:.3em 0;padding-left:1.2em}
+.sample ol{margin:.3em 0;padding-left:1.2em}.sample .id{color:#888;font-size:.85em;font-weight:400;
+overflow-wrap:anywhere}
 li.hit{color:#17702b}li.miss{color:#777}.path{color:#666;font-family:monospace}
 """
 

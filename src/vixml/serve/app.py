@@ -8,6 +8,7 @@ process, or ``--workers N`` read-only processes through :func:`app_from_env`). E
 from __future__ import annotations
 
 import contextlib
+import functools
 import hmac
 import logging
 from importlib import resources
@@ -22,7 +23,7 @@ from vixml import __version__
 from vixml.errors import DataError, VixmlError
 from vixml.inference import Predictor
 from vixml.inference.free_input import TrainingQueries, predict_embeddings
-from vixml.inference.labels import Predictions, add_labels, hide_labels
+from vixml.inference.labels import LabelIdTaken, Predictions, add_labels, check_label_id, hide_labels, unhide_labels
 from vixml.inference.overlay import LabelOverlay
 from vixml.locking import WriteLock
 from vixml.serve.batcher import Job, MicroBatcher, slice_predictions
@@ -205,6 +206,24 @@ class _Service:
         if augment and self.training is None:
             raise RequestError(422, ["body", "augment"], "augment needs the server started with --data DIR")
 
+    def find_label(self, ref: str) -> int:
+        """The row a path names (its own id first, then a row number), or a 404 naming it."""
+        labels = self.predictor.labels
+        row = labels.find(ref)
+        if row is None:
+            last = labels.num_labels - 1
+            message = f"no label has the id {ref!r}, and it is not a row number 0..{last}"
+            raise RequestError(404, ["path", "label_id"], message, "not_found")
+        return row
+
+    def check_label_id(self, value: str | None, index: int) -> str | None:
+        if value is None:
+            return None
+        try:
+            return check_label_id(value, "id")
+        except DataError as exc:
+            raise RequestError(422, ["body", "labels", index, "id"], exc.problems[0].message) from None
+
     # ------------------------------------------------------------------------------------------ info
     def info(self) -> Info:
         p, s = self.predictor, self.settings
@@ -223,6 +242,7 @@ class _Service:
             label_images=p.model.uses_images("label"),
             num_images=self.num_images,
             label_texts=p.label_texts is not None,
+            label_ids=labels.base_ids is not None,
             augment=self.training is not None,
             sparse=p.sparse is not None,
             editable=s.edit_refusal() is None,
@@ -302,7 +322,8 @@ def create_app(
         ]
         per_query = [im or [] for im in images] if any(images) else None
         result = await service.batcher.submit(texts, per_query, k, body.augment, body.source)
-        return JSONResponse({"results": result.records()})  # already the response model's shape
+        query_ids = [q.id for q in body.queries]
+        return JSONResponse({"results": result.records(query_ids=query_ids)})  # the response model's shape
 
     @app.post("/predict/upload", response_model=PredictResponse, summary="Top-k labels of one query (multipart)")
     async def predict_upload(
@@ -333,28 +354,51 @@ def create_app(
             for i, lab in enumerate(body.labels)
         ]
         per_label = [im or [] for im in images] if any(images) else None
-        ids = await service.batcher.run_in_worker(add_labels, predictor, texts, per_label)
-        service.count_labels()
-        return AddLabelsResponse(ids=ids, labels=predictor.labels.num_visible)
-
-    @app.delete("/labels/{label_id}", summary="Hide a label for good (persisted)")
-    async def delete(label_id: int, authorization: str | None = Header(None)) -> dict:
-        service.check_editor(authorization)
-        if not 0 <= label_id < predictor.labels.num_labels:
-            raise RequestError(
-                404, ["path", "label_id"], f"no label {label_id} (ids 0..{predictor.labels.num_labels - 1})"
+        ids = [service.check_label_id(lab.id, i) for i, lab in enumerate(body.labels)]
+        try:
+            rows = await service.batcher.run_in_worker(
+                functools.partial(add_labels, by="http"), predictor, texts, per_label, ids
             )
-        await service.batcher.run_in_worker(hide_labels, predictor, [label_id])
+        except LabelIdTaken as exc:
+            message = "; ".join(problem.message for problem in exc.problems)
+            raise RequestError(409, ["body", "labels", "id"], message, "conflict") from None
         service.count_labels()
-        return {"hidden": label_id, "labels": predictor.labels.num_visible}
+        keys = [predictor.labels.key(r) for r in rows]
+        return AddLabelsResponse(rows=rows, ids=keys, labels=predictor.labels.num_visible)
 
-    @app.get("/labels/{label_id}", summary="One label's text and state")
-    async def label(label_id: int) -> dict:
+    @app.get("/labels", summary="The run's label edits: added labels, hidden ones, the history of edits")
+    async def edits() -> dict:
         labels = predictor.labels
-        if not 0 <= label_id < labels.num_labels:
-            raise RequestError(404, ["path", "label_id"], f"no label {label_id}")
-        return {"id": label_id, "text": labels.text(label_id), "hidden": labels.is_hidden(label_id),
-                "added": label_id >= labels.num_trained}  # fmt: skip
+        overlay = labels.overlay
+        return {
+            "trained_labels": labels.num_trained,
+            "added": [{"row": a.id, "id": labels.key(a.id), "text": a.text} for a in overlay.added],
+            "hidden": [{"row": r, "id": labels.key(r)} for r in sorted(overlay.hidden)],
+            "history": list(overlay.history),
+        }
+
+    @app.delete("/labels/{label_id:path}", summary="Hide a label (its own id, else its row); undo with unhide")
+    async def delete(label_id: str, authorization: str | None = Header(None)) -> dict:
+        service.check_editor(authorization)
+        row = service.find_label(label_id)
+        await service.batcher.run_in_worker(functools.partial(hide_labels, by="http"), predictor, [row])
+        service.count_labels()
+        return {"hidden": row, "id": predictor.labels.key(row), "labels": predictor.labels.num_visible}
+
+    @app.post("/labels/{label_id:path}/unhide", summary="Show a hidden label again (undo a hide)")
+    async def unhide(label_id: str, authorization: str | None = Header(None)) -> dict:
+        service.check_editor(authorization)
+        row = service.find_label(label_id)
+        await service.batcher.run_in_worker(functools.partial(unhide_labels, by="http"), predictor, [row])
+        service.count_labels()
+        return {"unhidden": row, "id": predictor.labels.key(row), "labels": predictor.labels.num_visible}
+
+    @app.get("/labels/{label_id:path}", summary="One label's text and state (by its own id, else its row)")
+    async def label(label_id: str) -> dict:
+        labels = predictor.labels
+        row = service.find_label(label_id)
+        return {"row": row, "id": labels.key(row), "text": labels.text(row), "hidden": labels.is_hidden(row),
+                "added": row >= labels.num_trained}  # fmt: skip
 
     @app.get("/health", summary="Liveness")
     async def health() -> dict:

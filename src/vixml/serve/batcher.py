@@ -143,4 +143,5 @@ def slice_predictions(predictions: Predictions, rows: slice, k: int) -> Predicti
         predictions.indices[rows, :k],
         [texts[:k] for texts in predictions.texts[rows]],
         None if predictions.found is None else predictions.found[rows, :k],
+        None if predictions.ids is None else [ids[:k] for ids in predictions.ids[rows]],
     )

@@ -18,6 +18,7 @@ __all__ = [
 
 class Query(BaseModel):
     text: str = Field(..., description="The query text.", examples=["wireless noise cancelling headphones"])
+    id: str | None = Field(None, description="The query's own id, given back with its result as query_id.")
     images: list[str] = Field(
         default_factory=list,
         description="Images as base64 (PNG/JPEG/WebP/GIF, a data: URI prefix allowed); only for runs with images.",
@@ -34,7 +35,9 @@ class PredictRequest(BaseModel):
 
 
 class QueryResult(BaseModel):
-    labels: list[int] = Field(..., description="Label ids, best first.")
+    query_id: str | None = Field(None, description="The query's id, when the request gave one.")
+    labels: list[int] = Field(..., description="Label rows, best first.")
+    ids: list[str] = Field(..., description="The labels' own ids (the catalogue's; the row number without one).")
     texts: list[str | None] = Field(..., description="Their texts (null when the run has no label texts).")
     scores: list[float] = Field(..., description="Their scores (inner products; probabilities with augment).")
     sources: list[list[str]] | None = Field(
@@ -48,6 +51,9 @@ class PredictResponse(BaseModel):
 
 class LabelIn(BaseModel):
     text: str = Field(..., description="The new label's text.", examples=["bluetooth speaker"])
+    id: str | None = Field(
+        None, description="Its own id (refused with 409 when another label has it); default: its row number."
+    )
     images: list[str] = Field(default_factory=list, description="Images as base64, for runs with label images.")
 
 
@@ -56,7 +62,8 @@ class AddLabelsRequest(BaseModel):
 
 
 class AddLabelsResponse(BaseModel):
-    ids: list[int] = Field(..., description="The new labels' ids, in request order.")
+    rows: list[int] = Field(..., description="The new labels' rows, in request order.")
+    ids: list[str] = Field(..., description="The new labels' own ids, in request order.")
     labels: int = Field(..., description="Labels now visible.")
 
 
@@ -74,6 +81,7 @@ class Info(BaseModel):
     label_images: bool
     num_images: int
     label_texts: bool
+    label_ids: bool = False  # the run kept its catalogue's label ids (else row numbers are the ids)
     augment: bool
     sparse: bool = False  # the run has a sparse companion: predictions are fused (source: dense|sparse|fused)
     editable: bool

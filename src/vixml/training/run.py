@@ -263,6 +263,7 @@ def _finish(
             run.replace_model(trainer.model.save)
     if main:
         write_texts(run.label_texts, dataset.lbl_texts)  # predictions shown as text, without the data
+        _keep_ids(run, dataset)
     final = sources = fusion = memory = None
     history = trainer.progress.history
     if hybrid.sparse is not None and main:
@@ -427,6 +428,17 @@ def _write_json(path: Path, obj: object) -> None:
         fh.write("\n")
 
 
+def _keep_ids(run: RunFolder, dataset: XMCDataset) -> None:
+    """The dataset's own label ids and test query ids, kept in the run (outputs carry them beside row numbers);
+    a copy left by an earlier training on data without ids is removed."""
+    for split, path in (("lbl", run.label_ids), ("tst", run.test_ids)):
+        ids = dataset.ids(split)
+        if ids is not None:
+            write_texts(path, ids)
+        else:
+            path.unlink(missing_ok=True)
+
+
 def _write_history(history: list[dict], run: RunFolder) -> None:
     _write_json(run.history_json, history)
     keys = list(dict.fromkeys(k for rec in history for k in rec))
@@ -475,7 +487,8 @@ def _write_readme(run: RunFolder, cfg: RunConfig, dataset: XMCDataset, final: di
         "",
         "Files: `config.yaml` (the config as given), `run.json` (data fingerprint, precision, wall time), "
         "`model/` (backbone in Hugging Face format + heads), `label_embeddings.npy`, `label_texts.txt`, "
-        "`predictions_tst.npz`, `metrics.json`, `history.csv`, `curves.png`, `checkpoints/`"
+        "`label_ids.txt` and `test_ids.txt` (the data's own ids, when it has them), `predictions_tst.npz`, "
+        "`metrics.json`, `history.csv`, `curves.png`, `checkpoints/`"
         + (
             ", `sparse/` (the sparse companion), `fusion.json` (how its scores and the dense ones are fused)."
             if cfg.sparse is not None

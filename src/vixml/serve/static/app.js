@@ -1,4 +1,5 @@
-// The vixml web page: predict, add and hide labels, link to the run's report. No framework, no CDN.
+// The vixml web page: predict, add, hide (after a confirmation, with an undo) and unhide labels, link to the
+// run's report. Labels are shown and edited by their own id (the catalogue's, else their row). No framework, no CDN.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -48,25 +49,37 @@ async function loadInfo() {
   }
 }
 
+function formatScore(score) {
+  // four decimals, fewer digits for large magnitudes, so that the text always fits inside its bar
+  const magnitude = Math.abs(score);
+  return magnitude >= 1e4 ? score.toExponential(2) : score.toFixed(magnitude >= 100 ? 1 : 4);
+}
+
 function showResults(result) {
   const list = $("results");
   list.innerHTML = "";
   const top = Math.max(...result.scores.map((s) => Math.abs(s)), 1e-9);
-  result.labels.forEach((id, i) => {
+  result.labels.forEach((row, i) => {
+    const key = result.ids ? result.ids[i] : String(row);
     const li = document.createElement("li");
-    li.dataset.labelId = id;
-    const text = result.texts[i] === null ? `label ${id}` : result.texts[i];
-    const added = info && id >= info.trained_labels ? "<span class='added'>added</span>" : "";
+    li.dataset.labelId = row;
+    li.dataset.id = key;
+    const text = result.texts[i] === null ? `label ${key}` : result.texts[i];
+    const added = info && row >= info.trained_labels ? "<span class='added'>added</span>" : "";
     const found = result.sources ? `<span class="found">${result.sources[i].join(" + ")}</span>` : "";
-    const width = Math.max(0, (100 * result.scores[i]) / top);
+    const width = Math.min(100, Math.max(0, (100 * result.scores[i]) / top));
     li.innerHTML =
       `<span class="rank">${i + 1}</span>` +
-      `<span><span class="label-text"></span><span class="label-id">#${id}</span>${added}${found}</span>` +
-      `<span class="bar"><span style="width:${width}%"></span><em class="score">${result.scores[i].toFixed(4)}</em></span>` +
-      (info && info.editable ? `<button class="hide" title="hide this label for good">hide</button>` : "<span></span>");
+      `<span class="label"><span class="label-text"></span><span class="label-id"></span>${added}${found}</span>` +
+      `<span class="bar"><span style="width:${width}%"></span><em class="score"></em></span>` +
+      (info && info.editable ? `<button class="hide" title="hide this label (you can undo it)">hide</button>` : "<span></span>");
     li.querySelector(".label-text").textContent = text;
+    li.querySelector(".label-id").textContent = `#${key}`;
+    li.querySelector(".label-id").title = key === String(row) ? `row ${row}` : `id ${key} · row ${row}`;
+    li.querySelector(".score").textContent = formatScore(result.scores[i]);
+    li.querySelector(".score").title = String(result.scores[i]);
     const hide = li.querySelector("button.hide");
-    if (hide) hide.addEventListener("click", () => hideLabel(id, li));
+    if (hide) hide.addEventListener("click", () => hideLabel(key, text, li));
     list.appendChild(li);
   });
 }
@@ -100,24 +113,52 @@ async function addLabel(event) {
   status.className = "muted";
   try {
     const text = $("new-label").value;
+    const label = { text };
+    const id = $("new-label-id").value.trim();
+    if (id) label.id = id;
     const answer = await call("/labels", {
-      method: "POST", headers: editHeaders(), body: JSON.stringify({ labels: [{ text }] }),
+      method: "POST", headers: editHeaders(), body: JSON.stringify({ labels: [label] }),
     });
     status.textContent = `added "${text}" as label #${answer.ids[0]} (${answer.labels} labels now)`;
     $("new-label").value = "";
+    $("new-label-id").value = "";
     await loadInfo();
   } catch (error) {
     fail(status, error.message);
   }
 }
 
-async function hideLabel(id, li) {
+async function hideLabel(key, text, li) {
+  if (!window.confirm(`Hide "${text}" (#${key}) from every prediction?\nYou can undo it.`)) return;
+  const status = $("edit-status");
   try {
-    await call(`/labels/${id}`, { method: "DELETE", headers: editHeaders() });
+    await call(`/labels/${encodeURIComponent(key)}`, { method: "DELETE", headers: editHeaders() });
     li.remove();
+    status.className = "muted";
+    status.textContent = `hid "${text}" (#${key}) `;
+    const undo = document.createElement("button");
+    undo.id = "undo";
+    undo.className = "undo";
+    undo.type = "button";
+    undo.textContent = "undo";
+    undo.addEventListener("click", () => unhideLabel(key, text));
+    status.appendChild(undo);
     await loadInfo();
   } catch (error) {
-    fail($("predict-status"), error.message);
+    fail(status, error.message);
+  }
+}
+
+async function unhideLabel(key, text) {
+  const status = $("edit-status");
+  try {
+    await call(`/labels/${encodeURIComponent(key)}/unhide`, { method: "POST", headers: editHeaders() });
+    status.className = "muted";
+    status.textContent = `"${text}" (#${key}) is shown again`;
+    await loadInfo();
+    if ($("query").value.trim()) $("predict-form").requestSubmit();
+  } catch (error) {
+    fail(status, error.message);
   }
 }
 
