@@ -15,6 +15,7 @@ import typer
 from vixml import __version__
 from vixml.cli import data as data_cmd
 from vixml.cli import demo as demo_cmd
+from vixml.cli import doctor as doctor_cmd
 from vixml.cli import evaluate as evaluate_cmd
 from vixml.cli import images as images_cmd
 from vixml.cli import images_embed
@@ -47,6 +48,7 @@ app.command("demo")(demo_cmd.demo)
 app.command("memory")(memory_cmd.memory)
 app.command("serve")(serve_cmd.serve)
 app.command("report")(report_cmd.report)
+app.command("doctor")(doctor_cmd.doctor)
 flags_take_no_value(app)  # `--json`, not `--json <bool>`, in every help page
 
 

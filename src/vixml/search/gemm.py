@@ -185,3 +185,41 @@ def _write_cache(digest: str, found: Choice) -> None:
             json.dump({"format": _FORMAT, "choices": choices}, fh, indent=1)
     except OSError as exc:
         logger.debug("search backend cache not written: %s", exc)
+
+
+def ceilings(m: int = 2048, n: int = 8192, k: int = 384, repeats: int = 3) -> dict[str, float]:
+    """GFLOP/s of one large (m x k) @ (k x n) product per installed backend and precision: the machine's
+    ceilings, against which the search's speed is read (``vixml doctor --gemm``, ``bench_search``).
+
+    Keys: ``fp32-onednn``, ``fp32-torch``, ``fp32-numpy``, ``bf16-torch`` (oneDNN inside torch) and
+    ``int8-torch`` (``torch._int_mm``, int32 accumulation) where this torch has it on CPU.
+    """
+    import torch
+
+    rng = np.random.default_rng(0)
+    a32 = rng.standard_normal((m, k), dtype=np.float32)
+    b32 = rng.standard_normal((n, k), dtype=np.float32)
+    ta, tb = torch.from_numpy(a32), torch.from_numpy(b32)
+    products = {"fp32-torch": lambda: torch.matmul(ta, tb.T), "fp32-numpy": lambda: np.matmul(a32, b32.T)}
+    if "onednn" in installed():
+        da, db = ta.to_mkldnn(), tb.to_mkldnn()
+        products["fp32-onednn"] = lambda: torch.nn.functional.linear(da, db).to_dense()
+    ha, hb = ta.to(torch.bfloat16), tb.to(torch.bfloat16)
+    products["bf16-torch"] = lambda: torch.matmul(ha, hb.T)
+    ia = torch.randint(-127, 128, (m, k), dtype=torch.int8)
+    ib = torch.randint(-127, 128, (k, n), dtype=torch.int8)
+    try:
+        torch._int_mm(ia[:32], ib[:, :32])
+        products["int8-torch"] = lambda: torch._int_mm(ia, ib)
+    except (RuntimeError, AttributeError, NotImplementedError):  # pragma: no cover - depends on the torch build
+        pass
+    out = {}
+    with torch.inference_mode():
+        for name, product in products.items():
+            times = []
+            for _ in range(repeats + 1):
+                started = time.perf_counter()
+                product()
+                times.append(time.perf_counter() - started)
+            out[name] = round(2 * m * n * k / min(times[1:]) / 1e9, 2)
+    return out
