@@ -202,3 +202,16 @@ def test_bf16_rescore_becomes_fp32_where_bf16_is_emulated(monkeypatch, caplog, n
         assert calls and not said  # the bf16 shortlist was re-scored in fp32
     else:
         assert not calls and len(said) == 1  # the plain fp32 route ran
+
+
+def test_int8_rescore_returns_exact_scores_and_recalls_the_exact_top_k():
+    labels, queries = clustered(6000, 400, 64, seed=11)
+    scores, ids = topk(queries, labels, 50, device="cpu", precision="int8-rescore", block_labels=1024)
+    want_scores, want_ids = topk(queries, labels, 50, device="cpu", backend="numpy")
+    recall = np.mean([np.isin(ids[r], want_ids[r]).mean() for r in range(ids.shape[0])])
+    assert recall >= 0.999, recall
+    exact_scores = np.einsum("nd,nkd->nk", queries, labels[ids])
+    np.testing.assert_allclose(scores, exact_scores, atol=1e-5)  # rescored in float32, not int8 values
+    assert (np.diff(scores, axis=1) <= 0).all()
+    with pytest.raises(ConfigError, match="int8-rescore"):
+        topk(queries, labels, 5, device="cpu", precision="int8-rescore", backend="numpy")

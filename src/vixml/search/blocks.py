@@ -48,7 +48,8 @@ class LabelBlocks:
         dtype: compute dtype (float32, bfloat16 or float16).
         block_rows: labels per block.
         backend: the product: ``torch`` (``torch.matmul``: MKL on CPU, cuBLAS on GPU), ``onednn`` (CPU float32
-            through ``to_mkldnn``) or ``numpy`` (CPU float32: numpy's BLAS, OpenBLAS in the wheels); None:
+            through ``to_mkldnn``), ``numpy`` (CPU float32: numpy's BLAS, OpenBLAS in the wheels) or ``int8``
+            (approximate: labels quantised to int8, torch's dynamic quantised linear); None:
             ``onednn`` for CPU float32 when :func:`onednn_available`, else ``torch``
             (:mod:`vixml.search.gemm` measures which is fastest on a machine).
 
@@ -64,7 +65,7 @@ class LabelBlocks:
         cpu32 = self.device.type == "cpu" and dtype == torch.float32
         if backend is None:
             backend = "onednn" if cpu32 and onednn_available() else "torch"
-        if backend in ("onednn", "numpy") and not cpu32:
+        if backend in ("onednn", "numpy", "int8") and not cpu32:
             raise ValueError(f"the {backend} product is for float32 on CPU, not {dtype} on {self.device}")
         self.backend = backend
         self.offsets: list[int] = []
@@ -82,6 +83,8 @@ class LabelBlocks:
     def _prepare(self, block):
         if self.backend == "onednn":
             return block.to_mkldnn()
+        if self.backend == "int8":
+            return _int8_weights(block)
         if self.backend == "numpy":
             return block.numpy()
         return block
@@ -91,7 +94,8 @@ class LabelBlocks:
 
     def queries(self, rows: torch.Tensor):
         """A query block (r, d) in the form :meth:`scores` takes."""
-        return self._prepare(rows.to(device=self.device, dtype=self.dtype).contiguous())
+        block = rows.to(device=self.device, dtype=self.dtype).contiguous()
+        return block if self.backend == "int8" else self._prepare(block)
 
     def scores(self, queries, i: int, buffer: torch.Tensor) -> torch.Tensor:
         """(r, n) scores of prepared ``queries`` against block ``i``: a contiguous tensor in ``dtype``.
@@ -108,6 +112,8 @@ class LabelBlocks:
         block = self.blocks[i]
         if self.backend == "onednn":
             return torch.nn.functional.linear(queries, block).to_dense()
+        if self.backend == "int8":  # approximate scores: a shortlist to rescore exactly
+            return torch.ops.quantized.linear_dynamic(queries, block, True)
         r, n = queries.shape[0], block.shape[0]
         out = buffer[: r * n].view(r, n)
         if self.backend == "numpy":
@@ -115,3 +121,18 @@ class LabelBlocks:
         else:
             torch.matmul(queries, block.T, out=out)
         return out
+
+
+def _int8_weights(block):
+    """A float32 label block as packed int8 weights (symmetric, one scale per label) for the dynamic int8
+    product; ``reduce_range`` keeps the 7-bit activations that CPUs without VNNI need to avoid overflow."""
+    import warnings
+
+    import torch
+
+    scale = (block.abs().amax(dim=1) / 127).clamp(min=1e-12).to(torch.float64)
+    zero = torch.zeros(block.shape[0], dtype=torch.int64)
+    with warnings.catch_warnings():  # torch announces a successor (torchao) for these quantised tensors
+        warnings.filterwarnings("ignore", message=".*quantize_per_channel.*deprecated", category=UserWarning)
+        weights = torch.quantize_per_channel(block, scale, zero, 0, torch.qint8)
+    return torch.ops.quantized.linear_prepack(weights, None)

@@ -21,6 +21,9 @@ Precisions:
         if its bf16 score falls below the ``2k``-th best, i.e. among near-ties. On a CPU that emulates
         bf16 (no AVX512_BF16/AMX, :func:`vixml.devices.native_bf16`) it searches in ``"fp32"``
         instead, exact and many times faster there, and logs it once.
+    ``"int8-rescore"`` (CPU): as ``bf16-rescore``, the shortlist scored by an int8 product instead (labels
+        quantised per row, queries per block, int32 sums: fbgemm/oneDNN through torch's dynamic quantised
+        linear, which uses VNNI/AMX-INT8 where the CPU has them). Returned scores are exact float32.
     ``"bf16"`` / ``"fp16"``: score and select in half precision; scores returned as float32 copies
         of the half values (ties by lower id on CPU, in any order on GPU). ``"fp16"`` needs CUDA
         (CPU float16 matmul is orders of magnitude slower than float32).
@@ -58,7 +61,7 @@ __all__ = ["topk", "Precision", "PRECISIONS", "BACKENDS", "default_blocks", "sea
 
 logger = logging.getLogger(__name__)
 
-Precision = Literal["fp32", "bf16-rescore", "fp16", "bf16"]
+Precision = Literal["fp32", "bf16-rescore", "int8-rescore", "fp16", "bf16"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 FiniteCheck = Literal["all", "queries", "none"]
 
@@ -229,9 +232,11 @@ def _search(q, lab, k, dev, precision, bq, bl, progress, out_v, out_i, backend: 
     """
     import torch
 
-    dtype = {"fp32": torch.float32, "fp16": torch.float16}.get(precision, torch.bfloat16)
+    dtype = {"fp32": torch.float32, "int8-rescore": torch.float32, "fp16": torch.float16}.get(
+        precision, torch.bfloat16
+    )
     n = q.shape[0]
-    onednn = backend == "onednn"
+    onednn = backend in ("onednn", "int8")  # both hold converted copies of the labels
     chunks = list(_chunk_ranges(lab, dev, dtype, onednn))
     buffer = torch.empty(bq * min(bl, lab.shape[0]), dtype=dtype, device=dev)
     workers = max(1, torch.get_num_threads() // 2) if dev.type == "cpu" else 1
@@ -255,7 +260,7 @@ def _search_chunk(plan: _Plan, q, lab, start: int, end: int, out_v, out_i) -> No
         q1 = min(q0 + plan.block_queries, q.shape[0])
         prepared = blocks.queries(q[q0:q1])
         carry = (out_v[q0:q1], out_i[q0:q1]) if start > 0 else None
-        if plan.precision == "bf16-rescore":
+        if plan.precision in ("bf16-rescore", "int8-rescore"):
             short = _selector(plan, q1 - q0, min(plan.k + _margin(plan.k), end - start))
             _scan(prepared, blocks, plan.buffer, short)
             shortlist = torch.as_tensor(short.finish()[1]).to(plan.device)
@@ -280,6 +285,10 @@ def _backend(asked: str | None, dev, precision: str, n: int, lab) -> str:
     """The product of this search: float32 on CPU takes the asked or measured backend, the rest ``torch``."""
     import torch
 
+    if precision == "int8-rescore":
+        if dev.type != "cpu" or asked not in (None, "int8"):
+            raise ConfigError(f"precision 'int8-rescore' runs on CPU with its own product, not {asked or dev}")
+        return "int8"
     if dev.type != "cpu" or precision != "fp32":
         if asked not in (None, "torch"):
             raise ConfigError(f"backend {asked!r} is for exact fp32 search on CPU, not {precision} on {dev}")
