@@ -24,10 +24,9 @@ from pathlib import Path
 import numpy as np
 
 _REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(_REPO / "tests"))
 sys.path.insert(0, str(_REPO / "src"))
 
-from support_clustering import mean_cosine, reference_balanced_kmeans  # noqa: E402
+from vixml.testing.reference_clustering import mean_cosine, reference_balanced_kmeans  # noqa: E402
 from vixml.training.clustering import balanced_kmeans  # noqa: E402
 
 __all__ = ["run"]

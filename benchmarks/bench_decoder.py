@@ -33,8 +33,6 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
 from vixml.models.backbone import TextBackbone  # noqa: E402
 
 SIZES = {
@@ -150,7 +148,7 @@ def run(quick: bool = False) -> dict:
 
 
 def _measure(figures: dict, batch_size: int, memory_batch: int, repeats: int) -> None:
-    from support_models import make_tiny_qwen2
+    from vixml.testing.models import make_tiny_qwen2
 
     with tempfile.TemporaryDirectory() as tmp:
         for name, size in SIZES.items():

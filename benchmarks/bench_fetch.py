@@ -19,7 +19,6 @@ import base64
 import io
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,7 +26,6 @@ from pathlib import Path
 from timing import median_time
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
 
 REPEATS = 3
 
@@ -61,7 +59,7 @@ def _naive_line(data: bytes, size: int = 384) -> bytes:
 def run(quick: bool = False) -> dict:
     import numpy as np
 
-    from support_http import ImageServer, Route
+    from vixml.testing.image_server import ImageServer, Route
     from vixml.vision.download import DownloadPolicy
     from vixml.vision.fetch import FetchOptions, fetch_images
     from vixml.vision.fetch_journal import FetchJournal

@@ -4,7 +4,7 @@ Workload: n queries (1M; 100K with --quick) x top-100 predictions over 1M labels
 query of which 2 are among the predictions. ``evaluate`` runs on the canonical CSR form (what
 ``vixml predict`` writes), on the dense ``(scores, indices)`` form (what a top-k search returns) and with
 one filter pair per query. The peer is the transcription of pyxclib's ``Metrics.eval`` + recall
-(tests/support_pyxclib.py, top-k by one vectorised numpy sort) on a subset of the rows (100K; 20K
+(vixml.testing.reference_metrics, top-k by one vectorised numpy sort) on a subset of the rows (100K; 20K
 quick), scaled linearly to n. Times are medians of 3 repeats; the first call, which compiles the numba
 kernel or loads it from numba's on-disk cache, is timed apart (``first_call_s``), and so is a compilation
 from an empty cache in a fresh process (``compile_cold_s``).
@@ -21,14 +21,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
 from timing import median_time
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 N_LABELS = 1_000_000
 WIDTH = 100
@@ -84,8 +81,8 @@ def cold_compile_seconds() -> float:
 def run(quick: bool) -> dict:
     import numba
 
-    import support_pyxclib as ox
     from vixml.metrics import _kernels, evaluate
+    from vixml.testing import reference_metrics as ox
 
     n = 100_000 if quick else 1_000_000
     n_peer = 20_000 if quick else 100_000

@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
 
 K = 100
 DIM = 384
@@ -45,9 +44,9 @@ def run(quick: bool = False) -> dict:
     import faiss
     import torch
 
-    from support_search import normalised
     from vixml.search import build_index, recall_at_k, topk
     from vixml.search.blocks import LabelBlocks
+    from vixml.testing.search import normalised
 
     n_labels, n_queries = (32768, 1024) if quick else (131072, 8192)
     labels = normalised(n_labels, DIM, seed=1)

@@ -38,7 +38,6 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
 
 DEMO = HERE.parent / "src" / "vixml" / "resources" / "demo" / "wordnet-hypernyms"
@@ -245,8 +244,8 @@ def _offline_child(run_dir: str, data: str, repeats: int, out: str) -> None:
 def run(quick: bool = False) -> dict:
     import httpx
 
-    from support_server import ServerProcess
     from vixml.data import load_dataset
+    from vixml.testing.server import ServerProcess
 
     requests = 384 if quick else 1024
     out: dict = {"model": "all-MiniLM-L6-v2 (untrained run, epochs=0)", "k": K, "requests_per_load": requests}
