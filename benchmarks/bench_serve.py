@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from timing import timed
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
@@ -225,19 +227,11 @@ def _offline_child(run_dir: str, data: str, repeats: int, out: str) -> None:
 
     texts = list(load_dataset(data).tst_texts)
     predictor = Predictor.load(run_dir, device="cpu")
-    walls, cpus = [], []
-    for _ in range(repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
-        want = predictor.predict(texts, k=K)
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    idle = []
-    for text in texts[:IDLE_REPEATS]:
-        start = time.perf_counter()
-        predictor.predict([text], k=K)
-        idle.append(time.perf_counter() - start)
-    np.savez(out, scores=want.scores, indices=want.indices)
-    figures = {"wall": statistics.median(walls), "cpu": statistics.median(cpus), "one": statistics.median(idle)}
+    whole = timed(lambda: predictor.predict(texts, k=K), repeats)
+    one_by_one = iter(texts[:IDLE_REPEATS])
+    idle = timed(lambda: predictor.predict([next(one_by_one)], k=K), IDLE_REPEATS)
+    np.savez(out, scores=whole.result.scores, indices=whole.result.indices)
+    figures = {"wall": whole.wall, "cpu": whole.cpu, "one": idle.wall}
     print(json.dumps(figures))
 
 
