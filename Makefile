@@ -22,7 +22,7 @@ demo: install
 test: install
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/ruff format --check src tests benchmarks scripts
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -m "slow or not slow"   # every test: bare pytest leaves the slow ones out (pyproject addopts)
 
 bench: install
 	$(BIN)/python benchmarks/run.py

@@ -16,18 +16,16 @@ Run: ``python benchmarks/bench_clustering.py [--quick]``.
 from __future__ import annotations
 
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 _REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(_REPO / "tests"))
 sys.path.insert(0, str(_REPO / "src"))
 
-from support_clustering import mean_cosine, reference_balanced_kmeans  # noqa: E402
+from timing import timed  # noqa: E402
+from vixml.testing.reference_clustering import mean_cosine, reference_balanced_kmeans  # noqa: E402
 from vixml.training.clustering import balanced_kmeans  # noqa: E402
 
 __all__ = ["run"]
@@ -45,20 +43,10 @@ def _embeddings(n: int, d: int, seed: int = 0, n_centres: int = 4096, noise: flo
     return x
 
 
-def _time(fn, repeats: int, slow_after: float = 30.0) -> tuple[float, float, object]:
-    """Median wall and CPU (all threads) seconds of ``fn()`` over ``repeats`` runs (one fewer when slow).
-
-    CPU seconds over wall seconds shows how many cores the run really had (other work shares the machine).
-    """
-    walls, cpus, out = [], [], None
-    for i in range(repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
-        out = fn()
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-        if walls[-1] > slow_after and i + 1 >= max(1, repeats - 1):
-            break
-    return statistics.median(walls), statistics.median(cpus), out
+def _time(fn, repeats: int) -> tuple[float, float, object]:
+    """Median wall and CPU (all threads) seconds of ``fn()`` and its result (one run fewer when slow)."""
+    t = timed(fn, repeats, slow_after=30.0)
+    return t.wall, t.cpu, t.result
 
 
 def run(quick: bool) -> dict:

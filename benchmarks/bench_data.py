@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from timing import median_time
+from timing import timed
 from vixml.data import labels as labels_module
 from vixml.data import read_label_matrix, read_texts, write_label_matrix, write_texts
 
@@ -72,11 +72,11 @@ def run(quick: bool) -> dict:
         assert (tmp / "y.txt").stat().st_size >= labels_module._FAST_MIN_BYTES
         back = read_label_matrix(tmp / "y.txt")  # warm-up: numba compile / cache load
         assert back.shape == y.shape and back.nnz == y.nnz
-        fast = median_time(lambda: read_label_matrix(tmp / "y.txt"), repeats)
-        npz = median_time(lambda: read_label_matrix(tmp / "y.npz"), repeats)
+        fast = timed(lambda: read_label_matrix(tmp / "y.txt"), repeats).wall
+        npz = timed(lambda: read_label_matrix(tmp / "y.npz"), repeats).wall
         tenth = max(1000, n_rows // 10)
         write_label_matrix(tmp / "y_tenth.txt", y[:tenth])
-        python = median_time(lambda: _python_reader(tmp / "y_tenth.txt"), repeats) * (n_rows / tenth)
+        python = timed(lambda: _python_reader(tmp / "y_tenth.txt"), repeats).wall * (n_rows / tenth)
         figures |= {
             "labels_read_txt_s": round(fast, 3),
             "labels_read_npz_s": round(npz, 3),
@@ -92,10 +92,10 @@ def run(quick: bool) -> dict:
         words = np.array(["wireless", "case", "blue", "for", "kids", "set", "pack", "usb", "steel", "garden"])
         write_texts(tmp / "lbl.raw.txt", (" ".join(rng.choice(words, 6)) for _ in range(n_lines)))
         store = read_texts(tmp / "lbl.raw.txt")
-        open_s = median_time(lambda: read_texts(tmp / "lbl.raw.txt"), repeats)
+        open_s = timed(lambda: read_texts(tmp / "lbl.raw.txt"), repeats).wall
         picks = rng.integers(0, n_lines, 10_000)
-        access = median_time(lambda: store[picks], repeats)
-        iterate = median_time(lambda: sum(1 for _ in store), 1)
+        access = timed(lambda: store[picks], repeats).wall
+        iterate = timed(lambda: sum(1 for _ in store), 1).wall
 
         def readlines():
             with open(tmp / "lbl.raw.txt", encoding="utf-8") as fh:
@@ -103,7 +103,7 @@ def run(quick: bool) -> dict:
 
         lines = readlines()
         list_mb = (sys.getsizeof(lines) + sum(sys.getsizeof(s) for s in lines)) / 2**20
-        peer_open = median_time(readlines, repeats)
+        peer_open = timed(readlines, repeats).wall
         figures |= {
             "text_lines": n_lines,
             "texts_open_s": round(open_s, 3),

@@ -24,17 +24,14 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
+from timing import timed  # noqa: E402
 from vixml.models.backbone import TextBackbone  # noqa: E402
 
 SIZES = {
@@ -96,15 +93,8 @@ def _rates(steps: dict, tokens: int, repeats: int) -> dict[str, float]:
     CPU time of this process (one intra-op thread, see :func:`run`) rather than wall time: on a shared
     machine other processes steal the cores in bursts, which wall time charges to whichever step was running.
     """
-    for step in steps.values():
-        step()  # warm-up
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(repeats):
-        for name, step in steps.items():
-            start = time.process_time()
-            step()
-            times[name].append(time.process_time() - start)
-    return {name: tokens / statistics.median(values) for name, values in times.items()}
+    times = timed(steps, repeats, warmup=True)
+    return {name: tokens / t.cpu for name, t in times.items()}
 
 
 def _rss_mb() -> float:
@@ -150,7 +140,7 @@ def run(quick: bool = False) -> dict:
 
 
 def _measure(figures: dict, batch_size: int, memory_batch: int, repeats: int) -> None:
-    from support_models import make_tiny_qwen2
+    from vixml.testing.models import make_tiny_qwen2
 
     with tempfile.TemporaryDirectory() as tmp:
         for name, size in SIZES.items():

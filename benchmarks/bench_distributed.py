@@ -27,10 +27,10 @@ STEPS = 12
 
 
 def _setup(root: Path, quick: bool):
-    from support_data import make_dataset
-    from support_models import make_tiny_bert
     from vixml.config import RunConfig, apply_overrides
     from vixml.data import load_dataset
+    from vixml.testing.datasets import make_dataset
+    from vixml.testing.models import make_tiny_bert
 
     data = make_dataset(root / "data", n_train=2048, n_test=16, n_labels=256, max_labels=3)
     ds = load_dataset(data)
@@ -53,8 +53,8 @@ def _setup(root: Path, quick: bool):
 
 def _decoder_config(root: Path, quick: bool, fsdp: bool):
     """A rank-8 LoRA Qwen2 (random, 256 wide) on the same data, replicated or FSDP2-sharded."""
-    from support_models import make_tiny_qwen2
     from vixml.config import RunConfig, apply_overrides
+    from vixml.testing.models import make_tiny_qwen2
 
     model = root / "qwen2"
     if not model.exists():
@@ -124,7 +124,7 @@ def _steps(cfg, data, out: Path, result: Path | None, steps: int) -> dict:
 
 
 def run(quick: bool = False) -> dict:
-    from support_distributed import spawn
+    from vixml.testing.distributed import spawn
 
     steps = 4 if quick else STEPS
     torch.set_num_threads(1)  # what torchrun gives each rank (OMP_NUM_THREADS=1): a like-for-like comparison
@@ -162,5 +162,4 @@ def run(quick: bool = False) -> dict:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     print(json.dumps(run(quick="--quick" in sys.argv), indent=2))

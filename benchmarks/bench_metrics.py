@@ -4,7 +4,7 @@ Workload: n queries (1M; 100K with --quick) x top-100 predictions over 1M labels
 query of which 2 are among the predictions. ``evaluate`` runs on the canonical CSR form (what
 ``vixml predict`` writes), on the dense ``(scores, indices)`` form (what a top-k search returns) and with
 one filter pair per query. The peer is the transcription of pyxclib's ``Metrics.eval`` + recall
-(tests/support_pyxclib.py, top-k by one vectorised numpy sort) on a subset of the rows (100K; 20K
+(vixml.testing.reference_metrics, top-k by one vectorised numpy sort) on a subset of the rows (100K; 20K
 quick), scaled linearly to n. Times are medians of 3 repeats; the first call, which compiles the numba
 kernel or loads it from numba's on-disk cache, is timed apart (``first_call_s``), and so is a compilation
 from an empty cache in a fresh process (``compile_cold_s``).
@@ -21,14 +21,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
-from timing import median_time
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from timing import timed
 
 N_LABELS = 1_000_000
 WIDTH = 100
@@ -84,8 +81,8 @@ def cold_compile_seconds() -> float:
 def run(quick: bool) -> dict:
     import numba
 
-    import support_pyxclib as ox
     from vixml.metrics import _kernels, evaluate
+    from vixml.testing import reference_metrics as ox
 
     n = 100_000 if quick else 1_000_000
     n_peer = 20_000 if quick else 100_000
@@ -104,13 +101,13 @@ def run(quick: bool) -> dict:
     out["first_call_s"] = round(compile_s, 2)
     out["first_call_from_cache"] = cache_hits > 0
     out["compile_cold_s"] = round(cold_compile_seconds(), 1)
-    out["evaluate_csr_s"] = round(median_time(lambda: evaluate(true, pred, k=5)), 3)
-    out["evaluate_dense_s"] = round(median_time(lambda: evaluate(true, (scores, indices), k=5)), 3)
-    out["evaluate_filtered_s"] = round(median_time(lambda: evaluate(true, pred, k=5, filter=pairs)), 3)
+    out["evaluate_csr_s"] = round(timed(lambda: evaluate(true, pred, k=5)).wall, 3)
+    out["evaluate_dense_s"] = round(timed(lambda: evaluate(true, (scores, indices), k=5)).wall, 3)
+    out["evaluate_filtered_s"] = round(timed(lambda: evaluate(true, pred, k=5, filter=pairs)).wall, 3)
 
     peer_true, peer_pred = true[:n_peer], pred[:n_peer]
     inv = ox.compute_inv_propesity(peer_true, 0.55, 1.5)
-    peer_s = median_time(lambda: ox.all_metrics(peer_pred, peer_true, inv, k=5)) * (n / n_peer)
+    peer_s = timed(lambda: ox.all_metrics(peer_pred, peer_true, inv, k=5)).wall * (n / n_peer)
     out["peer_rows_measured"] = n_peer
     out["peer_pyxclib_numpy_s"] = round(peer_s, 2)
     out["speedup_vs_peer"] = round(peer_s / out["evaluate_csr_s"], 1)

@@ -16,7 +16,7 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from timing import median_time
+from timing import timed
 from vixml.training.sampler import EpochBatchSampler
 
 
@@ -64,21 +64,21 @@ def run(quick: bool = False) -> dict:
     epoch = iter(range(10**6))
     # The first batch costs the epoch's order and every query's positive; targets are built batch by batch.
     figures["epoch_first_batch_s_per_100k"] = (
-        median_time(lambda: next(sampler.epoch_batches(next(epoch))), repeats) * per_100k
+        timed(lambda: next(sampler.epoch_batches(next(epoch))), repeats).wall * per_100k
     )
     figures["epoch_random_s_per_100k"] = (
-        median_time(lambda: sum(1 for _ in sampler.epoch_batches(next(epoch))), repeats) * per_100k
+        timed(lambda: sum(1 for _ in sampler.epoch_batches(next(epoch))), repeats).wall * per_100k
     )
     sampler.set_clusters(np.array_split(np.random.default_rng(1).permutation(n), n // 16), cluster_size=16)
     figures["epoch_clustered_s_per_100k"] = (
-        median_time(lambda: sum(1 for _ in sampler.epoch_batches(next(epoch))), repeats) * per_100k
+        timed(lambda: sum(1 for _ in sampler.epoch_batches(next(epoch))), repeats).wall * per_100k
     )
 
     counts = np.bincount(y.indices, minlength=num_labels)
     c = (np.log(n) - 1) * 3.6**0.6
     weights = 1 + c * (counts + 2.6) ** -0.6
     ref_batches = 2 if quick else 5
-    ref = median_time(lambda: _reference_epoch_slice(y, weights, batch_size, ref_batches), 1)
+    ref = timed(lambda: _reference_epoch_slice(y, weights, batch_size, ref_batches), 1).wall
     figures["reference_epoch_s_per_100k"] = ref * 100_000 / (ref_batches * batch_size)
     figures["speedup_vs_reference"] = figures["reference_epoch_s_per_100k"] / figures["epoch_random_s_per_100k"]
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()}

@@ -359,8 +359,7 @@ def _instrument(phases: _Phases, checked: dict) -> None:
 
 def _tiny_bert(folder: Path, texts) -> Path:
     """A random 2-layer, 32-wide BERT with a WordPiece tokenizer trained on the data's texts."""
-    sys.path.insert(0, str(_HERE.parent / "tests"))
-    from support_models import make_tiny_bert
+    from vixml.testing.models import make_tiny_bert
 
     sample = [texts[i] for i in range(0, len(texts), max(1, len(texts) // 20_000))]
     return make_tiny_bert(folder / "tiny-bert", vocab_texts=sample)

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
 
+from timing import timed
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
 
 K = 100
 DIM = 384
@@ -45,9 +45,9 @@ def run(quick: bool = False) -> dict:
     import faiss
     import torch
 
-    from support_search import normalised
     from vixml.search import build_index, recall_at_k, topk
     from vixml.search.blocks import LabelBlocks
+    from vixml.testing.search import normalised
 
     n_labels, n_queries = (32768, 1024) if quick else (131072, 8192)
     labels = normalised(n_labels, DIM, seed=1)
@@ -62,26 +62,22 @@ def run(quick: bool = False) -> dict:
         "faiss_threads": faiss.omp_get_max_threads(),
     }
 
-    def timed(name: str, fn, rows=None):
+    def search(name: str, fn, rows=None):
         """Median seconds of ``fn(queries[:rows])`` over REPEATS runs after a warm-up on 256 queries."""
         batch = queries if rows is None else queries[:rows]
         fn(queries[:256])  # compilation, first-call set-up
-        times, result = [], None
-        for _ in range(REPEATS):
-            start = time.perf_counter()
-            result = fn(batch)
-            times.append(time.perf_counter() - start)
-        seconds = statistics.median(times)
+        timing = timed(lambda: fn(batch), REPEATS)
+        seconds, result = timing.wall, timing.result
         out[f"{name}_s"] = round(seconds, 4)
         out[f"{name}_qps"] = round(len(batch) / seconds, 1)
         _log(f"{name}: {seconds:.3f} s for {len(batch)} queries, {len(batch) / seconds:.0f} queries/s")
         return result
 
     flat = build_index("faiss-flat", labels)
-    _, faiss_ids = timed("faiss_flat", lambda q: flat.search(q, K))
-    _, exact_ids = timed("exact_fp32", lambda q: topk(q, labels, K, device="cpu"))
-    _, bf16_ids = timed("bf16_rescore", lambda q: topk(q, labels, K, device="cpu", precision="bf16-rescore"))
-    timed("matmul_topk", lambda q: _plain(q, labels), rows=min(PLAIN_QUERIES, n_queries))
+    _, faiss_ids = search("faiss_flat", lambda q: flat.search(q, K))
+    _, exact_ids = search("exact_fp32", lambda q: topk(q, labels, K, device="cpu"))
+    _, bf16_ids = search("bf16_rescore", lambda q: topk(q, labels, K, device="cpu", precision="bf16-rescore"))
+    search("matmul_topk", lambda q: _plain(q, labels), rows=min(PLAIN_QUERIES, n_queries))
     out["bf16_rescore_recall@100"] = round(recall_at_k(bf16_ids, exact_ids), 5)
     out["faiss_flat_recall@100"] = round(recall_at_k(faiss_ids, exact_ids), 5)
     for name in ("exact_fp32", "bf16_rescore", "matmul_topk"):
@@ -104,7 +100,7 @@ def run(quick: bool = False) -> dict:
         index = build_index(name, labels, **ANN_PARAMS)
         out[f"{key}_build_s"] = round(time.perf_counter() - start, 2)
         _log(f"{name}: built in {out[f'{key}_build_s']} s")
-        _, ids = timed(key, lambda q, index=index: index.search(q, K), rows=ann_rows)
+        _, ids = search(key, lambda q, index=index: index.search(q, K), rows=ann_rows)
         out[f"{key}_recall@100"] = round(recall_at_k(ids, exact_ids[:ann_rows]), 4)
         out[f"{key}_vs_faiss"] = round(out[f"{key}_qps"] / out["faiss_flat_qps"], 3)
         out[f"{key}_params"] = json.dumps(ANN_PARAMS)
@@ -161,13 +157,8 @@ def _big_products(torch) -> dict:
     figures = {}
     with torch.inference_mode():
         for name, fn in cases.items():
-            fn()
-            times = []
-            for _ in range(2 * REPEATS + 1):
-                start = time.perf_counter()
-                fn()
-                times.append(time.perf_counter() - start)
-            figures[f"big_{name}_gflops"] = round(flops / statistics.median(times) / 1e9, 1)
+            seconds = timed(fn, 2 * REPEATS + 1, warmup=True).wall
+            figures[f"big_{name}_gflops"] = round(flops / seconds / 1e9, 1)
             _log(f"big {name}: {figures[f'big_{name}_gflops']} GFLOP/s")
     return figures
 
@@ -188,12 +179,8 @@ def _single_thread(queries, labels, flat, topk) -> dict:
     figures = {}
     try:
         for name, fn in cases.items():
-            times = []
-            for _ in range(REPEATS):
-                start = time.process_time()
-                fn()
-                times.append(time.process_time() - start)
-            figures[f"{name}_1thread_cpu_us_per_query"] = round(statistics.median(times) / len(queries) * 1e6, 1)
+            cpu = timed(fn, REPEATS).cpu
+            figures[f"{name}_1thread_cpu_us_per_query"] = round(cpu / len(queries) * 1e6, 1)
             _log(f"one thread, {name}: {figures[f'{name}_1thread_cpu_us_per_query']} CPU us/query")
     finally:
         torch.set_num_threads(threads[0])

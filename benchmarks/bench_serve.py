@@ -37,8 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
+from timing import timed
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
 
 DEMO = HERE.parent / "src" / "vixml" / "resources" / "demo" / "wordnet-hypernyms"
@@ -226,27 +227,19 @@ def _offline_child(run_dir: str, data: str, repeats: int, out: str) -> None:
 
     texts = list(load_dataset(data).tst_texts)
     predictor = Predictor.load(run_dir, device="cpu")
-    walls, cpus = [], []
-    for _ in range(repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
-        want = predictor.predict(texts, k=K)
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    idle = []
-    for text in texts[:IDLE_REPEATS]:
-        start = time.perf_counter()
-        predictor.predict([text], k=K)
-        idle.append(time.perf_counter() - start)
-    np.savez(out, scores=want.scores, indices=want.indices)
-    figures = {"wall": statistics.median(walls), "cpu": statistics.median(cpus), "one": statistics.median(idle)}
+    whole = timed(lambda: predictor.predict(texts, k=K), repeats)
+    one_by_one = iter(texts[:IDLE_REPEATS])
+    idle = timed(lambda: predictor.predict([next(one_by_one)], k=K), IDLE_REPEATS)
+    np.savez(out, scores=whole.result.scores, indices=whole.result.indices)
+    figures = {"wall": whole.wall, "cpu": whole.cpu, "one": idle.wall}
     print(json.dumps(figures))
 
 
 def run(quick: bool = False) -> dict:
     import httpx
 
-    from support_server import ServerProcess
     from vixml.data import load_dataset
+    from vixml.testing.server import ServerProcess
 
     requests = 384 if quick else 1024
     out: dict = {"model": "all-MiniLM-L6-v2 (untrained run, epochs=0)", "k": K, "requests_per_load": requests}

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from timing import timed
 from vixml.config import RunConfig, apply_overrides
 from vixml.data import load_dataset, prepare_dataset
 from vixml.models import build_dual_encoder, image_banks
@@ -74,23 +73,20 @@ def _trainer(data: Path, out: Path, precision: str, batch: int, *extra: str) -> 
     return Trainer(cfg, ds, model, out, images=banks, precision=precision)
 
 
-def _ours(trainer: Trainer, batches: list) -> float:
-    """Queries per second of the full training step (loss parts, prototypes, backward, optimiser)."""
+def _ours(trainer: Trainer, batches: list) -> None:
+    """The full training step (loss parts, prototypes, backward, optimiser) over ``batches``."""
     trainer.model.train()
-    start = time.perf_counter()
     for i, batch in enumerate(batches):
         parts = trainer._loss(batch, np.random.default_rng([0, 0, i]))
         trainer.scaler.scale(parts["loss"]).backward()
         trainer._optimizer_step()
-    return sum(len(b) for b in batches) / (time.perf_counter() - start)
 
 
-def _bare(trainer: Trainer, batches: list, precision: str) -> float:
-    """Queries per second of the bare HF encoder: forward + backward of the same query and label tokens."""
+def _bare(trainer: Trainer, batches: list, precision: str) -> None:
+    """The bare HF encoder over ``batches``: forward + backward of the same query and label tokens."""
     model = trainer.model.backbone.model
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
-    start = time.perf_counter()
     for batch in batches:
         q_ids, q_mask = trainer.encoder.tokens("trn").batch(batch.query_rows)
         l_ids, l_mask = trainer.encoder.tokens("lbl").batch(batch.label_ids)
@@ -101,7 +97,6 @@ def _bare(trainer: Trainer, batches: list, precision: str) -> float:
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-    return sum(len(b) for b in batches) / (time.perf_counter() - start)
 
 
 def run(quick: bool = False) -> dict:
@@ -116,13 +111,15 @@ def run(quick: bool = False) -> dict:
             text = _trainer(data, Path(tmp) / f"t-{precision}", precision, batch)
             fused = _trainer(data, Path(tmp) / f"f-{precision}", precision, batch, "images.num_images=3")
             batches = list(text.sampler.epoch_batches(0))[: steps + 1]
-            figures = {"bare": [], "ours": [], "ours_images": []}
             _bare(text, batches[:1], precision), _ours(text, batches[:1]), _ours(fused, batches[:1])  # warm-up
-            for _ in range(repeats):  # interleaved, so that machine noise hits all three alike
-                figures["bare"].append(_bare(text, batches[1:], precision))
-                figures["ours"].append(_ours(text, batches[1:]))
-                figures["ours_images"].append(_ours(fused, batches[1:]))
-            med = {k: statistics.median(v) for k, v in figures.items()}
+            rest = batches[1:]
+            steps_of = {  # timed interleaved, so that machine noise hits all three alike
+                "bare": lambda t=text, b=rest, p=precision: _bare(t, b, p),
+                "ours": lambda t=text, b=rest: _ours(t, b),
+                "ours_images": lambda t=fused, b=rest: _ours(t, b),
+            }
+            queries = sum(len(b) for b in rest)
+            med = {k: queries / t.wall for k, t in timed(steps_of, repeats).items()}  # queries per second
             results[f"{precision}_bare_queries_per_s"] = round(med["bare"], 1)
             results[f"{precision}_ours_queries_per_s"] = round(med["ours"], 1)
             results[f"{precision}_ours_3images_queries_per_s"] = round(med["ours_images"], 1)

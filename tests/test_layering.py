@@ -25,6 +25,7 @@ LAYERS = {
     "inference": 5,
     "serve": 6,
     "cli": 7,
+    "testing": 7,  # builders and oracles for tests and benchmarks: may use every layer, used by none
     "__main__": 8,  # python -m vixml: the command line, above everything
 }
 BASE = 0

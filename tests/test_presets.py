@@ -2,7 +2,7 @@
 
 The expected settings come from the paper's App. A and the two released run scripts of the reference code
 (DiegoOrtego/vixml ``run_vixml_miniLML3_amzTitles131K.sh`` and ``run_vixml_qwen25_3B_amzTitles131K.sh``),
-restated in METHOD.md 2-4 and in issue 8. A preset that drifts from them fails here, by name and key.
+restated in docs/method.md 2-4 and in issue 8. A preset that drifts from them fails here, by name and key.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ APP_A = {
     "distilbert-images-lf-amazon-131k": (1024, 1e-4),
     "qwen2.5-7b-lf-amazontitles-131k": (1024, 5e-5),
     "qwen2.5-7b-images-lf-amazontitles-131k": (1024, 5e-5),
+    "qwen2.5-3b-images-lf-amazon-131k": (512, 2e-5),  # decoders with descriptions
 }
 # the reference scripts' settings by backbone kind
 RECIPE = {
@@ -59,7 +60,7 @@ def paper_settings(name: str) -> dict:
     kind, lr = BACKBONES[backbone]
     images = "-images-" in name
     if kind == "encoder":
-        epochs = 150 if images else 300  # encoders with images converge in half the epochs (METHOD.md 3)
+        epochs = 150 if images else 300  # encoders with images converge in half the epochs (docs/method.md 3)
     else:
         epochs = 40 if name.endswith("1.3m") else 30
     batch, lr = APP_A.get(name, (2048, lr))
@@ -100,7 +101,7 @@ def actual_settings(cfg: RunConfig) -> dict:
 
 
 def test_the_table_covers_every_preset():
-    assert len(PAPER_PRESETS) >= 28
+    assert len(PAPER_PRESETS) >= 30
     for path in PAPER_PRESETS:
         assert any(path.stem.startswith(b + "-") for b in BACKBONES), f"{path.name}: add its backbone to the table"
 
@@ -143,3 +144,39 @@ def test_a_short_run_with_the_empty_config_mines_evaluates_and_checkpoints(epoch
     assert m.start_epoch < epochs - 1, "cluster batches are used before the run ends"
     assert 1 <= cfg.train.eval_interval() < epochs and 1 <= cfg.train.checkpoint_interval() < epochs
     assert all(0 <= e < epochs for e in m.double_at) and m.update_every >= 1
+
+
+# The paper's headline rows (docs/method.md 7): preset -> (dataset, P@1 / P@5 / PSP@1 with +R)
+HEADLINE = {
+    "qwen2.5-7b-images-lf-amazontitles-131k": ("LF-AmazonTitles-131K", "53.08 / P@5 25.74 / PSP@1 46.22"),
+    "qwen2.5-3b-images-lf-amazon-131k": ("LF-Amazon-131K", "55.57 / P@5 26.84 / PSP@1 47.41"),
+    "qwen2.5-3b-images-mm-amazontitles-300k": ("MM-AmazonTitles-300K", "57.37 / P@5 38.08 / PSP@1 36.12"),
+    "qwen2.5-3b-images-lf-amazontitles-1.3m": ("LF-AmazonTitles-1.3M", "67.83 / P@5 53.72 / PSP@1 35.40"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HEADLINE))
+def test_each_headline_row_has_a_preset_stating_its_number(name):
+    path = CONFIGS / f"{name}.yaml"
+    assert path.exists(), f"no preset for the paper's best {HEADLINE[name][0]} row"
+    dataset, numbers = HEADLINE[name]
+    header = path.read_text().split("\nmodel:")[0]
+    assert dataset in header and f"P@1 {numbers}" in header and "+R" in header
+    cfg = load_config(path)
+    assert cfg.images is not None and cfg.images.num_images == 3 and cfg.eval.augment is not None
+
+
+def test_lf_amazon_131k_decoder_recipe_is_not_the_titles_one():
+    """Paper App. A: decoders with descriptions train with batch 512, LR 2e-5 and 128 tokens."""
+    amazon = load_config(CONFIGS / "qwen2.5-3b-images-lf-amazon-131k.yaml")
+    titles = load_config(CONFIGS / "qwen2.5-3b-images-lf-amazontitles-131k.yaml")
+    assert (amazon.train.batch_size, amazon.train.lr, amazon.data.max_length) == (512, 2e-5, 128)
+    assert (titles.train.batch_size, titles.train.lr, titles.data.max_length) == (2048, 5e-5, 32)
+    assert amazon.model.name_or_path == "Qwen/Qwen2.5-3B-Instruct" and amazon.train.epochs == 30
+
+
+def test_mm_amazontitles_300k_decoder_recipe():
+    cfg = load_config(CONFIGS / "qwen2.5-3b-images-mm-amazontitles-300k.yaml")
+    assert cfg.model.name_or_path == "Qwen/Qwen2.5-3B-Instruct" and cfg.model.kind == "decoder"
+    assert (cfg.train.batch_size, cfg.train.lr, cfg.data.max_length, cfg.train.epochs) == (2048, 5e-5, 32, 30)
+    assert (cfg.eval.A, cfg.eval.B) == (0.6, 2.6) and cfg.images.placement == "prompt"

@@ -4,7 +4,7 @@
 describe (NCCL on GPUs, gloo on CPU) and leaves it afterwards. Without them the world is one process and
 every helper here is the identity, so a single process is the special case, not a separate code path.
 
-What is exchanged and why (METHOD.md 4: the batch is the negative pool): query and label embeddings are
+What is exchanged and why (docs/method.md 4: the batch is the negative pool): query and label embeddings are
 all-gathered *with gradients* (:func:`gather_with_grad`), so every rank computes the loss over the global
 batch; embeddings of whole splits are sharded by batches of rows and gathered (:func:`shard_batches`,
 :func:`gather_rows`); small Python objects (clusters, metrics, decisions) are broadcast from rank 0.

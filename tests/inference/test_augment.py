@@ -1,4 +1,4 @@
-"""Retrieval-augmented scoring (METHOD.md 5) against hand-computed values."""
+"""Retrieval-augmented scoring (docs/method.md 5) against hand-computed values."""
 
 from __future__ import annotations
 

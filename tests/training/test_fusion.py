@@ -1,4 +1,4 @@
-"""Vision enhancement (METHOD.md 3): images help where only the image carries the answer, and image dropout
+"""Vision enhancement (docs/method.md 3): images help where only the image carries the answer, and image dropout
 keeps a fused model at the text-only level when images are missing at inference.
 
 Planted data: 4 groups x 6 colours = 24 labels. A query's text names its group but never its colour; its

@@ -207,7 +207,7 @@ def test_single_query_still_samples_every_positive():
 
 
 def test_mining_schedule_encoder_preset():
-    schedule = MiningSchedule()  # METHOD.md 4: cl_size 16 doubling at 20..120, start 10, refresh every 5
+    schedule = MiningSchedule()  # docs/method.md 4: cl_size 16 doubling at 20..120, start 10, refresh every 5
     assert schedule == MiningSchedule(16, (20, 40, 60, 80, 100, 120), 10, 5)
     assert [e for e in range(150) if schedule.should_recluster(e)] == list(range(10, 150, 5))
     assert [schedule.cluster_size_at(e) for e in (10, 19, 20, 39, 40, 60, 80, 100, 119, 120, 149)] == [

@@ -1,4 +1,4 @@
-"""Decoder LLM backbones through `train()` with LoRA (METHOD.md 2): tiny random Qwen2, Llama and Gemma 3
+"""Decoder LLM backbones through `train()` with LoRA (docs/method.md 2): tiny random Qwen2, Llama and Gemma 3
 learn planted data, the run folder keeps the adapter only, a killed run resumes exactly, and the saved
 adapter predicts what the run reported.
 """

@@ -86,7 +86,7 @@ def predict(
     ),
     split: str = typer.Option("tst", "--split", help="tst or trn."),
     k: int = typer.Option(100, "--k", min=1, help="Labels per query."),
-    augment: bool = typer.Option(False, "--augment", help="Retrieval-augmented scoring (+R, METHOD.md 5)."),
+    augment: bool = typer.Option(False, "--augment", help="Retrieval-augmented scoring (+R, docs/method.md 5)."),
     source: str = typer.Option(
         "auto", "--source", help="auto (fused when the run has a sparse companion, else dense), dense, sparse, fused."
     ),

@@ -1,4 +1,4 @@
-"""The sections of a vixml run's configuration, one dataclass per concern (METHOD.md settings as defaults).
+"""The sections of a vixml run's configuration, one dataclass per concern (docs/method.md settings as defaults).
 
 Defaults follow the reference code (DiegoOrtego/vixml and its run scripts): an empty config trains the
 paper's encoder recipe. Every deliberate deviation from the reference is a named switch whose default is
@@ -60,7 +60,7 @@ def scaled_epoch(paper_value: int, epochs: int, minimum: int = 1) -> int:
 
 @dataclass(frozen=True)
 class LoraConfig(_Section):
-    """Low-rank adaptation of the backbone (METHOD.md 2: rsLoRA r=256 alpha=256 dropout 0 for decoders)."""
+    """Low-rank adaptation of the backbone (docs/method.md 2: rsLoRA r=256 alpha=256 dropout 0 for decoders)."""
 
     _key = "model.lora"
     r: int = _f(256, "Rank of the low-rank update matrices.", ge=1)
@@ -79,7 +79,7 @@ class LoraConfig(_Section):
 
 @dataclass(frozen=True)
 class ModelConfig(_Section):
-    """The shared query/label encoder (METHOD.md 2): an HF encoder or decoder, pooled into one vector."""
+    """The shared query/label encoder (docs/method.md 2): an HF encoder or decoder, pooled into one vector."""
 
     _key = "model"
     name_or_path: str = _f("sentence-transformers/all-MiniLM-L6-v2", "Hugging Face model name or local folder.")
@@ -155,7 +155,7 @@ class DataConfig(_Section):
 
 @dataclass(frozen=True)
 class ImagesConfig(_Section):
-    """Vision enhancement by early fusion of precomputed image embeddings (METHOD.md 3)."""
+    """Vision enhancement by early fusion of precomputed image embeddings (docs/method.md 3)."""
 
     _key = "images"
     num_images: int = _f(3, "Images per item (the first N of its list); missing slots are masked out.", ge=1)
@@ -193,7 +193,7 @@ class ImagesConfig(_Section):
 
 @dataclass(frozen=True)
 class PrototypeConfig(_Section):
-    """PRIME label prototypes: LPN over (text embedding, free vector, query centroid) (METHOD.md 4)."""
+    """PRIME label prototypes: LPN over (text embedding, free vector, query centroid) (docs/method.md 4)."""
 
     _key = "prototypes"
     num_free_vectors: int = _f(
@@ -232,7 +232,7 @@ class PrototypeConfig(_Section):
 
 @dataclass(frozen=True)
 class MiningConfig(_Section):
-    """NGAME negative mining: batches made of clusters of similar queries (METHOD.md 4)."""
+    """NGAME negative mining: batches made of clusters of similar queries (docs/method.md 4)."""
 
     _key = "mining"
     cluster_size: int = _f(16, "Queries per cluster when mining starts.", ge=1)
@@ -243,8 +243,9 @@ class MiningConfig(_Section):
     )
     start_epoch: int | Literal["auto"] = _f(
         "auto",
-        "First epoch with cluster batches (random batches before it); auto = the reference's 10 of 150 epochs, "
-        "scaled to train.epochs (at least 1, and early enough that a short run mines).",
+        "Epoch (0-based) at whose end the query bank is first clustered: batches are random up to and including "
+        "it, clustered from the next one (start_epoch + 1) on, as in the reference; auto = the reference's 10 of "
+        "150 epochs, scaled to train.epochs (at least 1, and early enough that a short run mines).",
         ge=0,
     )
     update_every: int | Literal["auto"] = _f(
@@ -274,7 +275,7 @@ class MiningConfig(_Section):
 
 @dataclass(frozen=True)
 class LossWeights(_Section):
-    """Weights of the loss terms: L = u*L_u + uv*L_uv + i*L_i + r*L_r (METHOD.md 4)."""
+    """Weights of the loss terms: L = u*L_u + uv*L_uv + i*L_i + r*L_r (docs/method.md 4)."""
 
     _key = "loss.weights"
     u: float = _f(1.0, "Weight of L_u: query vs label text embedding.", ge=0)
@@ -290,7 +291,7 @@ class LossWeights(_Section):
 
 @dataclass(frozen=True)
 class LossConfig(_Section):
-    """The in-batch contrastive loss (METHOD.md 4)."""
+    """The in-batch contrastive loss (docs/method.md 4)."""
 
     _key = "loss"
     name: LossName = _f("triplet", "Triplet with online hard negatives, or InfoNCE.")
@@ -327,7 +328,7 @@ class LossConfig(_Section):
 
 @dataclass(frozen=True)
 class TrainConfig(_Section):
-    """Optimisation and the training loop (METHOD.md 4)."""
+    """Optimisation and the training loop (docs/method.md 4)."""
 
     _key = "train"
     epochs: int = _f(300, "Passes over the training queries (paper encoders: 300 text-only, 150 with images).", ge=0)
@@ -411,7 +412,7 @@ class TrainConfig(_Section):
 
 @dataclass(frozen=True)
 class AugmentConfig(_Section):
-    """Retrieval-augmented scoring ("+R", METHOD.md 5): training queries vote for their labels."""
+    """Retrieval-augmented scoring ("+R", docs/method.md 5): training queries vote for their labels."""
 
     _key = "eval.augment"
     num_labels: int = _f(100, "Labels retrieved per query.", ge=1)
@@ -422,7 +423,7 @@ class AugmentConfig(_Section):
 
 @dataclass(frozen=True)
 class EvalConfig(_Section):
-    """Prediction depth and the metrics (METHOD.md 5-6)."""
+    """Prediction depth and the metrics (docs/method.md 5-6)."""
 
     _key = "eval"
     A: float | Literal["auto"] = _f(

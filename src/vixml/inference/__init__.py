@@ -1,4 +1,4 @@
-"""Inference: a trained run as a :class:`Predictor`, and retrieval-augmented scoring (METHOD.md 5)."""
+"""Inference: a trained run as a :class:`Predictor`, and retrieval-augmented scoring (docs/method.md 5)."""
 
 from __future__ import annotations
 

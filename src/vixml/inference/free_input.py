@@ -69,7 +69,7 @@ def predict_texts(
     augment: TrainingQueries | None = None,
     source: str = "auto",
 ) -> Predictions:
-    """Top-``k`` visible labels of free texts; with ``augment``, retrieval-augmented scores (METHOD.md 5)."""
+    """Top-``k`` visible labels of free texts; with ``augment``, retrieval-augmented scores (docs/method.md 5)."""
     texts = [str(t) for t in texts]
     needs_embedding = predictor.retriever.resolve(source) != "sparse"
     queries = predictor.encode(texts, images) if needs_embedding else None

@@ -425,7 +425,7 @@ def encode_new_labels(
 def prototype_without_centroid(prototypes, text_emb, free_ids):
     """PRIME's prototype of labels without training queries: LPN([u, free vector, 0]) averaged, normalised.
 
-    The same computation as ``LabelPrototypes.forward`` with the centroid token set to zero (METHOD.md 4:
+    The same computation as ``LabelPrototypes.forward`` with the centroid token set to zero (docs/method.md 4:
     the reference gives a label without queries a zero centroid), for labels that have no id in its buffers.
     """
     import torch

@@ -1,4 +1,4 @@
-"""A trained run as a predictor: encode new texts, search the label embeddings, optionally "+R" (METHOD.md 5)."""
+"""A trained run as a predictor: encode new texts, search the label embeddings, optionally "+R" (docs/method.md 5)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Models: text backbones (encoders and decoders), the sequence assembler, LoRA, image fusion, PRIME label
-prototypes and the dual encoder (METHOD.md 2-4)."""
+prototypes and the dual encoder (docs/method.md 2-4)."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ layer), and a warning says which were used.
 Padding side of the registered decoders: all pad on the RIGHT. The sequence assembler compacts every row
 (real tokens first, then masked slots) and decoders get position ids counted over the mask, so the side
 changes no embedding; right padding keeps the last real token at ``length - 1`` and never gives a causal
-query row nothing to attend to. Gemma's tokenizer pads left by default but must pad right (METHOD.md 2);
+query row nothing to attend to. Gemma's tokenizer pads left by default but must pad right (docs/method.md 2);
 Llama has no pad token and pads with EOS. Left padding stays available by registering a spec.
 """
 
@@ -46,7 +46,7 @@ LLAMA_STYLE_LORA_TARGETS: tuple[str, ...] = (
     "up_proj",
     "down_proj",
 )
-"""Attention q, k, v, o and MLP gate, up, down projections: the paper's LoRA targets (METHOD.md 2)."""
+"""Attention q, k, v, o and MLP gate, up, down projections: the paper's LoRA targets (docs/method.md 2)."""
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The one sequence assembler: a segment list -> ``inputs_embeds``, attention mask and last-token index.
 
 ViXML feeds every backbone embeddings, not token ids, because projected images enter as extra tokens
-(METHOD.md 2-3). Encoders use the segments ``("{images}", "{text}")`` (images first; BERT's [CLS] and
+(docs/method.md 2-3). Encoders use the segments ``("{images}", "{text}")`` (images first; BERT's [CLS] and
 [SEP] stay inside ``{text}``); decoders use the prompt ``"This product text" ⊕ {text} ⊕ "and its image" ⊕
 {images} ⊕ {eos}``, without ``{images}`` and the literal before it for items without images (the rule of
 ``ModelConfig.prompt_segments``). Every layout is built here, from its segment list; there is no second path.
@@ -58,7 +58,7 @@ __all__ = [
 PLACEHOLDERS: tuple[str, ...] = PROMPT_PLACEHOLDERS
 TEXT, IMAGES, EOS = PLACEHOLDERS  # "{text}", "{images}", "{eos}": the placeholders model.prompt accepts
 ENCODER_SEGMENTS: tuple[str, ...] = (IMAGES, TEXT)
-"""The encoder layout of METHOD.md 3: image tokens before the text tokens."""
+"""The encoder layout of docs/method.md 3: image tokens before the text tokens."""
 
 IMAGE_SLOT_ID = -1
 """Stands for an image slot in :meth:`SequenceAssembler.assemble_ids` (image j of a row is ``-1 - j``)."""

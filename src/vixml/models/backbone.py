@@ -1,6 +1,6 @@
 """The text backbone: any Hugging Face encoder or decoder as a sentence encoder with image-token input.
 
-ViXML (METHOD.md 2-3) encodes queries and labels with one shared network whose output is the pooled,
+ViXML (docs/method.md 2-3) encodes queries and labels with one shared network whose output is the pooled,
 L2-normalised last hidden state (no projection head; an optional linear transform may exist). Encoders
 (BERT, DistilBERT...) see ``{images} ⊕ {text}``; decoder LLMs (Qwen2/3, Llama, Gemma 3, Mistral, Phi-3)
 see the prompt ``"This product text" ⊕ {text} ⊕ "and its image" ⊕ {images} ⊕ {eos}`` with causal attention
@@ -232,7 +232,7 @@ class TextBackbone(torch.nn.Module):
         dropout: float = 0.0,
         target_modules: Sequence[str] | None = None,
     ) -> TextBackbone:
-        """Attach fresh LoRA adapters in place and freeze the base weights (METHOD.md 2); returns self.
+        """Attach fresh LoRA adapters in place and freeze the base weights (docs/method.md 2); returns self.
 
         Afterwards only the adapters (and this backbone's own transform, which is not part of the model) train.
         ``target_modules`` None = the architecture's defaults (``spec.lora_targets``), else every linear layer.

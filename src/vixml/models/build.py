@@ -3,7 +3,7 @@
 Everything that turns a :class:`~vixml.config.RunConfig` into modules lives here: the backbone kind and its
 segment list (decided *before* loading, so nothing patches the prompt afterwards), LoRA, the PRIME
 prototypes sized for the label count, the image projection sized for the image banks, and the checks that
-the dataset's image banks fit the config (METHOD.md 2-4).
+the dataset's image banks fit the config (docs/method.md 2-4).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def backbone_kind(model: ModelConfig) -> Literal["encoder", "decoder"]:
 
 
 def segments_for(config: RunConfig, kind: Literal["encoder", "decoder"]) -> tuple[str, ...]:
-    """The input layout of a backbone of ``kind`` under ``config`` (METHOD.md 2-3).
+    """The input layout of a backbone of ``kind`` under ``config`` (docs/method.md 2-3).
 
     Encoders see ``{images} {text}``. Decoders see ``model.prompt``; with ``images.placement=before_text`` the
     images move in front of the prompt's text part (the paper's "images first" ablation).
@@ -159,7 +159,7 @@ def load_dual_encoder(model_dir, config: RunConfig, *, device: torch.device | st
 
 
 def image_banks(config: RunConfig, dataset: XMCDataset) -> dict[str, ImageBank]:
-    """The dataset's image banks per split when the config fuses images (METHOD.md 3), else ``{}``.
+    """The dataset's image banks per split when the config fuses images (docs/method.md 3), else ``{}``.
 
     Raises:
         ConfigError: images are configured but the dataset has none, or the banks' sizes disagree.

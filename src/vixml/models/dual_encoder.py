@@ -1,9 +1,9 @@
 """The ViXML dual encoder: one shared backbone for queries and labels, image fusion, PRIME prototypes.
 
 Queries and labels are encoded by the same network; relevance is the inner product of the L2-normalised
-embeddings (METHOD.md 1). With an image projection, an item's pooled image embeddings enter as extra input
-tokens (METHOD.md 3) on the sides that carry images. With prototypes, a label's inference embedding is its
-prototype (text embedding enriched by a free vector and its training-query centroid, METHOD.md 4);
+embeddings (docs/method.md 1). With an image projection, an item's pooled image embeddings enter as extra input
+tokens (docs/method.md 3) on the sides that carry images. With prototypes, a label's inference embedding is its
+prototype (text embedding enriched by a free vector and its training-query centroid, docs/method.md 4);
 without, it is its text embedding.
 """
 

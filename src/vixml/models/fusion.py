@@ -1,4 +1,4 @@
-"""ViXML's vision enhancement (METHOD.md 3): pooled image embeddings become input tokens of the text model.
+"""ViXML's vision enhancement (docs/method.md 3): pooled image embeddings become input tokens of the text model.
 
 A frozen vision model turned each image into one pooled embedding offline; here one learnable linear layer
 maps each of an item's (up to N) image embeddings into the backbone's token-embedding space. The backbone
@@ -17,7 +17,7 @@ __all__ = ["ImageProjection", "drop_images"]
 
 
 class ImageProjection(nn.Module):
-    """``Linear(vision_dim -> hidden)`` applied to every image slot (METHOD.md 3).
+    """``Linear(vision_dim -> hidden)`` applied to every image slot (docs/method.md 3).
 
     Args:
         vision_dim: size of one image embedding (SigLIP2-so400m: 1152).

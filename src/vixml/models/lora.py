@@ -1,4 +1,4 @@
-"""LoRA adapters through PEFT (METHOD.md 2: rsLoRA r=256 alpha=256 dropout 0 for decoders).
+"""LoRA adapters through PEFT (docs/method.md 2: rsLoRA r=256 alpha=256 dropout 0 for decoders).
 
 The paper fine-tunes decoder LLMs with low-rank adapters on the attention q, k, v, o and MLP gate, up,
 down projections; the base weights stay frozen. This module knows Hugging Face modules and PEFT only:

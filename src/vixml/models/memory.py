@@ -1,6 +1,6 @@
 """Peak GPU memory of a training run, estimated from its config without loading weights (``vixml memory``).
 
-Why: a 7B decoder at METHOD.md's batch of 2048 queries + 2048 labels does not fit every GPU, and finding that
+Why: a 7B decoder at docs/method.md's batch of 2048 queries + 2048 labels does not fit every GPU, and finding that
 out by crashing costs a model download and minutes of loading. The estimate is an ESTIMATE: parameter counts
 are exact (the backbone is built on the meta device from its config), activations follow the formula below.
 
@@ -77,7 +77,7 @@ logger = logging.getLogger(__name__)
 GIB = 1024**3
 HEADROOM = 0.10  # fraction of the GPU left free for fragmentation and kernels' workspaces
 CONTEXT_BYTES = GIB  # CUDA context, cuBLAS/cuDNN handles: outside PyTorch's allocator
-DEFAULT_VISION_DIM = 1152  # SigLIP2-so400m pooled image embedding (METHOD.md 3)
+DEFAULT_VISION_DIM = 1152  # SigLIP2-so400m pooled image embedding (docs/method.md 3)
 
 
 def layer_activation_bytes(

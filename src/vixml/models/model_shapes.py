@@ -1,4 +1,4 @@
-"""Backbone shapes without weights: the sizes the memory estimate needs, from a config (METHOD.md 2).
+"""Backbone shapes without weights: the sizes the memory estimate needs, from a config (docs/method.md 2).
 
 Parameters are counted exactly by building the model on the meta device from its config; the paper's hub
 backbones are known offline by their published ``config.json`` values.
@@ -18,7 +18,7 @@ __all__ = ["KNOWN_MODELS", "BackboneShape", "backbone_shape"]
 
 logger = logging.getLogger(__name__)
 
-# Published config.json values of the paper's backbones (METHOD.md 2) on the Hugging Face hub, so that their
+# Published config.json values of the paper's backbones (docs/method.md 2) on the Hugging Face hub, so that their
 # parameters can be counted offline. Gemma 3's entry is its text tower (Gemma3TextConfig), the part vixml uses.
 # AutoModel builds the base model: no LM head (the untied head of Qwen2.5-7B, 545M, is reported apart).
 # Columns: model_type, hidden_size, num_hidden_layers, intermediate_size, num_attention_heads,

@@ -1,7 +1,7 @@
 """Pooling: token states (B, T, H) and their mask (B, T) -> one vector per sequence (B, H).
 
 The paper pools encoders and decoders alike by the mean over the attention mask, image tokens included
-(METHOD.md 2-3); last-token pooling is the decoder alternative it reports as slightly worse, and CLS pooling
+(docs/method.md 2-3); last-token pooling is the decoder alternative it reports as slightly worse, and CLS pooling
 is what some encoders were trained with. Every mode reads the positions from the mask, never from the
 tokenizer's padding side, so the same code serves right-padded encoders and left-padded decoders.
 """

@@ -1,6 +1,6 @@
 """PRIME label prototypes: a label's embedding enriched with a free vector and its query centroid.
 
-METHOD.md section 4; Dahiya, Ortego and Jiménez, "Prototypical Extreme Multi-label Classification with a
+docs/method.md section 4; Dahiya, Ortego and Jiménez, "Prototypical Extreme Multi-label Classification with a
 Dynamic Margin Loss" (PRIME, NAACL 2025). A label's text alone is short and often ambiguous; PRIME lets the
 label borrow from two more sources and mixes the three with one small transformer layer (the LPN):
 
@@ -59,7 +59,7 @@ def _check_config(num_labels: int, dim: int, num_free_vectors: int, heads: int, 
 
 
 class LabelPrototypes(nn.Module):
-    """PRIME's label prototype network (METHOD.md 4, PRIME paper section 3).
+    """PRIME's label prototype network (docs/method.md 4, PRIME paper section 3).
 
     Holds the LPN (one post-norm ``TransformerEncoderLayer`` over the 3-token sequence), the learnable
     free vectors, and three buffers saved in the ``state_dict``: the label -> free-vector map, the

@@ -11,7 +11,7 @@ from vixml.atomic import atomic_path
 __all__ = ["LOSS_NAMES", "plot_training_curves", "training_curves_figure"]
 
 METRICS_SHOWN = ("P@1", "P@5", "nDCG@5", "PSP@1", "PSP@5", "R@100")
-#: The loss parts (METHOD.md 4; history keys ``train/<part>``) in words.
+#: The loss parts (docs/method.md 4; history keys ``train/<part>``) in words.
 LOSS_NAMES = {
     "loss": "total (weighted sum)",
     "L_u": "query → label text (L_u)",

@@ -26,7 +26,7 @@ __all__ = [
 _NAME = re.compile(r"^(?P<family>[A-Za-z]+)@(?P<k>\d+)$")
 FAMILY_ORDER = ("P", "nDCG", "PSP", "PSnDCG", "R")
 HEADLINE_METRICS = ("P@1", "P@3", "P@5", "nDCG@5", "PSP@1", "PSP@5", "R@10", "R@100", "MRR")
-"""The figures papers report (METHOD.md 6 quotes P@1, P@5, PSP@1, R@100), shown when runs are compared."""
+"""The figures papers report (docs/method.md 6 quotes P@1, P@5, PSP@1, R@100), shown when runs are compared."""
 
 Metrics = Mapping[str, float]
 

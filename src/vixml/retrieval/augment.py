@@ -1,4 +1,4 @@
-"""Retrieval-augmented scoring ("+R", METHOD.md 5): labels found directly and through similar training queries.
+"""Retrieval-augmented scoring ("+R", docs/method.md 5): labels found directly and through similar training queries.
 
 For each query, the top labels and the top training queries are retrieved; all their scores go through one
 softmax with a low temperature; a label hit keeps ``label_weight`` of its probability and a training-query

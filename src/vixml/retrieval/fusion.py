@@ -3,7 +3,7 @@
 Every candidate of a query (the union of the sources' top lists) has a score from every source: the dense
 inner product is exact for any label; the sparse ranker scores only what its beam found, and a candidate
 it did not find gets its floor, 0 (its scores are probabilities); so does "+R" (training queries voting for
-their labels, METHOD.md 5), whose scores are probability mass too. Each source's scores are normalised per
+their labels, docs/method.md 5), whose scores are probability mass too. Each source's scores are normalised per
 query over that query's candidates (``zscore``: minus their mean, over their standard deviation; ``none``:
 as they are), then ``fused = w * dense + (1 - w) * sparse``, or with +R its own three weights
 ``w_dense * dense + w_r * r + w_sparse * sparse``. The weights are tuned on queries that neither model

@@ -5,7 +5,7 @@ server all call :meth:`Retriever.search`, so the same run gives the same labels 
 
 Sources:
     ``dense``: maximum inner product over the visible labels (trained and added), exact or through an ANN
-        index; with ``augment``, the "+R" scores (labels and training-query votes, METHOD.md 5) instead.
+        index; with ``augment``, the "+R" scores (labels and training-query votes, docs/method.md 5) instead.
     ``sparse``: the TF-IDF label forest of :mod:`vixml.retrieval.sparse` (trained labels only).
     ``fused``: the union of the sources' top-``candidates`` lists, every candidate scored by every source (the
         dense score is exact for any label; the sparse and +R floors where they found none) and combined by the

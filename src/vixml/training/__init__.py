@@ -1,4 +1,4 @@
-"""Training: losses, NGAME cluster batching, the sampler, the trainer and checkpoints (METHOD.md 4)."""
+"""Training: losses, NGAME cluster batching, the sampler, the trainer and checkpoints (docs/method.md 4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Balanced hierarchical 2-means: NGAME's query clusters and PRIME's label -> free-vector map (METHOD.md 4).
+"""Balanced hierarchical 2-means: NGAME's query clusters and PRIME's label -> free-vector map (docs/method.md 4).
 
 NGAME clusters the epoch's bank of query embeddings into groups of ``cluster_size`` similar queries and fills
 each batch with whole groups, so that the in-batch negatives are hard. PRIME maps each label to one of

@@ -1,4 +1,4 @@
-"""Score a model the way the paper reports (METHOD.md 5-6): the one retrieval path, then the XMC metrics."""
+"""Score a model the way the paper reports (docs/method.md 5-6): the one retrieval path, then the XMC metrics."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""AdamW with the paper's parameter groups and the warm-up/decay schedules (METHOD.md 4)."""
+"""AdamW with the paper's parameter groups and the warm-up/decay schedules (docs/method.md 4)."""
 
 from __future__ import annotations
 

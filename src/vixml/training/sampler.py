@@ -1,4 +1,4 @@
-"""Training batches of METHOD.md 4: one sampled positive per query, in-batch targets, NGAME cluster batching.
+"""Training batches of docs/method.md 4: one sampled positive per query, in-batch targets, NGAME cluster batching.
 
 Each batch item is one query and ONE of its positive labels, drawn uniformly or with probability proportional
 to the label's inverse propensity (which favours tail labels). The batch's B sampled labels are the candidate
@@ -115,7 +115,7 @@ def in_batch_targets(train_Y: scipy.sparse.spmatrix, query_rows: np.ndarray, lab
 
 @dataclass(frozen=True)
 class MiningSchedule:
-    """When NGAME re-clusters the query bank, and with what cluster size (METHOD.md 4 curriculum).
+    """When NGAME re-clusters the query bank, and with what cluster size (docs/method.md 4 curriculum).
 
     Epochs are counted from 0 (the first pass over the data is epoch 0), as in the reference loop
     ``for epoch in range(epochs)``. Both questions are asked at the END of epoch ``e``, once its query bank is
@@ -177,8 +177,8 @@ class EpochBatchSampler:
         batch_size: queries per batch (B).
         seed: base seed; epoch ``e`` draws from ``numpy.random.default_rng([seed, e])``.
         positive_sampling: ``"uniform"`` over a query's positives, or ``"inverse_propensity"``.
-        A: propensity parameter A (METHOD.md 4: 0.6).
-        B: propensity parameter B (METHOD.md 4: 2.6).
+        A: propensity parameter A (docs/method.md 4: 0.6).
+        B: propensity parameter B (docs/method.md 4: 2.6).
         drop_last: drop the last batch of an epoch when it has fewer than ``batch_size`` queries.
         source: the training label file, named in errors.
 

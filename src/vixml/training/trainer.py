@@ -1,4 +1,4 @@
-"""The one training loop of vixml (METHOD.md 4): encoder or decoder, plain or PRIME, by configuration.
+"""The one training loop of vixml (docs/method.md 4): encoder or decoder, plain or PRIME, by configuration.
 
 The trainer is given its model (``vixml.models.build_dual_encoder``) and only trains it. Per epoch: batches
 from the sampler (random, or NGAME clusters of the stale query bank), queries and the batch's positive
@@ -318,7 +318,7 @@ class Trainer:
         with autocast(self.precision, self.device):
             q = self.model.encode_queries(q_ids.to(self.device), q_mask.to(self.device), *q_images)
             u_raw = self.model.encode_labels(l_ids.to(self.device), l_mask.to(self.device), *l_images, raw=True)
-            # the global batch on every rank, gradients flowing back to each rank's share (METHOD.md 4)
+            # the global batch on every rank, gradients flowing back to each rank's share (docs/method.md 4)
             q = distributed.gather_with_grad(q[:keep], sizes)
             u_raw = distributed.gather_with_grad(u_raw[:keep], sizes)
             u = self.model.backbone.finish(u_raw)

@@ -1,4 +1,4 @@
-"""Image banks -> image-embedding arrays, offline and resumable (``vixml images embed``, METHOD.md section 3).
+"""Image banks -> image-embedding arrays, offline and resumable (``vixml images embed``, docs/method.md section 3).
 
 A bank ``{train,test,labels}_imgs_<size>_<N>.bin`` holds one base64 JPEG per line; line r becomes row r
 of ``{trn,tst,lbl}_embs_imgs_<N>_<D>_<tag>.npy`` (float32 (n_images_total, D)), so the bank's map

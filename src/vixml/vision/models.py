@@ -1,6 +1,6 @@
 """Frozen vision models that turn an image into ONE pooled embedding, chosen by ``config.model_type``.
 
-ViXML (METHOD.md section 3) encodes every image once, offline, with a frozen vision foundation model
+ViXML (docs/method.md section 3) encodes every image once, offline, with a frozen vision foundation model
 (paper: ``google/siglip2-so400m-patch14-384``, 1152-d). Which output is "the" image embedding depends on
 the architecture, so a small registry keyed by ``config.model_type`` (never by name substrings) says
 which class to load and which output to keep:

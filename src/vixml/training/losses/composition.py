@@ -1,6 +1,6 @@
 """The training objectives built from a base loss: PRIME's four-part loss and the plain dual encoder's.
 
-METHOD.md section 4: ``L = L_u + L_uv + L_i + 0.1 * L_r``. Reference followed: the training step of the
+docs/method.md section 4: ``L = L_u + L_uv + L_i + 0.1 * L_r``. Reference followed: the training step of the
 ViXML code (``DiegoOrtego/vixml``, utils.py ``train``), which computes, in this order,
 ``L_u = crit(q @ u^T, Y)``, ``L_i = crit(u @ q^T, Y^T)``, ``L_uv = crit(q @ v^T, Y)`` and
 ``L_r = RegLoss(q @ u^T, q @ v^T, Y)``; without PRIME it trains on ``L_u`` alone. Each composition returns

@@ -1,6 +1,6 @@
 """Multi-positive InfoNCE: a softmax contrastive alternative to the triplet loss.
 
-Not part of the paper's recipe (METHOD.md section 4 trains with the triplet loss); offered because it is
+Not part of the paper's recipe (docs/method.md section 4 trains with the triplet loss); offered because it is
 the usual baseline for dual encoders and has no margin to tune. In-batch XMC rows often hold several
 positives, so the plain cross-entropy (one target per row) is generalised in the way that does not make
 positives compete with each other: each positive is contrasted against the row's non-positives only.

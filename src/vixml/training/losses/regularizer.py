@@ -2,7 +2,7 @@
 
 Reference followed: ``RegLoss`` in the ViXML code (``DiegoOrtego/vixml``, loss.py), identical to PRIME /
 NGAME's ``RegLoss``, called as ``RegLoss(k=num_negatives)(sim_i, sim_f, Y)`` with ``sim_i`` the raw
-scores (query x label-text embedding) and ``sim_f`` the prototype scores (METHOD.md section 4).
+scores (query x label-text embedding) and ``sim_f`` the prototype scores (docs/method.md section 4).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Triplet loss with online hard negatives and a dynamic margin (PRIME / NGAME / ViXML, METHOD.md section 4).
+"""Triplet loss with online hard negatives and a dynamic margin (PRIME / NGAME / ViXML, docs/method.md section 4).
 
 Reference followed: ``ATripletMarginLossOHNMDM`` in the ViXML code (``DiegoOrtego/vixml``, loss.py) with
 the options of its published run scripts (``--reduction custom --num-negatives 10 --margin_min 0.1
