@@ -41,11 +41,11 @@ PLAIN_QUERIES = 2048
 SINGLE_QUERIES = 2048
 
 
-def run(quick: bool = False) -> dict:
+def run(quick: bool = False, run_dir: Path | None = None) -> dict:
     import faiss
     import torch
 
-    from vixml.search import build_index, recall_at_k, topk
+    from vixml.search import build_index, gemm, recall_at_k, topk
     from vixml.search.blocks import LabelBlocks
     from vixml.testing.search import normalised
 
@@ -75,12 +75,19 @@ def run(quick: bool = False) -> dict:
 
     flat = build_index("faiss-flat", labels)
     _, faiss_ids = search("faiss_flat", lambda q: flat.search(q, K))
+    chosen = gemm.choice(DIM)
+    out["exact_fp32_backend"] = f"{chosen.batch} ({chosen.source})"
     _, exact_ids = search("exact_fp32", lambda q: topk(q, labels, K, device="cpu"))
+    for backend in gemm.installed():  # every backend the machine's choice was made among
+        search(f"exact_fp32_{backend}", lambda q, b=backend: topk(q, labels, K, device="cpu", backend=b))
     _, bf16_ids = search("bf16_rescore", lambda q: topk(q, labels, K, device="cpu", precision="bf16-rescore"))
+    _, int8_ids = search("int8_rescore", lambda q: topk(q, labels, K, device="cpu", precision="int8-rescore"))
     search("matmul_topk", lambda q: _plain(q, labels), rows=min(PLAIN_QUERIES, n_queries))
     out["bf16_rescore_recall@100"] = round(recall_at_k(bf16_ids, exact_ids), 5)
+    out["int8_rescore_recall@100"] = round(recall_at_k(int8_ids, exact_ids), 5)
     out["faiss_flat_recall@100"] = round(recall_at_k(faiss_ids, exact_ids), 5)
-    for name in ("exact_fp32", "bf16_rescore", "matmul_topk"):
+    timed_names = ["exact_fp32", *(f"exact_fp32_{b}" for b in gemm.installed()), "bf16_rescore", "int8_rescore"]
+    for name in [*timed_names, "matmul_topk"]:
         out[f"{name}_vs_faiss"] = round(out[f"{name}_qps"] / out["faiss_flat_qps"], 3)
 
     # GFLOP/s: the products inside topk (timed in place), then single large products
@@ -89,8 +96,16 @@ def run(quick: bool = False) -> dict:
     out["exact_fp32_matmul_gflops"] = round(flops / spent / 1e9, 1)
     spent = _time_products(LabelBlocks, lambda: topk(queries, labels, K, device="cpu", precision="bf16-rescore"))
     out["bf16_rescore_matmul_gflops"] = round(flops / spent / 1e9, 1)
-    out |= _big_products(torch)
+    ceilings = {f"big_{name}_gflops": v for name, v in gemm.ceilings(m=4096, n=8192, k=DIM, repeats=REPEATS).items()}
+    out |= ceilings
+    best_fp32 = max(v for name, v in ceilings.items() if name.startswith("big_fp32"))
+    out["exact_fp32_gflops"] = round(flops / out["exact_fp32_s"] / 1e9, 1)
+    out["exact_fp32_vs_best_fp32_gemm"] = round(out["exact_fp32_gflops"] / best_fp32, 3)
     out |= _single_thread(queries[:SINGLE_QUERIES], labels, flat, topk)
+    if not quick:
+        out |= _large(topk, recall_at_k)
+    if run_dir is not None:
+        out |= _real_embeddings(run_dir, topk, recall_at_k)
 
     # graph indexes: one build each (the slow part), searches on the first ANN_QUERIES queries
     ann_rows = min(ANN_QUERIES, n_queries)
@@ -138,28 +153,51 @@ def _time_products(blocks_class, fn) -> float:
     return spent[0]
 
 
-def _big_products(torch) -> dict:
-    """GFLOP/s of one (4096 x 384) @ (384 x 8192) product: torch.matmul fp32 (MKL) / bf16, oneDNN fp32."""
-    from vixml.search.blocks import onednn_available
+def _large(topk, recall_at_k, n_labels: int = 1_305_265, n_queries: int = 2000) -> dict:
+    """LF-AmazonTitles-1.3M-sized labels (1,305,265 x 384, 2 GB): exact, int8-rescore and faiss, one run each."""
+    import faiss
 
-    m, n = 4096, 8192
-    a, b = torch.randn(m, DIM), torch.randn(n, DIM)
-    ab, bb = a.bfloat16(), b.bfloat16()
-    out32, out16 = torch.empty(m, n), torch.empty(m, n, dtype=torch.bfloat16)
-    flops = 2.0 * m * n * DIM
-    cases = {
-        "matmul_fp32": lambda: torch.matmul(a, b.T, out=out32),
-        "matmul_bf16": lambda: torch.matmul(ab, bb.T, out=out16),
+    from vixml.testing.search import normalised
+
+    labels = normalised(n_labels, DIM, seed=3)
+    queries = normalised(n_queries, DIM, seed=4)
+    figures = {"large_labels": n_labels, "large_queries": n_queries}
+    runs = {
+        "faiss_flat": lambda: faiss.knn(queries, labels, K, metric=faiss.METRIC_INNER_PRODUCT)[::-1],
+        "exact_fp32": lambda: topk(queries, labels, K, device="cpu"),
+        "int8_rescore": lambda: topk(queries, labels, K, device="cpu", precision="int8-rescore"),
     }
-    if onednn_available():
-        am, bm = a.to_mkldnn(), b.to_mkldnn()
-        cases["onednn_fp32"] = lambda: torch.nn.functional.linear(am, bm).to_dense()
-    figures = {}
-    with torch.inference_mode():
-        for name, fn in cases.items():
-            seconds = timed(fn, 2 * REPEATS + 1, warmup=True).wall
-            figures[f"big_{name}_gflops"] = round(flops / seconds / 1e9, 1)
-            _log(f"big {name}: {figures[f'big_{name}_gflops']} GFLOP/s")
+    ids = {}
+    for name, fn in runs.items():
+        timing = timed(fn, 1, warmup=False)
+        ids[name] = timing.result[1]
+        figures[f"large_{name}_qps"] = round(n_queries / timing.wall, 1)
+        _log(f"1.3M labels, {name}: {figures[f'large_{name}_qps']} queries/s")
+    for name in ("exact_fp32", "int8_rescore"):
+        figures[f"large_{name}_vs_faiss"] = round(figures[f"large_{name}_qps"] / figures["large_faiss_flat_qps"], 3)
+    figures["large_int8_rescore_recall@100"] = round(recall_at_k(ids["int8_rescore"], ids["exact_fp32"]), 5)
+    return figures
+
+
+def _real_embeddings(run_dir: Path, topk, recall_at_k) -> dict:
+    """Recall@100 of the reduced precisions against exact on a trained run's label and test-query embeddings."""
+    import numpy as np
+
+    from vixml.inference import Predictor
+
+    predictor = Predictor.load(run_dir)
+    labels = np.asarray(predictor.label_embeddings, dtype=np.float32)
+    data = json.loads((run_dir / "run.json").read_text())["data"]["path"]
+    from vixml.data import load_dataset
+
+    dataset = load_dataset(data, images=False)
+    texts = list(dataset.tst_texts[list(range(dataset.n_test))])
+    queries = predictor.encode(texts)
+    exact = topk(queries, labels, K, device="cpu")[1]
+    figures = {"real_run": str(run_dir), "real_labels": labels.shape[0], "real_queries": queries.shape[0]}
+    for precision in ("bf16-rescore", "int8-rescore"):
+        found = topk(queries, labels, K, device="cpu", precision=precision)[1]
+        figures[f"real_{precision.replace('-', '_')}_recall@100"] = round(recall_at_k(found, exact), 5)
     return figures
 
 
@@ -197,5 +235,7 @@ def _log(message: str) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="32,768 labels and 1,024 queries")
-    print(json.dumps(run(quick=parser.parse_args().quick), indent=2))
+    parser.add_argument("--quick", action="store_true", help="32,768 labels and 1,024 queries; no 1.3M stage")
+    parser.add_argument("--run", type=Path, help="a trained run (the demo's): recall of bf16/int8 on its embeddings")
+    args = parser.parse_args()
+    print(json.dumps(run(quick=args.quick, run_dir=args.run), indent=2))
