@@ -7,7 +7,8 @@ Accepted files (``vixml predict RUN --texts FILE``, ``vixml labels add RUN --tex
   [+ ``content``], as in catalogues) and optional image columns (``images``, ``image_urls``, ``image``,
   ...: one reference or a JSON list; relative paths are taken from the table's folder).
 
-Every empty text is reported with its line, in one error.
+Every empty text is reported with its line, in one error; or, with ``skip_blank``, blank lines of a plain
+text file are skipped and counted (``TextInput.skipped``). ``-`` reads plain text from standard input.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from vixml.data.catalogue import IMAGE_COLUMNS, column_value, record_text
 from vixml.data.image_cells import parse_image_cell
 from vixml.data.tables import iter_table, table_suffix
 from vixml.data.texts import read_texts
+from vixml.errors import DataError, Problem
 
 __all__ = ["TextInput", "read_text_input"]
 
@@ -34,35 +36,44 @@ class TextInput:
         texts: one text per item.
         images: one list of references (paths, URLs, ``data:`` URIs) per item, or None (no image column).
         lines: the line (or row) each item came from, for messages.
+        skipped: blank lines left out (``skip_blank``).
     """
 
     path: Path
     texts: list[str]
     images: list[list[str]] | None
     lines: list[int]
+    skipped: int = 0
 
     def __len__(self) -> int:
         return len(self.texts)
 
 
-def read_text_input(path: str | os.PathLike, *, max_items: int | None = None) -> TextInput:
+def read_text_input(
+    path: str | os.PathLike, *, max_items: int | None = None, skip_blank: bool = False
+) -> TextInput:
     """Read a text file or a table of texts (see the module doc).
 
     Args:
-        path: the file.
+        path: the file; ``-``: standard input (plain text, UTF-8).
         max_items: refuse files with more items (None: no bound).
+        skip_blank: leave out blank lines of a plain text file (counted) instead of refusing them.
 
     Raises:
         DataError: the file is missing or unreadable, a table has no text column, a text is empty (every
             such line listed), or there are more than ``max_items`` items.
     """
     path = Path(path)
-    problems = ProblemCollector(path)
+    problems = ProblemCollector("<stdin>" if str(path) == "-" else path)
     texts: list[str] = []
     lines: list[int] = []
     images: list[list[str]] | None = None
-    if table_suffix(path) is None:
-        for i, text in enumerate(read_texts(path, layout="plain"), start=1):
+    skipped = 0
+    if str(path) == "-" or table_suffix(path) is None:
+        for i, text in enumerate(_stdin_lines() if str(path) == "-" else read_texts(path, layout="plain"), start=1):
+            if not text.strip() and skip_blank:
+                skipped += 1
+                continue
             if not text.strip():
                 problems.add("empty line: expected one text per line", line=i)
             texts.append(text.strip())
@@ -89,4 +100,16 @@ def read_text_input(path: str | os.PathLike, *, max_items: int | None = None) ->
     if not texts:
         problems.add("no text found")
     problems.raise_if_any()
-    return TextInput(path, texts, images, lines)
+    return TextInput(path, texts, images, lines, skipped)
+
+
+def _stdin_lines() -> list[str]:
+    """Standard input's lines (``--texts -``), which must be UTF-8 (a byte-order mark skipped)."""
+    import sys
+
+    raw = sys.stdin.buffer.read()
+    try:
+        return raw.decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataError(Problem("<stdin>", f"not valid UTF-8 at byte offset {exc.start}", line=line)) from None
