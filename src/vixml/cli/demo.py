@@ -68,6 +68,9 @@ def demo(
     from vixml.inference.sources import source_rows
     from vixml.training import train
 
+    from vixml.models import check_pretrained
+
+    check_pretrained(load_config(_resource(DEMO_CONFIG), overrides))  # before the dataset copy is written
     data = out / "data"
     sizes = {"trn": train_queries, "tst": test_queries}
     if not (data / "dataset.json").exists() or _demo_sizes(data) != sizes:

@@ -42,4 +42,6 @@ def emit_json(obj: dict) -> None:
 def check_out(out: Path, option: str = "--out") -> None:
     """Refuse an output file that names a folder before any work is done (not by the final rename after it)."""
     if out.is_dir():
-        raise DataError(Problem(str(out), f"is a folder: {option} must name a file to write (e.g. {out / 'pred.npz'})"))
+        raise DataError(
+            Problem(str(out), f"is a folder: {option} must name a file to write (e.g. {out / 'pred.npz'})")
+        )

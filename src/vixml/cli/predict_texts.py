@@ -92,6 +92,8 @@ def predict_one(run: Path, text: str, out: Path | None, *, texts: Path | None, d
     table = Table(title=f"top {len(record['labels'])} labels for {text!r}")
     for column in ("rank", "label", "text", "score"):
         table.add_column(column, overflow="fold", justify="right" if column in ("rank", "label", "score") else "left")
-    for rank, (label, name, score) in enumerate(zip(record["labels"], record["texts"], record["scores"]), 1):
+    for rank, (label, name, score) in enumerate(
+        zip(record["labels"], record["texts"], record["scores"], strict=True), 1
+    ):
         table.add_row(str(rank), str(label), name, f"{score:.4f}")
     console.print(table)

@@ -49,9 +49,7 @@ class TextInput:
         return len(self.texts)
 
 
-def read_text_input(
-    path: str | os.PathLike, *, max_items: int | None = None, skip_blank: bool = False
-) -> TextInput:
+def read_text_input(path: str | os.PathLike, *, max_items: int | None = None, skip_blank: bool = False) -> TextInput:
     """Read a text file or a table of texts (see the module doc).
 
     Args:
