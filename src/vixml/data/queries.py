@@ -20,7 +20,7 @@ from pathlib import Path
 from vixml.data._problems import ProblemCollector
 from vixml.data.catalogue import IMAGE_COLUMNS, column_value, record_text
 from vixml.data.image_cells import parse_image_cell
-from vixml.data.tables import iter_table, table_suffix
+from vixml.data.tables import iter_table, no_column, table_suffix
 from vixml.data.texts import read_texts
 from vixml.errors import DataError, Problem
 
@@ -67,6 +67,7 @@ def read_text_input(path: str | os.PathLike, *, max_items: int | None = None, sk
     lines: list[int] = []
     images: list[list[str]] | None = None
     skipped = 0
+    missing: list[int] = []
     if str(path) == "-" or table_suffix(path) is None:
         for i, text in enumerate(_stdin_lines() if str(path) == "-" else read_texts(path, layout="plain"), start=1):
             if not text.strip() and skip_blank:
@@ -79,10 +80,16 @@ def read_text_input(path: str | os.PathLike, *, max_items: int | None = None, sk
     else:
         images = []
         has_images = False
+        keys: set = set()
         for line, record in iter_table(path, problems):
-            text = record_text(record, "auto")
+            keys.update(record)
+            try:
+                text = record_text(record, "auto")
+            except ValueError as exc:
+                problems.add(str(exc), line=line, field="text")
+                text = ""
             if text is None:
-                problems.add("no 'text' (or 'title') column", line=line, field="text")
+                missing.append(line)
                 continue
             if not text.strip():
                 problems.add("empty text", line=line, field="text")
@@ -91,11 +98,15 @@ def read_text_input(path: str | os.PathLike, *, max_items: int | None = None, sk
             texts.append(text.strip())
             images.append(parse_image_cell(cell, path.parent))
             lines.append(line)
+        if missing and not texts:  # no record has one: one message with the columns found
+            problems.extend([no_column(path, "text (text, or title [+ content])", sorted(keys))])
+        for line in missing if texts else []:
+            problems.add("no 'text' (or 'title') column", line=line, field="text")
         if not has_images:
             images = None
     if max_items is not None and len(texts) > max_items:
         problems.add(f"{len(texts)} items; at most {max_items} are accepted at once")
-    if not texts:
+    if not texts and not missing:
         problems.add("no text found")
     problems.raise_if_any()
     return TextInput(path, texts, images, lines, skipped)
