@@ -66,9 +66,8 @@ def demo(
     from vixml.devices import native_bf16
     from vixml.errors import TrainingInterrupted
     from vixml.inference.sources import source_rows
-    from vixml.training import train
-
     from vixml.models import check_pretrained
+    from vixml.training import train
 
     check_pretrained(load_config(_resource(DEMO_CONFIG), overrides))  # before the dataset copy is written
     data = out / "data"
