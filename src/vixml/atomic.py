@@ -95,11 +95,13 @@ def _storage_error(exc: OSError, path: Path, tmp: Path | None, size_hint: int | 
 def _unwritable(exc: OSError, path: Path) -> StorageError | None:
     """A :class:`StorageError` for a place this process cannot write (permissions, a read-only disk, a file
     where a folder should be), or None for another kind of OSError."""
-    if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST):
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        reason = f"{exc.filename or path.parent} is a file, not a folder"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT):
+        reason = f"{(exc.strerror or str(exc)).lower()} in {path.parent} (a folder this process cannot write)"
+    else:
         return None
-    reason = exc.strerror or str(exc)
-    where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(path) else ""
-    error = StorageError(f"cannot write {path}: {reason.lower()}{where}; choose a place you can write to")
+    error = StorageError(f"cannot write {path}: {reason}; choose a place you can write to")
     error.errno = exc.errno
     return error
 
