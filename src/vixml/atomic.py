@@ -63,11 +63,13 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None, size_hint: i
     written when it struck (or ``size_hint``, the size the writer meant to write) and the space left.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():  # refused before the work, not by the final rename after it
+        raise StorageError(f"{path} is a folder: give the name of a file to write")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp", dir=path.parent)
     except OSError as exc:
-        error = _storage_error(exc, path, None, size_hint)
+        error = _storage_error(exc, path, None, size_hint) or _unwritable(exc, path)
         if error is None:
             raise
         raise error from exc
@@ -112,6 +114,20 @@ def _storage_error(exc: OSError, path: Path, tmp: Path | None, size_hint: int | 
     left = f", {_size(free)} free there" if free is not None else ""
     what = "quota exceeded" if exc.errno != errno.ENOSPC else "no space left on device"
     error = StorageError(f"{what} while writing {path}: {need}{left}; free some space or write elsewhere")
+    error.errno = exc.errno
+    return error
+
+
+def _unwritable(exc: OSError, path: Path) -> StorageError | None:
+    """A :class:`StorageError` for a place this process cannot write (permissions, a read-only disk, a file
+    where a folder should be), or None for another kind of OSError."""
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        reason = f"{exc.filename or path.parent} is a file, not a folder"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT):
+        reason = f"{(exc.strerror or str(exc)).lower()} in {path.parent} (a folder this process cannot write)"
+    else:
+        return None
+    error = StorageError(f"cannot write {path}: {reason}; choose a place you can write to")
     error.errno = exc.errno
     return error
 

@@ -66,8 +66,10 @@ def demo(
     from vixml.devices import native_bf16
     from vixml.errors import TrainingInterrupted
     from vixml.inference.sources import source_rows
+    from vixml.models import check_pretrained
     from vixml.training import train
 
+    check_pretrained(load_config(_resource(DEMO_CONFIG), overrides))  # before the dataset copy is written
     data = out / "data"
     sizes = {"trn": train_queries, "tst": test_queries}
     if not (data / "dataset.json").exists() or _demo_sizes(data) != sizes:

@@ -73,6 +73,7 @@ def evaluate(
             filter_path if filter_path is not None else (default_filter if default_filter.is_file() else None)
         )
     A, B, why = _propensity(a, b, data if data is not None else true.parent)
+    k = _bounded_k(k, true)
     require_evaluate(pred, true, train, max(k, DEFAULT_DEPTH))
     problems: list = []
 
@@ -82,7 +83,7 @@ def evaluate(
         except DataError as exc:  # every input's problems at once, so that one round of fixes suffices
             problems.extend(exc.problems)
 
-    predictions = read(read_predictions, pred, max(k, DEFAULT_DEPTH))
+    predictions = read(read_predictions, pred, max(k, DEFAULT_DEPTH), _test_texts(data, true))
     truth, train_y = read(read_label_matrix, true), read(read_label_matrix, train)
     if problems:
         raise DataError(problems)
@@ -119,3 +120,23 @@ def _propensity(a: float | None, b: float | None, folder: Path) -> tuple[float, 
     preset_a, preset_b, source = dataset_propensity(folder)
     why = "given" if a is not None and b is not None else source
     return (a if a is not None else preset_a), (b if b is not None else preset_b), why
+
+
+def _bounded_k(k: int, true: Path) -> int:
+    """``k`` at most the label count (read from the header), before anything is sized by it."""
+    from vixml.data.footprint import matrix_shape
+
+    shape = matrix_shape(true)
+    if shape is not None and k > shape.n_cols:
+        logger.warning("--k %d is more than the %d labels of %s: metrics @1..@%d", k, shape.n_cols, true, shape.n_cols)
+        return max(1, shape.n_cols)
+    return k
+
+
+def _test_texts(data: Path | None, true: Path):
+    """The test queries (to match a JSON-lines prediction file's records against), when the folder has them."""
+    from vixml.data.layout import TEXT_FILES
+    from vixml.data.texts import read_texts
+
+    path = (data if data is not None else true.parent) / TEXT_FILES["tst"]
+    return read_texts(path) if path.is_file() else None

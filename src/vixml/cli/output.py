@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
 
-__all__ = ["FRACTION", "emit_json", "console", "err_console"]
+from vixml.errors import DataError, Problem
+
+__all__ = ["FRACTION", "check_out", "emit_json", "console", "err_console"]
 
 #: The ``"units"`` value of every JSON object holding metrics: fractions in [0, 1] (tables show %).
 FRACTION = "fraction"
@@ -34,3 +37,11 @@ def _clean(value: Any) -> Any:
 def emit_json(obj: dict) -> None:
     """Print ``obj`` as the only thing on stdout."""
     typer.echo(json.dumps(_clean(obj), indent=2, sort_keys=False))
+
+
+def check_out(out: Path, option: str = "--out") -> None:
+    """Refuse an output file that names a folder before any work is done (not by the final rename after it)."""
+    if out.is_dir():
+        raise DataError(
+            Problem(str(out), f"is a folder: {option} must name a file to write (e.g. {out / 'pred.npz'})")
+        )

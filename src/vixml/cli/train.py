@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from vixml.cli.output import FRACTION, console, emit_json, err_console
+from vixml.cli.output import FRACTION, check_out, console, emit_json, err_console
 
 __all__ = ["train", "predict", "config_app"]
 
@@ -79,10 +79,13 @@ def print_final_metrics(metrics: dict) -> None:
 
 def predict(
     run: Path = typer.Argument(..., help="A run folder written by vixml train."),
-    out: Path = typer.Option(..., "--out", help="Prediction file: CSR .npz, or .jsonl (records with ids and texts)."),
+    text: str | None = typer.Argument(None, help="One query: prints a table of its top labels (no --out needed)."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Prediction file: CSR .npz, or .jsonl (records with ids and texts; '-': stdout)."
+    ),
     data: Path | None = typer.Option(None, "--data", help="Dataset folder (with --texts: the +R training queries)."),
     texts: Path | None = typer.Option(
-        None, "--texts", help="Free input: one query per line, or CSV/JSONL/Parquet with a text column (+ images)."
+        None, "--texts", help="Free input: one query per line ('-': stdin), or CSV/JSONL/Parquet with a text column."
     ),
     split: str = typer.Option("tst", "--split", help="tst or trn."),
     k: int = typer.Option(100, "--k", min=1, help="Labels per query."),
@@ -101,14 +104,18 @@ def predict(
 
     if source not in SOURCES:
         raise typer.BadParameter(f"--source must be one of {', '.join(SOURCES)}, got {source!r}")
-    if texts is not None:
-        from vixml.cli.predict_texts import predict_texts
+    options = {"k": k, "augment": augment, "device": device, "as_json": as_json, "source": source, "index": index}
+    if text is not None or texts is not None:
+        from vixml.cli.predict_texts import predict_one, predict_texts
 
-        options = {"k": k, "augment": augment, "device": device, "as_json": as_json, "source": source, "index": index}
-        predict_texts(run, texts, out, data=data, **options)
+        if text is not None:
+            predict_one(run, text, out, texts=texts, data=data, **options)
+        else:
+            predict_texts(run, texts, out, data=data, **options)
         return
-    if data is None:
-        raise typer.BadParameter("give --data DIR (a dataset split) or --texts FILE (free input)")
+    if data is None or out is None:
+        raise typer.BadParameter("give --data DIR --out FILE (a dataset split), --texts FILE (free input) or a TEXT")
+    check_out(out)
     import contextlib
 
     from vixml import distributed

@@ -38,11 +38,17 @@ def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> RunCo
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: {path.stat().st_size:,} bytes; a config file is at most {MAX_CONFIG_BYTES:,}")
+        text = path.read_bytes().decode("utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not a text file (byte offset {exc.start} is not UTF-8): a config is a UTF-8 YAML file"
+        ) from None
     try:
-        data = yaml.safe_load(text)
+        data = _safe_yaml(text, path)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
@@ -55,9 +61,31 @@ def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> RunCo
     return apply_overrides(cfg, overrides) if overrides else cfg
 
 
+MAX_CONFIG_BYTES = 1 << 20  # a config is a few KiB; a larger file is not one
+
+
+def _safe_yaml(text: str, path: Path) -> Any:
+    """``yaml.safe_load`` refusing aliases (``*name``): a config needs none, and nested aliases expand
+    exponentially (a "billion laughs" file) wherever the value is walked or printed."""
+    if "\x00" in text:
+        raise ConfigError(f"{path}: not a text file (NUL byte): a config is a UTF-8 YAML file")
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent):
+            line = event.start_mark.line + 1
+            raise ConfigError(f"{path}:{line}: YAML alias *{event.anchor}: aliases are not accepted in a config")
+    return yaml.safe_load(text)
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    """Writes a shared value twice instead of as an alias, so that :func:`load_config` reads it back."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def save_config(cfg: RunConfig, path: str | os.PathLike) -> None:
     """Write ``cfg`` as YAML atomically; :func:`load_config` reads back an equal config."""
-    text = yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True, width=1000)
+    text = yaml.dump(cfg.to_dict(), Dumper=_NoAliasDumper, sort_keys=False, allow_unicode=True, width=1000)
     with atomic_open(path) as fh:
         fh.write("# vixml run configuration (every key; `vixml config show` explains each)\n" + text)
 

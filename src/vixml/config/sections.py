@@ -356,7 +356,7 @@ class TrainConfig(_Section):
         "(reference).",
         gt=0,
     )
-    seed: int = _f(0, "Seed of every random number generator.", ge=0)
+    seed: int = _f(0, "Seed of every random number generator (numpy takes at most 2**32 - 1).", ge=0, le=2**32 - 1)
     sampling: PositiveSampling = _f(
         "inverse_propensity", "Which positive of a query enters its batch: uniform, or by inverse propensity (tail)."
     )

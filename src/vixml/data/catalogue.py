@@ -36,7 +36,7 @@ from vixml.data._problems import MAX_LISTED, ProblemCollector
 from vixml.data.image_cells import parse_image_cell
 from vixml.data.labels import write_label_matrix
 from vixml.data.layout import ID_FILES, IMAGE_REF_FILES, LABEL_STEMS, TEXT_FILES
-from vixml.data.tables import find_table, iter_table
+from vixml.data.tables import find_table, iter_table, no_column, table_suffix
 from vixml.data.texts import clean_text, read_texts
 from vixml.errors import DataError, Problem
 
@@ -156,14 +156,37 @@ def column_value(record: dict, names: tuple[str, ...]):
 
 
 def record_text(record: dict, text_mode: str) -> str | None:
+    """The text of a record (``text``, or ``title`` [+ ``content``]); None when it has none.
+
+    Raises:
+        ValueError: a cell that is not text (see :func:`cell_text`), with the message to show.
+    """
     text = record.get("text")
     if text is None:
         title = record.get("title")
         if title is None:
             return None
         content = record.get("content") if text_mode != "title" else None
-        text = f"{title} {content}".rstrip() if content else str(title)
-    return clean_text(str(text))
+        title = cell_text(title, "title")
+        content = cell_text(content, "content") if content is not None else ""
+        text = f"{title} {content}".rstrip() if content else title
+    return clean_text(cell_text(text, "text"))
+
+
+def cell_text(value, column: str) -> str:
+    """A table cell as text, decided rather than ``str()``-ed into a Python repr: a string as it is, a number
+    as written, a list of strings joined with spaces (tags: ``["red", "shoe"]`` -> ``red shoe``); a JSON object,
+    a nested list or a boolean is refused (ValueError)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return " ".join(v.strip() for v in value if v.strip())
+    kind = {dict: "a JSON object", list: "a list of non-strings", bool: "a boolean"}.get(
+        type(value), type(value).__name__
+    )
+    raise ValueError(f"{column} is {kind}: expected a string (a number, or a list of strings joined with spaces)")
 
 
 def _write_items(
@@ -194,21 +217,29 @@ def _write_items(
     texts: list[str] = []
     refs: list[str] = []
     keys = seen.setdefault(path, set())
+    missing: dict[str, list[int]] = {"id": [], "text": []}  # lines, named one by one unless every record lacks it
     with atomic_open(texts_path, "wb") as text_fh, atomic_open(refs_path, "wb") as ref_fh:
         for line, record in iter_table(path, found, encoding):
             if len(ids) < _KEYS_SEEN:
                 keys.update(record)
             key = column_value(record, id_columns)
-            text = record_text(record, text_mode)
+            try:
+                text = record_text(record, text_mode)
+            except ValueError as exc:
+                found.add(str(exc), line=line, field="text")
+                text = ""
+            if isinstance(key, (dict, list, bool)):
+                found.add(f"id is {type(key).__name__}: expected a string or a number", line=line, field="id")
+                key = f"<bad id at line {line}>"
             if key is None or str(key).strip() == "":
-                found.add(f"missing id (columns {' or '.join(id_columns)})", line=line, field="id")
+                missing["id"].append(line)
                 key = f"<missing id at line {line}>"
             key = clean_text(str(key)).strip()
             if key in first_line:
                 found.add(f"duplicate id {key!r} (first on line {first_line[key]})", line=line, field="id")
             first_line.setdefault(key, line)
             if text is None:
-                found.add("missing text (column text, or title [+ content])", line=line, field="text")
+                missing["text"].append(line)
                 text = ""
             code = 0
             if kind != "lbl" and record.get("split") not in (None, ""):
@@ -228,6 +259,7 @@ def _write_items(
                 _flush(ref_fh, refs)
         _flush(text_fh, texts)
         _flush(ref_fh, refs)
+    problems.extend(_missing_cells(path, missing, len(ids), keys, id_columns, encoding))
     problems.extend(found.problems)
     if not any_refs:
         refs_path.unlink(missing_ok=True)
@@ -236,6 +268,21 @@ def _write_items(
             for start in range(0, len(ids), _FLUSH):
                 _flush(fh, ids[start : start + _FLUSH])
     return ids, np.frombuffer(splits, dtype=np.int8), np.frombuffer(lines, dtype=np.int64)
+
+
+def _missing_cells(path: Path, missing: dict, n: int, keys: set, id_columns: tuple, encoding: str) -> list[Problem]:
+    """One problem for a column no record has (the columns found listed), else one per record lacking it."""
+    text = "utf-8-sig" if encoding != "latin-1" else "latin-1"
+    wanted = {"id": f"id ({' or '.join(id_columns)})", "text": "text (text, or title [+ content])"}
+    out = []
+    for role, lines in missing.items():
+        if lines and len(lines) == n:
+            out.append(no_column(path, wanted[role], sorted(keys), text))
+        else:
+            out += [
+                Problem(str(path), f"missing {wanted[role]}", line=line, field=role) for line in lines[:MAX_LISTED]
+            ]
+    return out
 
 
 def _flush(fh, lines: list[str]) -> None:
@@ -275,6 +322,13 @@ def _read_pairs(
             q_key, l_key = record.get("query_id"), record.get("label_id")
             q = queries.get(clean_text(str(q_key)).strip()) if q_key is not None else None
             lab = labels.get(clean_text(str(l_key)).strip()) if l_key is not None else None
+            uniform = not str(table_suffix(path)).startswith((".jsonl", ".ndjson"))  # every record has the header's
+            if n == 0 and uniform and (q_key is None or l_key is None):  # a header without the column: one message
+                lacking = " and ".join(c for c, k in (("query_id", q_key), ("label_id", l_key)) if k is None)
+                problems.append(
+                    no_column(path, lacking, list(record), "latin-1" if encoding == "latin-1" else "utf-8-sig")
+                )
+                break
             for key, index, column in ((q_key, q, "query_id"), (l_key, lab, "label_id")):
                 if index is None:
                     what = f"unknown {column[:-3]} id {key!r}" if key is not None else f"missing column {column}"
@@ -291,6 +345,10 @@ def _read_pairs(
                     raise ValueError
             except (TypeError, ValueError):
                 found.add(f"value {raw_value!r} is not a finite number", line=line, field="value")
+                value = math.nan
+            if value < 0:
+                found.add(f"value {raw_value!r} is negative: relevance is >= 0 (0 = not relevant)", line=line,
+                          field="value")  # fmt: skip
                 value = math.nan
             if q is None or lab is None or code < 0 or math.isnan(value):
                 continue

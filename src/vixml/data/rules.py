@@ -35,7 +35,15 @@ from vixml.data.filters import filter_problems, read_filter
 from vixml.data.image_maps import read_image_map
 from vixml.data.images import ImageBank, discover_image_files, embedding_problems, open_embeddings
 from vixml.data.labels import label_matrix_problems
-from vixml.data.layout import FILTER_FILES, ID_FILES, IMAGE_REF_FILES, PREPARING_MARKER, TEXT_FILES, label_file
+from vixml.data.layout import (
+    FILTER_FILES,
+    ID_FILES,
+    IMAGE_REF_FILES,
+    MANIFEST_NAME,
+    PREPARING_MARKER,
+    TEXT_FILES,
+    label_file,
+)
 from vixml.data.manifest import manifest_problems
 from vixml.data.texts import ID_SEPARATOR, TextStore, read_texts
 from vixml.errors import DataError, Problem
@@ -100,6 +108,10 @@ def check_folder(
             )
         )
         return found
+    other = other_folder_kind(directory)
+    if other is not None:  # one hint instead of a list of missing files
+        found.problems.append(Problem(str(directory), other))
+        return found
     _read_texts(directory, encoding, deep, found)
     _read_matrices(directory, found)
     found.problems += _shape_problems(directory, found)
@@ -113,6 +125,41 @@ def check_folder(
     if deep:
         found.problems += manifest_problems(directory)
     return found
+
+
+def other_folder_kind(directory: Path) -> str | None:
+    """What a folder without any dataset file is instead (a catalogue, an XC source, a run folder), as a hint."""
+    if any((directory / name).is_file() for name in (*TEXT_FILES.values(), MANIFEST_NAME)):
+        return None
+    if label_file(directory, "trn") is not None:
+        return None
+    from vixml.data.catalogue import find_catalogue
+
+    catalogue = find_catalogue(directory)
+    if catalogue is not None:
+        tables = ", ".join(p.name for p in (catalogue.queries, catalogue.labels, catalogue.pairs) if p is not None)
+        return (
+            f"this looks like a catalogue ({tables}), not a prepared dataset folder: run "
+            f"`vixml data prepare {directory} OUT` first, then give OUT"
+        )
+    if (directory / "trn.json.gz").is_file() or (directory / "lbl.json.gz").is_file():
+        return (
+            "this looks like an XC-repository source (*.json.gz), not a prepared dataset folder: run "
+            f"`vixml data prepare {directory} OUT` first, then give OUT"
+        )
+    if (directory / "config.yaml").is_file() and any(
+        (directory / name).exists() for name in ("run.json", "checkpoints", "model")
+    ):
+        return f"this is a run folder (config.yaml, run.json), not a dataset folder: {_trained_on(directory)}"
+    return None
+
+
+def _trained_on(run: Path) -> str:
+    try:
+        path = json.loads((run / "run.json").read_text(encoding="utf-8"))["data"]["path"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "give the dataset folder it was trained on (its README.md names it)"
+    return f"give the dataset folder it was trained on ({path}, as its run.json says)"
 
 
 def _read_texts(directory: Path, encoding: str, deep: bool, found: FolderContents) -> None:
@@ -152,9 +199,19 @@ def _read_matrices(directory: Path, found: FolderContents) -> None:
             continue
         matrix, problems = label_matrix_problems(path)
         found.matrices[split] = matrix
-        found.problems += problems
+        found.problems += problems + _negative_values(path, matrix)
     if label_file(directory, "tst") is not None and not has_tst_texts:
         found.problems.append(Problem(str(directory / TEXT_FILES["tst"]), "required file missing (tst_X_Y exists)"))
+
+
+def _negative_values(path: Path, matrix: sp.csr_matrix | None) -> list[Problem]:
+    """Relevance is >= 0: training weights positives by it and the metrics refuse a negative one."""
+    if matrix is None or not (matrix.data < 0).any():
+        return []
+    rows = np.unique(np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))[matrix.data < 0])
+    shown = ", ".join(str(r) for r in rows[:5]) + (", ..." if rows.size > 5 else "")
+    n = int((matrix.data < 0).sum())
+    return [Problem(str(path), f"{n} negative label value(s) in row(s) {shown}: relevance is >= 0 (0 = not relevant)")]
 
 
 def _shape(directory: Path, found: FolderContents, split: str) -> tuple[int, int] | None:

@@ -12,6 +12,7 @@ import csv
 import gzip
 import io
 import json
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,10 +22,13 @@ from vixml.data.encoding import locate_utf8_error, utf8_problem
 from vixml.errors import DataError, Problem
 from vixml.optional import require
 
-__all__ = ["TABLE_SUFFIXES", "iter_table", "table_suffix", "find_table"]
+__all__ = ["TABLE_SUFFIXES", "csv_delimiter", "iter_table", "no_column", "table_suffix", "find_table"]
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".parquet", ".csv.gz", ".tsv.gz", ".jsonl.gz", ".ndjson.gz")
 _BATCH = 65536
+_OTHER_DELIMITERS = (";", "\t", "|")
+
+logger = logging.getLogger(__name__)
 
 
 def table_suffix(path: Path) -> str | None:
@@ -74,7 +78,7 @@ def iter_table(
         if suffix.startswith((".jsonl", ".ndjson")):
             yield from _iter_jsonl(path, problems, text)
         else:
-            yield from _iter_csv(path, "\t" if suffix.startswith(".tsv") else ",", text)
+            yield from _iter_csv(path, csv_delimiter(path, text), text)
     except UnicodeDecodeError as exc:
         where = locate_utf8_error(path)
         if where is None:
@@ -85,6 +89,41 @@ def iter_table(
         raise DataError(
             Problem(str(path), f"the compressed data ends early or is corrupt ({exc}): get the file again")
         ) from None
+
+
+def csv_delimiter(path: Path, encoding: str = "utf-8-sig") -> str:
+    """A table's delimiter: tab for ``.tsv``; for ``.csv`` a comma, unless its header line has none and holds
+    ``;``, a tab or ``|`` (a spreadsheet exported where the decimal mark is a comma writes ``;``)."""
+    if table_suffix(path).startswith(".tsv"):
+        return "\t"
+    try:
+        with _open_text(path, encoding) as fh:
+            header = fh.readline()
+    except (OSError, UnicodeDecodeError, EOFError, gzip.BadGzipFile):
+        return ","  # the reader names the problem
+    if "," in header:
+        return ","
+    counts = {d: header.count(d) for d in _OTHER_DELIMITERS}
+    best = max(counts, key=counts.get)
+    if counts[best] == 0:
+        return ","
+    logger.info("%s: delimiter %r (guessed from the header line: it has no comma)", path.name, best)
+    return best
+
+
+def no_column(path: Path, what: str, columns, encoding: str = "utf-8-sig") -> Problem:
+    """One problem for a column that no record has, listing the columns found (and a CSV's delimiter)."""
+    how = ""
+    if table_suffix(path) in (".csv", ".csv.gz", ".tsv", ".tsv.gz"):
+        delimiter = csv_delimiter(path, encoding)
+        how = f" (delimiter {delimiter!r}, guessed from the header line)"
+        try:  # the header's order, as the user sees the file
+            with _open_text(path, encoding) as fh:
+                columns = next(csv.reader(fh, delimiter=delimiter), columns)
+        except (OSError, UnicodeDecodeError, EOFError, gzip.BadGzipFile, csv.Error):
+            pass
+    found = ", ".join(str(c) for c in columns) or "none"
+    return Problem(str(path), f"{path.name} has no {what} column; its columns are {found}{how}")
 
 
 def _open_text(path: Path, encoding: str) -> io.TextIOBase:

@@ -177,16 +177,21 @@ class Predictor:
             row += len(items)
         return out, mask
 
-    def predict(self, texts: Sequence[str], images=None, k: int = 10, *, source: str = "auto") -> Predictions:
+    def predict(self, texts: str | Sequence[str], images=None, k: int = 10, *, source: str = "auto") -> Predictions:
         """Top-``k`` labels of each text (with its images, see :meth:`encode`), with their texts.
+
+        One string is one query (one row back); an empty text is refused, as the server refuses it.
 
         Searches :attr:`labels`: labels added after training included, hidden labels never returned.
         ``source``: ``auto`` (fused when the run has a sparse companion, else dense), ``dense``, ``sparse`` or
         ``fused``. Returns :class:`~vixml.inference.labels.Predictions`, which unpacks as ``scores, indices``.
         """
-        if isinstance(texts, str):
-            raise DataError(Problem("<texts>", "expected a list of texts, got one string: pass [text]"))
+        if isinstance(texts, str):  # one query, not its characters: one row back
+            texts = [texts]
         texts = [str(t) for t in texts]
+        empty = [i for i, t in enumerate(texts) if not t.strip()]
+        if empty:  # as the server refuses it (no answer for nothing)
+            raise DataError([Problem("<texts>", "empty text", field=f"item {i}") for i in empty])
         source = self.retriever.resolve(source)
         queries = None if source == "sparse" else self.encode(texts, images)
         found = self.retriever.search(queries, texts, k, source=source)

@@ -7,7 +7,14 @@ from vixml.models.amp import Precision, ResolvedPrecision, autocast, resolve_dev
 from vixml.models.architectures import ArchitectureSpec, architecture_spec, register_architecture
 from vixml.models.assembler import ENCODER_SEGMENTS, Assembled, SequenceAssembler
 from vixml.models.backbone import TextBackbone, default_dtype
-from vixml.models.build import backbone_kind, build_dual_encoder, image_banks, load_dual_encoder, segments_for
+from vixml.models.build import (
+    backbone_kind,
+    build_dual_encoder,
+    check_pretrained,
+    image_banks,
+    load_dual_encoder,
+    segments_for,
+)
 from vixml.models.dual_encoder import DualEncoder
 from vixml.models.encode import embed_tokens
 from vixml.models.fusion import ImageProjection, drop_images
@@ -29,6 +36,7 @@ __all__ = [
     "SequenceAssembler",
     "TextBackbone",
     "backbone_kind",
+    "check_pretrained",
     "build_dual_encoder",
     "image_banks",
     "load_dual_encoder",

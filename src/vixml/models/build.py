@@ -9,7 +9,6 @@ the dataset's image banks fit the config (docs/method.md 2-4).
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import torch
@@ -20,7 +19,7 @@ from vixml.models.assembler import ENCODER_SEGMENTS
 from vixml.models.backbone import TextBackbone
 from vixml.models.dual_encoder import DualEncoder
 from vixml.models.fusion import ImageProjection
-from vixml.models.hub import resolve_pretrained
+from vixml.models.hub import require_pretrained
 from vixml.models.prototypes import LabelPrototypes
 
 if TYPE_CHECKING:
@@ -28,7 +27,14 @@ if TYPE_CHECKING:
     from vixml.data import XMCDataset
     from vixml.data.images import ImageBank
 
-__all__ = ["backbone_kind", "segments_for", "build_dual_encoder", "load_dual_encoder", "image_banks"]
+__all__ = [
+    "backbone_kind",
+    "check_pretrained",
+    "segments_for",
+    "build_dual_encoder",
+    "load_dual_encoder",
+    "image_banks",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -37,19 +43,40 @@ def backbone_kind(model: ModelConfig) -> Literal["encoder", "decoder"]:
     """``model.kind``, or for ``auto`` the family read from the model's Hugging Face config (no weights loaded)."""
     if model.kind != "auto":
         return model.kind
+    model_type = pretrained_config(model.name_or_path).model_type
+    return "decoder" if is_decoder_type(model_type, architecture_spec(model_type)) else "encoder"
+
+
+def pretrained_config(name: str):
+    """The Hugging Face config of ``model.name_or_path`` (no weights loaded), or a ConfigError saying what to give."""
     from transformers import AutoConfig
 
-    name = model.name_or_path
-    if name.startswith(("/", "./", "../", "~")) and not Path(name).expanduser().is_dir():
-        raise ConfigError(f"model.name_or_path={name!r}: no such folder (expected a Hugging Face model folder)")
+    where = require_pretrained(name)  # a clear error at once, without the hub client's retries
     try:
-        model_type = AutoConfig.from_pretrained(resolve_pretrained(name)).model_type
+        return AutoConfig.from_pretrained(where)
     except (OSError, ValueError) as exc:
         raise ConfigError(
             f"model.name_or_path={name!r} is neither a local model folder nor an installed packaged model, and "
-            f"the hub cannot provide it (offline?): {str(exc).splitlines()[0]}"
+            f"the hub cannot provide it: {str(exc).splitlines()[0]}"
         ) from None
-    return "decoder" if is_decoder_type(model_type, architecture_spec(model_type)) else "encoder"
+
+
+def check_pretrained(config: RunConfig) -> None:
+    """Before a run folder is made: the model loads (whatever ``model.kind`` says) and ``data.max_length`` and
+    ``data.label_max_length`` fit its positions."""
+    hf = pretrained_config(config.model.name_or_path)
+    positions = getattr(hf, "max_position_embeddings", None)
+    if not isinstance(positions, int):
+        return
+    for key, value in (
+        ("data.max_length", config.data.max_length),
+        ("data.label_max_length", config.data.label_length()),
+    ):
+        if value > positions:
+            raise ConfigError(
+                f"{key}={value}, but {config.model.name_or_path} has {positions} positions "
+                f"(max_position_embeddings): set {key} to at most {positions}"
+            )
 
 
 def segments_for(config: RunConfig, kind: Literal["encoder", "decoder"]) -> tuple[str, ...]:

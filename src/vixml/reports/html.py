@@ -47,6 +47,7 @@ class RunSummary:
     deciles: dict | None = None
     samples: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    data: dict = field(default_factory=dict)  # run.json's "data": the dataset's path and fingerprint
 
 
 def _load_run(path: Path, data: Path | None, name: str) -> RunSummary:
@@ -61,6 +62,7 @@ def _load_run(path: Path, data: Path | None, name: str) -> RunSummary:
     metrics = json.loads(run.metrics.read_text(encoding="utf-8")) if run.metrics.is_file() else {}
     summary.final, summary.zero_shot = metrics.get("final"), metrics.get("zero_shot")
     summary.sources, summary.fusion = metrics.get("sources"), metrics.get("fusion")
+    summary.data = run.read_state().get("data") or {}
     if summary.final is None:
         summary.notes.append("no final test metrics (the run has not finished, or its dataset has no test split)")
     data = data or _recorded_data(run, metrics)
@@ -163,7 +165,10 @@ def _curves(runs: Sequence[RunSummary]) -> str | None:
                 ax_metric.plot(*zip(*points, strict=True), style, marker="o", label=f"{r.name} {key}")
     ax_loss.set(xlabel="epoch", ylabel="loss", title="training loss")
     ax_metric.set(xlabel="epoch", ylabel="%", title="test P@1 and PSP@1 (epoch 0 = zero-shot)")
+    from vixml.reports.plots import whole_epochs
+
     for ax in (ax_loss, ax_metric):
+        whole_epochs(ax)
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
@@ -202,13 +207,29 @@ def _pct(value) -> str:
     return "" if value is None else f"{100 * value:.2f}"
 
 
-def _comparison(runs: Sequence[RunSummary]) -> str:
+def _different_data(runs: Sequence[RunSummary]) -> str:
+    """A warning when the runs were trained on different datasets (their metrics are then not comparable)."""
+    prints = {r.data.get("fingerprint") for r in runs}
+    if len(prints) < 2:
+        return ""
+    each = "; ".join(
+        f"{r.name}: {r.data.get('path', 'unknown')} ({str(r.data.get('fingerprint') or 'no fingerprint')[:12]})"
+        for r in runs
+    )
+    logger.warning("the compared runs were trained on different datasets (%s): no best is marked", each)
+    return (
+        "<p class='warn'>These runs were trained on different datasets, so their metrics are not comparable and "
+        f"no best is marked: {_e(each)}.</p>"
+    )
+
+
+def _comparison(runs: Sequence[RunSummary], mark_best: bool = True) -> str:
     keys = [k for k in HEADLINE_METRICS if any(r.final and k in r.final for r in runs)]
     head = "".join(f"<th>{_e(r.name)}</th>" for r in runs)
     rows = []
     for key in keys:
         values = [r.final.get(key) if r.final else None for r in runs]
-        best = max((v for v in values if v is not None), default=None)
+        best = max((v for v in values if v is not None), default=None) if mark_best else None
         cells = "".join(
             f"<td class='num{' best' if v is not None and v == best and len(runs) > 1 else ''}'>{_pct(v)}</td>"
             for v in values
@@ -224,16 +245,17 @@ def _metrics_table(run: RunSummary) -> str:
         return ""
     ks = sorted({k for m in columns.values() for k in (split_metric_name(n)[1] for n in m) if k is not None})
     families = [f for f in FAMILY_ORDER if any(f"{f}@{k}" in m for m in columns.values() for k in ks)]
-    head = "".join(f"<th>{_e(name)} @{k}</th>" for name in columns for k in ks)
+    # one row per metric and model, one column per k: as narrow with four sources as with one (it wraps at 1280 px)
+    head = "<th>model</th>" + "".join(f"<th class='num'>@{k}</th>" for k in ks)
     rows = []
     for family in families:
-        cells = "".join(f"<td class='num'>{_pct(m.get(f'{family}@{k}'))}</td>" for m in columns.values() for k in ks)
-        rows.append(f"<tr><th>{family}</th>{cells}</tr>")
-    if any("MRR" in m for m in columns.values()):
-        cells = "".join(
-            f"<td class='num'>{_pct(m.get('MRR'))}</td><td colspan={len(ks) - 1}></td>" for m in columns.values()
-        )
-        rows.append(f"<tr><th>MRR</th>{cells}</tr>")
+        for i, (name, m) in enumerate(columns.items()):
+            label = f"<th rowspan={len(columns)}>{family}</th>" if i == 0 else ""
+            cells = "".join(f"<td class='num'>{_pct(m.get(f'{family}@{k}'))}</td>" for k in ks)
+            rows.append(f"<tr>{label}<td>{_e(name)}</td>{cells}</tr>")
+    for i, (name, m) in enumerate((n, m) for n, m in columns.items() if "MRR" in m):
+        label = f"<th rowspan={sum('MRR' in m for m in columns.values())}>MRR</th>" if i == 0 else ""
+        rows.append(f"<tr>{label}<td>{_e(name)}</td><td class='num'>{_pct(m.get('MRR'))}</td></tr>")
     note = ""
     if run.fusion:
         w = run.fusion["dense_weight"]
@@ -283,15 +305,17 @@ def _samples(run: RunSummary) -> str:
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1100px;color:#222;
-padding:0 1em}
+padding:0 1em;overflow-wrap:anywhere}
 h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
-table{border-collapse:collapse;margin:.8em 0}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:left}
+table{border-collapse:collapse;margin:.8em 0;max-width:100%}
+td,th{border:1px solid #ddd;padding:.25em .6em;text-align:left;overflow-wrap:anywhere}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}td.best{font-weight:bold;background:#eef7ee}
-img{max-width:100%}.note{color:#a55}.sample{display:inline-block;vertical-align:top;width:31%;margin:.4em;
-padding:.5em;border:1px solid #eee;border-radius:6px}.sample .q{font-weight:600}
+img{max-width:100%}.note{color:#a55}.warn{color:#8a4b00;background:#fff4e0;padding:.5em;border-radius:4px}
+.sample{display:inline-block;vertical-align:top;width:31%;margin:.4em;box-sizing:border-box;
+padding:.5em;border:1px solid #eee;border-radius:6px;overflow-wrap:anywhere}.sample .q{font-weight:600}
 .sample ol{margin:.3em 0;padding-left:1.2em}.sample .id{color:#888;font-size:.85em;font-weight:400;
 overflow-wrap:anywhere}
-li.hit{color:#17702b}li.miss{color:#777}.path{color:#666;font-family:monospace}
+li.hit{color:#17702b}li.miss{color:#777}.path{color:#666;font-family:monospace;overflow-wrap:anywhere}
 """
 
 
@@ -308,7 +332,8 @@ def build_report(runs: Sequence[str | Path], *, data: str | Path | None = None, 
     summaries = [_load_run(p, Path(data) if data else None, n) for p, n in zip(paths, names, strict=True)]
     parts = [f"<h1>{_e(title or 'vixml report: ' + ', '.join(names))}</h1>"]
     if len(summaries) > 1:
-        parts += ["<h2>Comparison (final test metrics)</h2>", _comparison(summaries)]
+        warning = _different_data(summaries)
+        parts += ["<h2>Comparison (final test metrics)</h2>", warning, _comparison(summaries, not warning)]
     curves = _curves(summaries)
     if curves:
         parts += ["<h2>Training curves</h2>", f"<img alt='training curves' src='{curves}'>"]

@@ -39,7 +39,6 @@ def plot_training_curves(history: Sequence[dict[str, Any]], path: str | Path, ti
 def training_curves_figure(history: Sequence[dict[str, Any]], title: str | None = None):
     """The figure of :func:`plot_training_curves` (a ``matplotlib.figure.Figure``: no pyplot, no global backend)."""
     from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(11, 4))
     ax_loss, ax_metric = fig.subplots(1, 2)
@@ -54,7 +53,7 @@ def training_curves_figure(history: Sequence[dict[str, Any]], title: str | None 
             ax_metric.plot(*zip(*points, strict=True), marker="o", label=key)
     ax_metric.set(xlabel="epoch", ylabel="%", title="test metrics in % (epoch 0 = before training)")
     for ax in (ax_loss, ax_metric):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+        whole_epochs(ax)
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
@@ -62,3 +61,18 @@ def training_curves_figure(history: Sequence[dict[str, Any]], title: str | None 
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def whole_epochs(ax) -> None:
+    """Ticks on whole epochs only: each epoch plotted when there are few (one point would get 0.95, 1.05, ...),
+    else a whole-number locator."""
+    from matplotlib.ticker import MaxNLocator
+
+    epochs = sorted({float(x) for line in ax.get_lines() for x in line.get_xdata()})
+    whole = [e for e in epochs if e.is_integer()]
+    if 0 < len(whole) <= 12:
+        ax.set_xticks(whole)
+        if len(whole) == 1:
+            ax.set_xlim(whole[0] - 0.5, whole[0] + 0.5)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))

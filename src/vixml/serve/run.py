@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import socket
 
 from vixml.serve.settings import SETTINGS_ENV, TOKEN_ENV, ServeSettings
 
-__all__ = ["serve", "quiet_openmp"]
+__all__ = ["serve", "quiet_openmp", "require_port_free"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +48,7 @@ def serve(settings: ServeSettings) -> None:
     from vixml.serve.app import create_app
 
     RunFolder(settings.run).require_finished()
+    require_port_free(settings.host, settings.port)  # before the model loads, not after
     refusal = settings.edit_refusal()
     if refusal:
         logger.warning("read-only: %s", refusal)
@@ -76,3 +79,28 @@ def serve(settings: ServeSettings) -> None:
     finally:
         if lock is not None:
             lock.release()
+
+
+def require_port_free(host: str, port: int) -> None:
+    """Refuse (ConfigError, exit 1) an address another process listens on, or one this machine lacks.
+
+    Binds and closes a socket as uvicorn will (SO_REUSEADDR, so a port in TIME_WAIT still counts as free).
+    """
+    from vixml.errors import ConfigError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"--host {host!r}: not an address of this machine ({exc.strerror})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(
+                    f"port {port} on {host} is already in use (another vixml serve, or another server): stop it, "
+                    "or choose another port with --port"
+                ) from None
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from vixml.atomic import atomic_open, atomic_path, refuse_links
+from vixml.data.file_kinds import NUMPY_READ_ERRORS, describe
 from vixml.errors import DataError, Problem
 
 __all__ = [
@@ -110,7 +111,16 @@ def load_checkpoint(path: Path) -> tuple[dict[str, Any], np.ndarray | None]:
     except Exception as exc:  # a truncated or foreign file: say which and why
         raise DataError(Problem(str(path / "state.pt"), f"unreadable checkpoint: {exc}")) from exc
     bank_path = path / "bank.npy"
-    bank = np.load(bank_path) if bank_path.exists() else None
+    try:  # allow_pickle=False: a planted pickle is refused, never run
+        bank = np.load(bank_path, allow_pickle=False) if bank_path.exists() else None
+    except NUMPY_READ_ERRORS as exc:
+        raise DataError(
+            Problem(
+                str(bank_path),
+                f"damaged checkpoint: the query bank is {describe(bank_path)} ({type(exc).__name__}: {exc}); it must "
+                "be a plain float array as vixml writes it: restore the checkpoint, or train again into a new --out",
+            )
+        ) from None
     return state, bank
 
 

@@ -85,6 +85,9 @@ def train(
     run = RunFolder(out_dir)
     if run.path.exists() and not run.path.is_dir():
         raise DataError(Problem(str(run.path), "exists and is not a folder: --out must name a run folder"))
+    from vixml.models import build_dual_encoder, check_pretrained, image_banks
+
+    check_pretrained(cfg)  # the model loads and holds data.max_length positions: before anything is read or written
     ic = cfg.images
     require_folder(data_dir, "vixml train")  # named for the command; load_dataset checks it again, remembered
     dataset = load_dataset(  # every input is checked before anything is written
@@ -93,9 +96,6 @@ def train(
         num_images=ic.num_images if ic else None,
         image_model=ic.embedding_model if ic else None,
     )
-    from vixml.models import backbone_kind, build_dual_encoder, image_banks
-
-    backbone_kind(cfg.model)  # the model exists (a clear error before anything is written)
     if cfg.sparse is not None:
         from vixml.retrieval.sparse import require_libraries
 
