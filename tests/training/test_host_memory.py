@@ -81,6 +81,10 @@ def test_the_sparse_companion_is_counted_in_a_hybrid_run_only(tmp_path, tiny_ber
     lean = sparse_need(_config(tiny_bert, "sparse={}", "sparse.ngrams=1", "sparse.label_texts=false").sparse, ds)
     assert trees[0] > training and trees[1] == 2 * held
     assert lean[0] < training and lean[1] < held
+    # pruning small weights shrinks the forest as measured: 1/3 at 0.3, 1/10 at 0.5 (the default is 0.1)
+    for threshold, factor in ((0.3, 1 / 3), (0.5, 0.1), (0.9, 0.1)):
+        pruned = sparse_need(_config(tiny_bert, "sparse={}", f"sparse.weight_threshold={threshold}").sparse, ds)
+        assert pruned[1] == pytest.approx(held * factor, rel=1e-4)  # whole bytes
 
 
 def test_the_sparse_companion_can_be_the_peak_phase(tmp_path, tiny_bert):
