@@ -112,13 +112,6 @@ def cache_path() -> Path:
 
 @functools.cache
 def _choice_for(dim: int) -> Choice:
-    forced = os.environ.get(BACKEND_ENV, "").strip().lower()
-    if forced:
-        from vixml.errors import ConfigError
-
-        if forced not in installed():
-            raise ConfigError(f"{BACKEND_ENV}={forced!r}: expected one of the installed {', '.join(installed())}")
-        return Choice(forced, forced, source=f"{BACKEND_ENV}={forced}")
     key = machine_key(dim)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     cached = _read_cache().get(digest)
@@ -133,7 +126,15 @@ def _choice_for(dim: int) -> Choice:
 
 
 def choice(dim: int) -> Choice:
-    """This machine's choice for ``dim``-wide embeddings (measured on first use, then from the cache)."""
+    """This machine's choice for ``dim``-wide embeddings (measured on first use, then from the cache), unless
+    ``VIXML_SEARCH_BACKEND`` forces one."""
+    forced = os.environ.get(BACKEND_ENV, "").strip().lower()
+    if forced:
+        from vixml.errors import ConfigError
+
+        if forced not in installed():
+            raise ConfigError(f"{BACKEND_ENV}={forced!r}: expected one of the installed {', '.join(installed())}")
+        return Choice(forced, forced, source=f"{BACKEND_ENV}={forced}")
     return _choice_for(int(dim))
 
 
