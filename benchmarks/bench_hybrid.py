@@ -125,7 +125,8 @@ def omikuji_defaults(dataset) -> tuple[np.ndarray, np.ndarray]:
 
     with tempfile.TemporaryDirectory() as tmp:
         texts = dataset.trn_texts[list(range(dataset.n_train))]
-        ranker = SparseRanker.train(texts, dataset.trn_Y, None, SparseConfig(label_texts=False), Path(tmp) / "s")
+        peer = SparseConfig(label_texts=False, cluster_k=2, max_depth=20)  # omikuji's own tree defaults (Parabel)
+        ranker = SparseRanker.train(texts, dataset.trn_Y, None, peer, Path(tmp) / "s")
         return ranker.search(dataset.tst_texts[list(range(dataset.n_test))], 100)
 
 

@@ -94,6 +94,8 @@ class SparseRanker:
         hyper = omikuji.Model.default_hyper_param()
         hyper.n_trees = settings.trees
         hyper.linear_weight_threshold = settings.weight_threshold
+        hyper.cluster_k = settings.cluster_k
+        hyper.max_depth = settings.max_depth
         with tempfile.TemporaryDirectory(prefix="vixml-sparse-") as tmp:
             path = Path(tmp) / "train.txt"
             _write_xmc_file(path, features, sp.csr_matrix(train_labels), labels.shape[1])
