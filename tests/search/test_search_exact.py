@@ -166,7 +166,7 @@ def test_non_finite_queries_and_labels_are_refused_naming_the_rows():
 
 
 def test_precision_error_lists_the_choices():
-    with pytest.raises(ConfigError, match="fp32, bf16-rescore, fp16, bf16"):
+    with pytest.raises(ConfigError, match="fp32, bf16-rescore, int8-rescore, fp16, bf16"):
         topk(*integer_data(2, 5, 3), 1, precision="half")
 
 
