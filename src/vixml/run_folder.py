@@ -54,6 +54,15 @@ class RunFolder:
         """``run.json``: the data it was trained on (path, fingerprint), the precision, the wall time per segment."""
         return self.path / "run.json"
 
+    def looks_like_run(self) -> bool:
+        """A run folder (its config and its state, checkpoints or model), not a dataset or another folder."""
+        return self.config.is_file() and any(p.exists() for p in (self.state, self.checkpoints, self.model))
+
+    def trained_on(self) -> str | None:
+        """The dataset folder :attr:`state` records, or None."""
+        data = self.read_state().get("data")
+        return data.get("path") if isinstance(data, dict) else None
+
     def read_state(self) -> dict:
         """The content of :attr:`state` ({} when absent or unreadable)."""
         import json

@@ -67,7 +67,9 @@ def demo(
     from vixml.errors import TrainingInterrupted
     from vixml.inference.sources import source_rows
     from vixml.models import check_pretrained
+    from vixml.run_folder import RunFolder
     from vixml.training import train
+    from vixml.training.checkpoint import latest_checkpoint
 
     check_pretrained(load_config(_resource(DEMO_CONFIG), overrides))  # before the dataset copy is written
     data = out / "data"
@@ -90,7 +92,7 @@ def demo(
         "companion and the query bank use every training query"
     )
     run_dir = out / ("run-full" if full else "run")
-    resume = (run_dir / "checkpoints" / "latest").exists()
+    resume = latest_checkpoint(RunFolder(run_dir).checkpoints) is not None
     try:
         run = train(cfg, data, run_dir, resume=resume)
     except TrainingInterrupted as exc:  # the demo resumes by itself: no --resume to pass

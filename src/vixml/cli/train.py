@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from vixml.cli.output import FRACTION, check_out, console, emit_json, err_console
+from vixml.run_folder import RunFolder
 
 __all__ = ["train", "predict", "config_app"]
 
@@ -49,7 +50,7 @@ def train(
     run = run_training(config, data, out, overrides=overrides, resume=resume, force=force)
     if not distributed.is_main():  # under torchrun rank 0 writes and reports
         return
-    metrics = json.loads((run / "metrics.json").read_text())
+    metrics = json.loads(RunFolder(run).metrics.read_text())
     if as_json:
         emit_json({"run": str(run), **metrics, "units": FRACTION})
         return

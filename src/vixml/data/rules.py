@@ -47,6 +47,7 @@ from vixml.data.layout import (
 from vixml.data.manifest import manifest_problems
 from vixml.data.texts import ID_SEPARATOR, TextStore, read_texts
 from vixml.errors import DataError, Problem
+from vixml.run_folder import RunFolder
 
 __all__ = ["FolderContents", "check_folder", "repeated_ids"]
 
@@ -147,19 +148,15 @@ def other_folder_kind(directory: Path) -> str | None:
             "this looks like an XC-repository source (*.json.gz), not a prepared dataset folder: run "
             f"`vixml data prepare {directory} OUT` first, then give OUT"
         )
-    if (directory / "config.yaml").is_file() and any(
-        (directory / name).exists() for name in ("run.json", "checkpoints", "model")
-    ):
-        return f"this is a run folder (config.yaml, run.json), not a dataset folder: {_trained_on(directory)}"
+    run = RunFolder(directory)
+    if run.looks_like_run():
+        path = run.trained_on()
+        given = f"({path}, as its run.json says)" if path else "(its README.md names it)"
+        return (
+            "this is a run folder (config.yaml, run.json), not a dataset folder: give the dataset folder it was "
+            f"trained on {given}"
+        )
     return None
-
-
-def _trained_on(run: Path) -> str:
-    try:
-        path = json.loads((run / "run.json").read_text(encoding="utf-8"))["data"]["path"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return "give the dataset folder it was trained on (its README.md names it)"
-    return f"give the dataset folder it was trained on ({path}, as its run.json says)"
 
 
 def _read_texts(directory: Path, encoding: str, deep: bool, found: FolderContents) -> None:

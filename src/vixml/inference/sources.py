@@ -23,10 +23,12 @@ def source_rows(run: Path, data: Path, keys: tuple[str, ...] = ("P@1", "P@5", "P
     from vixml.data import load_dataset
     from vixml.inference import Predictor
     from vixml.metrics.evaluation import evaluate_predictions
+    from vixml.run_folder import RunFolder
 
-    metrics = json.loads((run / "metrics.json").read_text())
-    history = json.loads((run / "history.json").read_text())
-    state = json.loads((run / "run.json").read_text())
+    folder = RunFolder(run)
+    metrics = json.loads(folder.metrics.read_text())
+    history = json.loads(folder.history_json.read_text())
+    state = folder.read_state()
     sources = metrics.get("sources") or {"dense": metrics["final"]}
     zero_shot_s = history[0].get("seconds", 0.0) if history and history[0]["epoch"] == 0 else 0.0
     dense_s = sum(h.get("seconds", 0.0) for h in history if h["epoch"] > 0)
@@ -50,7 +52,7 @@ def source_rows(run: Path, data: Path, keys: tuple[str, ...] = ("P@1", "P@5", "P
         started = time.perf_counter()
         predictions = Predictor.load(run).predict_dataset(data, k=100, augment=True)
         dataset = load_dataset(data, images=False)
-        with_r = evaluate_predictions(predictions, dataset, load_config(run / "config.yaml").eval)
+        with_r = evaluate_predictions(predictions, dataset, load_config(folder.config).eval)
         seconds = rows["fused"]["seconds"] + time.perf_counter() - started
         rows["fused + R"] = {**{k: with_r[k] for k in keys}, "seconds": round(seconds, 1)}
         with atomic_open(cache) as fh:

@@ -31,6 +31,7 @@ from vixml.models.amp import autocast, needs_grad_scaler
 from vixml.models.dual_encoder import DualEncoder
 from vixml.models.fusion import drop_images
 from vixml.models.split_encoder import SplitEncoder
+from vixml.run_folder import RunFolder
 from vixml.training import checkpoint as ckpt
 from vixml.training import parallel
 from vixml.training.clustering import balanced_kmeans
@@ -283,7 +284,7 @@ class Trainer:
         """Stop on a non-finite loss (fp16 overflows are the gradient scaler's business, not a divergence)."""
         if math.isfinite(loss) or self.precision == "fp16":
             return
-        raise TrainingDiverged(self.progress.step, loss, ckpt.latest_checkpoint(self.out_dir / "checkpoints"))
+        raise TrainingDiverged(self.progress.step, loss, ckpt.latest_checkpoint(RunFolder(self.out_dir).checkpoints))
 
     def _batch_images(self, split: str, rows: np.ndarray, rng: np.random.Generator) -> tuple:
         """(images, mask) tensors of a batch's items, with image dropout; () when the side has no images."""
@@ -463,7 +464,7 @@ class Trainer:
             "epoch_seconds": p.epoch_seconds,
             "history": p.history,
         }
-        folder = self.out_dir / "checkpoints"
+        folder = RunFolder(self.out_dir).checkpoints
         path = folder  # only rank 0 writes (atomically); the others wait until it is on disk
         if self.world.is_main:
             path = ckpt.save_checkpoint(folder, p.epoch, state, self.bank.cpu().numpy(), step=p.step)
@@ -475,7 +476,7 @@ class Trainer:
         flags = [torch.isfinite(t).all() for t in weights.values() if t.is_floating_point()]
         if flags and not bool(torch.stack(flags).all()):
             raise TrainingDiverged(
-                self.progress.step, float("nan"), ckpt.latest_checkpoint(self.out_dir / "checkpoints")
+                self.progress.step, float("nan"), ckpt.latest_checkpoint(RunFolder(self.out_dir).checkpoints)
             )
 
     def _trainable_state(self) -> dict[str, torch.Tensor]:
@@ -485,7 +486,7 @@ class Trainer:
 
     def resume(self) -> bool:
         """Load the newest checkpoint of ``out_dir`` if there is one; returns whether it did."""
-        path = ckpt.latest_checkpoint(self.out_dir / "checkpoints")
+        path = ckpt.latest_checkpoint(RunFolder(self.out_dir).checkpoints)
         if path is None:
             return False
         state, bank = ckpt.load_checkpoint(path)

@@ -40,6 +40,7 @@ from vixml.data.layout import PREPARING_MARKER
 from vixml.data.manifest import refresh_manifest
 from vixml.errors import ConfigError, DataError, Problem
 from vixml.locking import WriteLock
+from vixml.run_folder import RunFolder
 from vixml.vision.download import DownloadPolicy, FetchFailure, is_remote, read_reference
 from vixml.vision.fetch_journal import FAILED, OK, TODO, FetchJournal, UrlStates
 from vixml.vision.fetch_plan import FetchPlan
@@ -293,7 +294,7 @@ def _check_folder(directory: Path) -> None:
     """Refuse a ``directory`` that is not (or cannot become) a dataset folder."""
     if directory.exists() and not directory.is_dir():
         raise DataError(Problem(str(directory), "is a file, not a dataset folder: give the folder to write into"))
-    if (directory / "config.yaml").is_file() and (directory / "checkpoints").is_dir():
+    if RunFolder(directory).looks_like_run():
         raise DataError(Problem(str(directory), "is a run folder (config.yaml, checkpoints/), not a dataset folder"))
     if (directory / PREPARING_MARKER).exists():
         raise DataError(
