@@ -302,10 +302,9 @@ class ExportFolder(RunFolder):
     def missing(self) -> list[Problem]:
         if not self.path.is_dir():
             return [Problem(str(self.path), "not a folder: expected an export folder written by `vixml export`")]
-        self.read_manifest()
-        needed = [self.config, self.label_embeddings, self.tokenizer / "tokenizer.json"]
+        needed = [self.config, self.label_embeddings]
         if self.read_manifest().get("to") == "onnx":
-            needed.append(self.query_encoder)
+            needed += [self.tokenizer / "tokenizer.json", self.query_encoder]
         return [Problem(str(p), "missing: the export folder is damaged; export the run again") for p in needed
                 if not p.is_file()]  # fmt: skip
 

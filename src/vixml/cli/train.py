@@ -78,7 +78,7 @@ def print_final_metrics(metrics: dict) -> None:
 
 
 def predict(
-    run: Path = typer.Argument(..., help="A run folder written by vixml train."),
+    run: Path = typer.Argument(..., help="A run folder, an export (vixml export) or a hub id ORG/NAME."),
     out: Path = typer.Option(..., "--out", help="Prediction file to write: CSR .npz, or .jsonl with --texts."),
     data: Path | None = typer.Option(None, "--data", help="Dataset folder (with --texts: the +R training queries)."),
     texts: Path | None = typer.Option(

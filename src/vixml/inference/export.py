@@ -269,7 +269,7 @@ def export_sentence_transformers(run_dir, out) -> Path:
             np.save(built / "label_embeddings.npy", embeddings.astype(np.float32))
             for name in ("config", "label_texts", "metrics", "state"):
                 if getattr(run, name).is_file():
-                    shutil.copyfile(getattr(run, name), getattr(folder, name))
+                    shutil.copyfile(getattr(run, name), getattr(ExportFolder(built), name))
             manifest = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "to": "sentence-transformers",
                         "run": str(run.path), "vixml": __version__, "embedding_dim": int(model.embedding_dim),
                         "tokenizer": {"max_length": config.data.max_length}}  # fmt: skip
@@ -297,7 +297,12 @@ def _st_refusal(model) -> str | None:
 
 def _write_st(backbone, config, built: Path) -> None:
     """The sentence-transformers modules: Transformer (the merged weights), Pooling, Normalize when the run has it."""
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer
+
+    try:  # sentence-transformers >= 6 moved its modules
+        from sentence_transformers.sentence_transformer import modules as models
+    except ImportError:  # pragma: no cover - older releases
+        from sentence_transformers import models
 
     weights = built / "_hf"
     backbone.export_merged(weights)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 
 from vixml.serve.settings import SETTINGS_ENV, TOKEN_ENV, ServeSettings
 
@@ -42,10 +43,10 @@ def serve(settings: ServeSettings) -> None:
     from vixml.inference import Predictor
     from vixml.inference.free_input import TrainingQueries
     from vixml.inference.overlay import LabelOverlay
-    from vixml.run_folder import RunFolder
+    from vixml.run_folder import open_run
     from vixml.serve.app import create_app
 
-    RunFolder(settings.run).require_finished()
+    settings = replace(settings, run=open_run(settings.run).require_finished().path)  # hub id resolved; exports
     refusal = settings.edit_refusal()
     if refusal:
         logger.warning("read-only: %s", refusal)

