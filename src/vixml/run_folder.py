@@ -279,7 +279,8 @@ class ExportFolder(RunFolder):
 
     @staticmethod
     def is_export(path: str | os.PathLike) -> bool:
-        return (Path(path) / EXPORT_COMPLETE).is_file()
+        """An export's folder, complete or not (its graph without ``export.json``: refused by :meth:`missing`)."""
+        return (Path(path) / EXPORT_COMPLETE).is_file() or (Path(path) / "query_encoder.onnx").is_file()
 
     def read_manifest(self) -> dict:
         """``export.json`` checked: format and version known (a DataError naming the file otherwise)."""

@@ -18,7 +18,6 @@ from vixml.cli.main import main
 from vixml.errors import ConfigError, DataError
 from vixml.inference import Predictor
 from vixml.inference.export import export_onnx, export_sentence_transformers
-from vixml.run_folder import ExportFolder
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
@@ -53,7 +52,9 @@ def test_onnx_embeddings_and_top10_equal_the_run(which, request):
     np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
     card = (export / "README.md").read_text()
     meta = yaml.safe_load(card.split("---\n")[1])
-    assert meta["library_name"] == "vixml" and "onnx" in meta["tags"] and ("prime" in meta["tags"]) == (which == "prime")
+    assert (
+        meta["library_name"] == "vixml" and "onnx" in meta["tags"] and ("prime" in meta["tags"]) == (which == "prime")
+    )
 
 
 def test_image_run_exports_the_projection_and_fusion(tmp_path, image_run):
@@ -113,6 +114,27 @@ def test_predicting_from_an_export_loads_neither_torch_nor_transformers(plain_ex
     assert out.stdout.splitlines()[0] == str(Predictor.load(plain_export).predict(QUERIES, k=3).indices.tolist())
 
 
+def test_the_command_line_predicts_from_an_export_where_torch_is_not_installed(tmp_path, plain_export):
+    """As in a serving-only install: importing torch, transformers, numba or matplotlib fails."""
+    queries = tmp_path / "q.txt"
+    queries.write_text("\n".join(QUERIES) + "\n")
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'transformers', 'numba', 'matplotlib'):\n"
+        "            raise ImportError('not installed: ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from vixml.cli.main import main\n"
+        f"sys.exit(main(['predict', {str(plain_export)!r}, '--texts', {str(queries)!r}, '--k', '3', '--out', "
+        f"{str(tmp_path / 'p.jsonl')!r}]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    records = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert [r["labels"] for r in records] == Predictor.load(plain_export).predict(QUERIES, k=3).indices.tolist()
+
+
 def test_cli_export_then_predict_texts(tmp_path, plain_run, capsys):
     out = tmp_path / "cli-export"
     assert main(["export", str(plain_run), "--out", str(out), "--json"]) == 0
@@ -129,7 +151,7 @@ def test_damaged_or_half_written_exports_are_refused(tmp_path, plain_export):
     half = tmp_path / "half"
     shutil.copytree(plain_export, half)
     (half / "export.json").unlink()  # what an interrupted export would leave if it wrote in place
-    with pytest.raises(DataError, match="run has not finished|export did not complete|missing"):
+    with pytest.raises(DataError, match="export.json: missing: not an export folder, or its export did not complete"):
         Predictor.load(half)
     broken = tmp_path / "broken"
     shutil.copytree(plain_export, broken)

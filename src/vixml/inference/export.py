@@ -211,7 +211,13 @@ def _quantize(graph: Path, names, check, expected) -> dict:
 
     fp32 = graph.with_name("query_encoder.fp32.onnx")
     graph.rename(fp32)
-    quantize_dynamic(str(fp32), str(graph), weight_type=QuantType.QInt8)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # its advice to pre-process (shape inference) goes to the root logger; done here
+    try:
+        quantize_dynamic(str(fp32), str(graph), weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
     fp32.unlink()
     return {"precision": "int8", "max_abs_difference_int8": _largest_difference(graph, names, check, expected)}
 

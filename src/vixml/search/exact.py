@@ -432,12 +432,24 @@ def _topk_numpy(queries, labels, k: int, check_finite: str, block_queries: int, 
             scores = qb @ np.asarray(lab[ls : ls + block_labels], dtype=np.float32).T
             keep = min(k_eff, scores.shape[1])
             part = np.argpartition(-scores, keep - 1, axis=1)[:, :keep]
+            _lowest_ids_at_the_cut(scores, part)
             values = np.concatenate([values, np.take_along_axis(scores, part, axis=1)], axis=1)
             ids = np.concatenate([ids, part + ls], axis=1)
         order = np.lexsort((ids, -values), axis=1)[:, :k_eff]  # by score, then by lower id
         out_v[qs : qs + len(qb), :k_eff] = np.take_along_axis(values, order, axis=1)
         out_i[qs : qs + len(qb), :k_eff] = np.take_along_axis(ids, order, axis=1)
     return out_v, out_i
+
+
+def _lowest_ids_at_the_cut(scores: np.ndarray, part: np.ndarray) -> None:
+    """Where equal scores straddle the partition's cut, keep the lowest ids among them (in place; rare rows)."""
+    keep = part.shape[1]
+    cut = np.take_along_axis(scores, part, axis=1).min(axis=1, keepdims=True)
+    kept = (np.take_along_axis(scores, part, axis=1) == cut).sum(axis=1)
+    for row in np.nonzero((scores == cut).sum(axis=1) > kept)[0]:
+        greater = np.nonzero(scores[row] > cut[row])[0]
+        equal = np.nonzero(scores[row] == cut[row])[0][: keep - len(greater)]
+        part[row] = np.concatenate([greater, equal])
 
 
 def _as_array(x, name: str) -> np.ndarray:
