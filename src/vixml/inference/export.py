@@ -215,11 +215,17 @@ def _quantize(graph: Path, names, check, expected) -> dict:
     level = root.level
     root.setLevel(logging.ERROR)  # its advice to pre-process (shape inference) goes to the root logger; done here
     try:
-        quantize_dynamic(str(fp32), str(graph), weight_type=QuantType.QInt8)
+        # per output channel, matrix products only (the embedding table stays fp32): measured on the demo run,
+        # mean cosine to fp32 0.996 (per tensor, every op: 0.983) and a little faster
+        quantize_dynamic(
+            str(fp32), str(graph), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"]
+        )
     finally:
         root.setLevel(level)
     fp32.unlink()
-    return {"precision": "int8", "max_abs_difference_int8": _largest_difference(graph, names, check, expected)}
+    difference = _largest_difference(graph, names, check, expected)
+    how = "dynamic, QInt8 per channel, MatMul"
+    return {"precision": "int8", "quantisation": how, "max_abs_difference_int8": difference}
 
 
 def _copy_label_side(run: RunFolder, built: Path, label_dtype: str) -> None:
