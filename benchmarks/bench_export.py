@@ -10,7 +10,8 @@ the demo data, e.g. by ``vixml demo``: its dense side is measured). Exported twi
 quantisation). For each of torch fp32 (the run folder), ONNX fp32 and ONNX int8:
 
 - queries/s of the query encoder at batch 1 (the first 200 test queries, one by one) and batch 32 (the first
-  512, 32 at a time), median of 3 after a warm-up; the search is the same for all and left out;
+  512, 32 at a time): the variants take turns, 3 rounds after a warm-up one, median per variant (the machine's
+  load then hits them alike); the search is the same for all and left out;
 - top-10 agreement with torch fp32 (mean overlap of the top-10 label sets of every test query) and P@1, P@5,
   all through ``predict_dataset`` (the dataset's filter applied before the cut, dense source).
 
@@ -76,11 +77,12 @@ def _measure(work: Path, quick: bool) -> dict:
     texts = list(dataset.tst_texts[list(range(dataset.n_test))])
     timed = texts[: 128 if quick else 512]
     variants = {"torch_fp32": run_dir, **exports}
+    predictors = {name: Predictor.load(folder, device="cpu") for name, folder in variants.items()}
+    out |= _speeds(predictors, timed)
     reference = None
     for name, folder in variants.items():
         print(f"-- export: {name}", file=sys.stderr, flush=True)
-        predictor = Predictor.load(folder, device="cpu")
-        out |= {f"{name}_{k}": v for k, v in _speed(predictor, timed).items()}
+        predictor = predictors[name]
         top, metrics = _quality(predictor, data, dataset, cfg)
         reference = top if reference is None else reference
         out[f"{name}_top10_agreement_%"] = _agreement(top, reference)
@@ -94,7 +96,7 @@ def _measure(work: Path, quick: bool) -> dict:
     if native_bf16("cpu"):
         predictor = Predictor.load(run_dir, device="cpu")
         predictor.precision = "bf16"
-        out |= {f"torch_bf16_{k}": v for k, v in _speed(predictor, timed).items()}
+        out |= _speeds({"torch_bf16": predictor}, timed)
         top, metrics = _quality(predictor, data, dataset, cfg)
         out["torch_bf16_top10_agreement_%"] = _agreement(top, reference)
         out |= {f"torch_bf16_{k}": v for k, v in metrics.items()}
@@ -106,22 +108,28 @@ def _measure(work: Path, quick: bool) -> dict:
     return out
 
 
-def _speed(predictor, texts: list[str]) -> dict:
-    """Queries/s of the query encoder at batch 1 and 32 (median of 3 timed passes after a warm-up)."""
+def _speeds(predictors: dict, texts: list[str], rounds: int = 3) -> dict:
+    """Queries/s of each query encoder at batch 1 and 32: the variants take turns, ``rounds`` times (after a
+    warm-up), and each keeps its median, so that a change in the machine's load hits them all alike."""
     single = texts[: SINGLE if len(texts) > 128 else 50]
 
-    def one_by_one():
+    def one_by_one(predictor):
         for text in single:
             predictor.encode([text])
 
-    def by_32():
+    def by_32(predictor):
         for start in range(0, len(texts), 32):
             predictor.encode(texts[start : start + 32])
 
-    return {
-        "qps_batch1": round(len(single) / median_time(one_by_one, warmup=True), 1),
-        "qps_batch32": round(len(texts) / median_time(by_32, warmup=True), 1),
-    }
+    times: dict[str, list[float]] = {}
+    for turn in range(rounds + 1):
+        for name, predictor in predictors.items():
+            for kind, fn in (("batch1", one_by_one), ("batch32", by_32)):
+                seconds = median_time(lambda fn=fn, p=predictor: fn(p), repeats=1)
+                if turn:  # the first round warms up
+                    times.setdefault(f"{name}_qps_{kind}", []).append(seconds)
+    count = {"batch1": len(single), "batch32": len(texts)}
+    return {key: round(count[key.rsplit("_", 1)[1]] / float(np.median(values)), 1) for key, values in times.items()}
 
 
 def _agreement(top: list[set], reference: list[set]) -> float:
