@@ -253,3 +253,22 @@ def test_runs_and_exports_load_by_hub_id_from_the_local_cache(tmp_path, plain_ru
     assert Predictor.load("acme/plain-onnx").predict(QUERIES, k=5).indices.tolist() == want
     with pytest.raises(DataError, match="acme/missing"):
         Predictor.load("acme/missing")
+
+
+def test_a_hybrid_run_exports_its_companion_fusion_and_label_overlay(tmp_path, serve_data, serve_model):
+    pytest.importorskip("omikuji")
+    from support_serve import run_config
+    from vixml.inference.labels import hide_labels
+    from vixml.training import train
+
+    config = run_config(serve_model, "sparse={}", "sparse.holdout=0.1", "sparse.trees=1", "train.epochs=1")
+    run = train(config, serve_data, tmp_path / "run")
+    hide_labels(Predictor.load(run), [2, 5])  # an overlay made for the run's label file
+    export = export_onnx(run, tmp_path / "export", label_dtype="fp16")  # the overlay re-stamped for the fp16 file
+    assert (export / "sparse" / "sparse.json").is_file() and (export / "fusion.json").is_file()
+    torch_side, onnx_side = Predictor.load(run), Predictor.load(export)
+    assert onnx_side.sparse is not None and onnx_side.labels.overlay.hidden == {2, 5}
+    for source in ("fused", "sparse"):
+        a, b = torch_side.predict(QUERIES, k=5, source=source), onnx_side.predict(QUERIES, k=5, source=source)
+        assert a.indices.tolist() == b.indices.tolist(), source
+        assert not {2, 5} & set(b.indices.ravel().tolist())
