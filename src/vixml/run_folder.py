@@ -23,12 +23,23 @@ from vixml.locking import WriteLock
 if TYPE_CHECKING:
     from vixml.config import RunConfig
 
-__all__ = ["RunFolder", "MODEL_COMPLETE", "SPARSE_COMPLETE"]
+__all__ = [
+    "RunFolder",
+    "ExportFolder",
+    "open_run",
+    "resolve_run",
+    "MODEL_COMPLETE",
+    "SPARSE_COMPLETE",
+    "EXPORT_COMPLETE",
+]
 
 logger = logging.getLogger(__name__)
 
 SPARSE_COMPLETE = "sparse.json"  # written last by SparseRanker.save: its presence means a complete companion
 MODEL_COMPLETE = "dual_encoder.json"  # written last by DualEncoder.save: its presence means a complete model
+EXPORT_COMPLETE = "export.json"  # written last into an export's temporary folder, which is then renamed
+EXPORT_FORMAT = "vixml.export"
+EXPORT_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -259,3 +270,124 @@ class RunFolder:
         if not self.config.is_file():
             raise DataError(Problem(str(self.config), "missing: is this a vixml run folder?"))
         return load_config(self.config)
+
+
+class ExportFolder(RunFolder):
+    """The files of an export (``vixml export RUN --to onnx --out DIR``): a run that serves without torch.
+
+    It keeps a run's names for what it shares with one (``config.yaml``, ``label_embeddings.npy``,
+    ``label_texts.txt``, ``labels_overlay``, ``sparse/``, ``fusion.json``, ``metrics.json``, ``README.md``) and
+    adds the query encoder as one ONNX graph, the tokenizer files and ``export.json``. The whole folder is
+    built beside its place and renamed into it, ``export.json`` written last inside it, so a folder without
+    a readable ``export.json`` is a damaged or half-written one and is refused.
+    """
+
+    @property
+    def manifest(self) -> Path:
+        """``export.json``: format, version, precision, the encoder's inputs and the tokenizer settings."""
+        return self.path / EXPORT_COMPLETE
+
+    @property
+    def query_encoder(self) -> Path:
+        """The query side of the dual encoder: token ids and mask (and image inputs) in, the embedding out."""
+        return self.path / "query_encoder.onnx"
+
+    @property
+    def tokenizer(self) -> Path:
+        """The tokenizer as the ``tokenizers`` library reads it (``tokenizer.json`` and its companions)."""
+        return self.path / "tokenizer"
+
+    @staticmethod
+    def is_export(path: str | os.PathLike) -> bool:
+        """An export's folder, complete or not (its graph without ``export.json``: refused by :meth:`missing`)."""
+        return (Path(path) / EXPORT_COMPLETE).is_file() or (Path(path) / "query_encoder.onnx").is_file()
+
+    def read_manifest(self) -> dict:
+        """``export.json`` checked: format and version known (a DataError naming the file otherwise)."""
+        import json
+
+        path = self.manifest
+        try:
+            meta = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise DataError(
+                Problem(str(path), "missing: not an export folder, or its export did not complete")
+            ) from None
+        except (OSError, ValueError) as exc:
+            raise DataError(Problem(str(path), f"unreadable ({exc}); export the run again")) from None
+        if not isinstance(meta, dict) or meta.get("format") != EXPORT_FORMAT or meta.get("version") != EXPORT_VERSION:
+            got = (meta.get("format"), meta.get("version")) if isinstance(meta, dict) else type(meta).__name__
+            raise DataError(Problem(str(path), f"format {got}; expected {EXPORT_FORMAT!r} version {EXPORT_VERSION}"))
+        return meta
+
+    def missing(self) -> list[Problem]:
+        if not self.path.is_dir():
+            return [Problem(str(self.path), "not a folder: expected an export folder written by `vixml export`")]
+        needed = [self.config, self.label_embeddings]
+        if self.read_manifest().get("to") == "onnx":
+            needed += [self.tokenizer / "tokenizer.json", self.query_encoder]
+        return [Problem(str(p), "missing: the export folder is damaged; export the run again") for p in needed
+                if not p.is_file()]  # fmt: skip
+
+    def build_beside(self) -> Path:
+        """A fresh temporary folder beside this one, for :meth:`publish` (stale ones of killed exports removed)."""
+        import tempfile
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in self.path.parent.glob(f".{self.path.name}.export-*"):
+            shutil.rmtree(stale, ignore_errors=True)  # the caller holds the lock: no live export writes there
+        built = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.export-", dir=self.path.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        built.chmod(0o777 & ~umask)  # mkdtemp makes 0700 folders; the export gets the usual mode
+        return built
+
+    def publish(self, built: Path) -> None:
+        """Swap the complete folder ``built`` (its ``export.json`` present) in; an old export is replaced."""
+        if not (built / EXPORT_COMPLETE).is_file():
+            raise RuntimeError(f"the export built in {built} is incomplete (no {EXPORT_COMPLETE})")
+        old = self.path.with_name(f".{self.path.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if self.path.exists():
+            self.path.rename(old)
+        built.rename(self.path)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def export_lock(self) -> WriteLock:
+        """One export into a place at a time (the lock file sits beside the folder, which is replaced whole)."""
+        return WriteLock(self.path.with_name(f"{self.path.name}.export"), "vixml export")
+
+
+def open_run(path: str | os.PathLike) -> RunFolder:
+    """The folder at ``path`` (a hub id resolved first): an :class:`ExportFolder` or a :class:`RunFolder`."""
+    path = resolve_run(path)
+    return ExportFolder(path) if ExportFolder.is_export(path) else RunFolder(path)
+
+
+HUB_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+
+def resolve_run(run: str | os.PathLike) -> Path:
+    """A local run or export folder for ``run``: the path itself, or for a hub id (``org/name``, not a local
+    path) its snapshot from the Hugging Face Hub (the local cache only when ``HF_HUB_OFFLINE=1``).
+
+    Raises:
+        DataError: an ``org/name`` that is neither a folder here nor found on the hub (or in its offline cache).
+    """
+    import re
+
+    path = Path(run).expanduser()
+    text = str(run)
+    if path.exists() or not re.match(HUB_ID, text) or text.startswith((".", "~")):
+        return path
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise DataError(Problem(text, "no such folder; as a hub id it needs `pip install huggingface_hub`")) from None
+    try:
+        return Path(snapshot_download(repo_id=text))
+    except Exception as exc:  # the hub's own error types (offline, not found, no cache): all mean "not here"
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(
+            Problem(text, f"no such folder, and the hub has no run by that id ({type(exc).__name__}: {first})")
+        ) from None

@@ -215,3 +215,44 @@ def test_int8_rescore_returns_exact_scores_and_recalls_the_exact_top_k():
     assert (np.diff(scores, axis=1) <= 0).all()
     with pytest.raises(ConfigError, match="int8-rescore"):
         topk(queries, labels, 5, device="cpu", precision="int8-rescore", backend="numpy")
+
+
+def test_without_torch_loaded_the_search_runs_in_numpy_with_the_same_answer():
+    """An export's server never loads torch: topk then searches in numpy (fp16 labels converted block by block)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from vixml.search import topk\n"
+        "rng = np.random.default_rng(0)\n"
+        "q = rng.standard_normal((70, 16)).astype(np.float32)\n"
+        "lab = rng.standard_normal((40000, 16)).astype(np.float16)\n"
+        "s, i = topk(q, lab, k=5)\n"
+        "np.save(sys.argv[1], np.concatenate([s, i.astype(np.float32)], axis=1))\n"
+        "print('torch' in sys.modules)\n"
+    )
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = f"{tmp}/out.npy"
+        done = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.strip() == "False"
+        got = np.load(path)
+    rng = np.random.default_rng(0)
+    q = rng.standard_normal((70, 16)).astype(np.float32)
+    lab = rng.standard_normal((40000, 16)).astype(np.float16)
+    scores, ids = topk(q, lab.astype(np.float32), k=5)
+    np.testing.assert_array_equal(got[:, 5:].astype(np.int64), ids)
+    np.testing.assert_allclose(got[:, :5], scores, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s[:4])))
+def test_the_numpy_search_equals_full_sort_with_ties(shape):
+    n, n_labels, d, k, bq, bl = shape
+    q, x = integer_data(n, n_labels, d, seed=n + k, high=2)
+    scores, ids = exact._topk_numpy(q, x, k, "all", bq or 256, bl or 32768)
+    want_scores, want_ids = oracle_topk(q, x, k)
+    np.testing.assert_array_equal(ids, want_ids)
+    np.testing.assert_array_equal(scores, want_scores)

@@ -17,6 +17,7 @@ from vixml.cli import data as data_cmd
 from vixml.cli import demo as demo_cmd
 from vixml.cli import doctor as doctor_cmd
 from vixml.cli import evaluate as evaluate_cmd
+from vixml.cli import export as export_cmd
 from vixml.cli import images as images_cmd
 from vixml.cli import images_embed
 from vixml.cli import labels as labels_cmd
@@ -49,6 +50,7 @@ app.command("memory")(memory_cmd.memory)
 app.command("serve")(serve_cmd.serve)
 app.command("report")(report_cmd.report)
 app.command("doctor")(doctor_cmd.doctor)
+app.command("export")(export_cmd.export)
 flags_take_no_value(app)  # `--json`, not `--json <bool>`, in every help page
 
 

@@ -10,7 +10,7 @@ __all__ = ["serve"]
 
 
 def serve(
-    run: Path = typer.Argument(..., help="A run folder written by vixml train."),
+    run: Path = typer.Argument(..., help="A run folder, an export (vixml export) or a hub id ORG/NAME."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (default: this machine only)."),
     port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port."),
     workers: int = typer.Option(1, "--workers", min=1, help="Processes; more than 1 serves read-only (no edits)."),

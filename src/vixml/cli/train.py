@@ -79,7 +79,7 @@ def print_final_metrics(metrics: dict) -> None:
 
 
 def predict(
-    run: Path = typer.Argument(..., help="A run folder written by vixml train."),
+    run: Path = typer.Argument(..., help="A run folder, an export (vixml export) or a hub id ORG/NAME."),
     text: str | None = typer.Argument(None, help="One query: prints a table of its top labels (no --out needed)."),
     out: Path | None = typer.Option(
         None, "--out", help="Prediction file: CSR .npz, or .jsonl (records with ids and texts; '-': stdout)."

@@ -6,22 +6,26 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 
-from vixml import distributed
 from vixml.config import RunConfig
 from vixml.data import XMCDataset, load_dataset
 from vixml.devices import resolve_precision
 from vixml.errors import DataError, Problem
 from vixml.inference.labels import LabelSet, Predictions, read_label_ids
 from vixml.inference.overlay import LabelOverlay
-from vixml.models import DualEncoder, SplitEncoder, image_banks, load_dual_encoder, resolve_device
 from vixml.retrieval import Fusion, Memory, Retriever
-from vixml.run_folder import RunFolder
+from vixml.run_folder import ExportFolder, RunFolder, open_run
 from vixml.search import search_memory, to_csr, to_csr_memory
+
+if TYPE_CHECKING:  # torch and the models load only for a run folder, never for an export (serve-onnx)
+    import torch
+
+    from vixml.inference.onnx_encoder import OnnxQueryEncoder
+    from vixml.models import DualEncoder, SplitEncoder
 
 __all__ = ["Predictor"]
 
@@ -32,10 +36,12 @@ logger = logging.getLogger(__name__)
 class Predictor:
     """Encode queries with a trained dual encoder and rank every label by inner product.
 
-    Build it with :meth:`load` from a run folder written by :func:`vixml.training.train`.
+    Build it with :meth:`load` from a run folder written by :func:`vixml.training.train`, or from an export
+    folder (``vixml export RUN --to onnx``), which runs its query encoder on onnxruntime without torch.
 
     Attributes:
-        model: the dual encoder (eval mode).
+        model: the dual encoder (eval mode), or an export's :class:`~vixml.inference.onnx_encoder.OnnxQueryEncoder`
+            (the same questions answered: ``uses_images``, ``prototypes``, ``image_projection``).
         label_embeddings: (L, D) float32 embeddings searched (prototypes with PRIME).
         config: the run's configuration.
         device: where the model runs.
@@ -47,10 +53,10 @@ class Predictor:
         fusion: how the run fuses its sources (None without a companion).
     """
 
-    model: DualEncoder
+    model: DualEncoder | OnnxQueryEncoder
     label_embeddings: np.ndarray
     config: RunConfig
-    device: torch.device
+    device: torch.device | str
     precision: str = "fp32"
     _vision: object = field(default=None, repr=False)  # the vision model, loaded on first use of image files
     label_texts: Sequence[str] | None = None
@@ -75,13 +81,18 @@ class Predictor:
         """Load the final model, label embeddings, label texts, label overlay and config of a run folder.
 
         Args:
-            run_dir: the run folder.
-            device: where the model runs.
+            run_dir: the run folder, an export folder, or a Hugging Face Hub id (``org/name``) of either.
+            device: where the model runs (an export runs on the CPU).
             mmap: memory-map the label embeddings read-only (server workers share one copy in the page cache).
             index: ``exact`` (blocked exact search), or ``hnsw``: an hnswlib graph over the trained labels, built
                 at load (for label sets where exact search is too slow; :meth:`index_recall` measures it).
         """
-        run = RunFolder(run_dir).require_finished()
+        folder = open_run(run_dir)
+        if isinstance(folder, ExportFolder):
+            return cls._load_export(folder, mmap=mmap, index=index)
+        from vixml.models import load_dual_encoder, resolve_device
+
+        run = folder.require_finished()
         config = run.load_config()
         dev = resolve_device(device)
         model = load_dual_encoder(run.model_dir(), config, device=dev)
@@ -105,6 +116,42 @@ class Predictor:
             fusion=fusion,
         )
 
+    @classmethod
+    def _load_export(cls, folder: ExportFolder, *, mmap: bool, index: str) -> Predictor:
+        """An export folder's predictor: the ONNX query encoder, the label side as a run folder keeps it."""
+        from vixml.inference.onnx_encoder import OnnxQueryEncoder
+
+        problems = folder.missing()
+        if problems:
+            raise DataError(problems)
+        manifest = folder.read_manifest()
+        if manifest.get("to") != "onnx":
+            raise DataError(
+                Problem(str(folder.path), f"a {manifest.get('to')} export: load it with its own library (its README)")
+            )
+        config = folder.load_config()
+        encoder = OnnxQueryEncoder(folder, manifest, config)
+        label_emb = folder.load_label_embeddings(mmap=mmap)
+        if label_emb.dtype != np.float32:  # stored in fp16 (export.json says why): searched in fp32
+            label_emb = np.asarray(label_emb, dtype=np.float32)
+        texts = _read_label_texts(folder, label_emb.shape[0])
+        labels = LabelSet(label_emb, texts, LabelOverlay.read(folder, label_emb))
+        sparse, fusion = _read_companion(folder)
+        labels.use_index(_ann_index(index, label_emb))
+        logger.info("export %s: ONNX %s query encoder on onnxruntime", folder.path, encoder.precision)
+        return cls(
+            encoder,
+            label_emb,
+            config,
+            "cpu",
+            precision=encoder.precision,
+            label_texts=texts,
+            labels=labels,
+            run=folder,
+            sparse=sparse,
+            fusion=fusion,
+        )
+
     def index_recall(self, queries: np.ndarray, k: int = 100, sample: int = 1000) -> float | None:
         """Recall@k of the ANN index against exact search on (up to ``sample`` of) ``queries``; None when exact."""
         if self.labels.index is None or not len(queries):
@@ -117,6 +164,10 @@ class Predictor:
 
     def encoder(self, dataset=None) -> SplitEncoder:
         """The split encoder of this model (of ``dataset``'s splits and image banks, or of free texts)."""
+        if getattr(self.model, "is_export", False):
+            return self.model.bind(dataset, dict(dataset.images or {}) if dataset is not None else {})
+        from vixml.models import SplitEncoder, image_banks
+
         banks = image_banks(self.config, dataset) if dataset is not None and self.model.image_projection else {}
         return SplitEncoder(
             self.model, self.config, precision=self.precision, device=self.device, dataset=dataset, images=banks
@@ -162,6 +213,10 @@ class Predictor:
 
         if self.config.images is None:
             raise DataError(Problem("<images>", "this run was trained without images; pass texts only"))
+        if getattr(self.model, "is_export", False):
+            raise DataError(
+                Problem("<images>", "an export takes image embeddings, not image files (their model needs torch)")
+            )
         slots = self.config.images.num_images
         chosen = [list(items)[:slots] for items in per_query]
         flat = [image for items in chosen for image in items]
@@ -234,6 +289,8 @@ class Predictor:
         scores are filtered, then ranked, as the reference does). Hidden labels are never returned; added
         labels are searched with the trained ones.
         """
+        from vixml import distributed  # torch's process group: loaded with a run's model, never by an export
+
         source = self.retriever.resolve(source)
         self._require_fits(data_dir, split, k, augment)
         dataset = self.load_dataset(data_dir)
@@ -287,7 +344,7 @@ class Predictor:
             return
         n, (n_labels, dim) = shape.n_rows, self.label_embeddings.shape
         width = max(k, 100)  # with filtering: k plus the most filtered pairs of a row, rarely more than a few
-        device = "cuda" if self.device.type == "cuda" else "cpu"
+        device = "cuda" if getattr(self.device, "type", self.device) == "cuda" else "cpu"
         searched = search_memory(n, n_labels, dim, width, device=device, precision="fp32")
         embedded = 4 * n * dim  # the query embeddings (+R: the training queries' too)
         if augment:
@@ -334,7 +391,7 @@ def _read_companion(run: RunFolder):
     return SparseRanker.load(run.sparse), fusion
 
 
-def _inference_precision(config: RunConfig, device: torch.device) -> str:
+def _inference_precision(config: RunConfig, device) -> str:
     """The autocast precision of prediction: the run's, with ``auto`` resolved for this machine (logged)."""
     precision, reason = resolve_precision(config.train.precision, device, purpose="prediction")
     logger.info("prediction in %s (%s)", precision, reason)

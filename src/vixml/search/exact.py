@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -131,16 +132,21 @@ def topk(
         among equal scores the lower label id comes first (``"fp32"`` and ``"bf16-rescore"``).
         numpy arrays, or torch tensors on the queries' device when ``queries`` is a torch tensor.
 
+    In a process that has not loaded torch (a server of an export: ``vixml[serve-onnx]``), a CPU search runs
+    in numpy (:func:`_topk_numpy`, fp32) rather than load torch for it.
+
     Raises:
         ConfigError: bad ``k``, ``precision``, block sizes, or ``"fp16"`` without a GPU.
         DataError: inputs that are not 2-D float arrays with the same width, or that hold NaN/inf values
             (the first rows named).
     """
-    import torch
-
     _check_args(k, precision, block_queries, block_labels)
     if check_finite not in ("all", "queries", "none"):
         raise ConfigError(f"check_finite must be 'all', 'queries' or 'none', got {check_finite!r}")
+    if "torch" not in sys.modules and str(device or "cpu") == "cpu" and precision != "fp16":
+        return _topk_numpy(queries, labels, int(k), check_finite, block_queries or 256)
+    import torch
+
     return_torch = isinstance(queries, torch.Tensor)
     q = _as_tensor(queries, "queries")
     lab = _as_tensor(labels, "labels")
@@ -473,6 +479,58 @@ def _check_args(k, precision, block_queries, block_labels) -> None:
             problems.append(f"{name} must be a positive integer or None, got {value!r}")
     if problems:
         raise ConfigError("; ".join(problems))
+
+
+def _topk_numpy(queries, labels, k: int, check_finite: str, block_queries: int, block_labels: int = 32768):
+    """``topk`` in numpy float32 (no torch): blocks of queries x labels, a partial sort per block, ties by id.
+
+    A label block's scores are (block_queries x block_labels) float32 (32 MiB); the labels (fp16 on disk
+    too) are converted one block at a time, so a memmap is never loaded whole.
+    """
+    q, lab = _as_array(queries, "queries"), _as_array(labels, "labels")
+    _check_shapes(q, lab)
+    found = [] if check_finite == "none" else [nonfinite_problem(q, "<queries>", "query embeddings")]
+    if check_finite == "all":
+        found.append(nonfinite_problem(lab, "<labels>", "label embeddings"))
+    if problems := [p for p in found if p is not None]:
+        raise DataError(problems)
+    n, n_labels = q.shape[0], lab.shape[0]
+    out_v = np.full((n, k), -np.inf, dtype=np.float32)
+    out_i = np.full((n, k), -1, dtype=np.int64)
+    k_eff = min(k, n_labels)
+    for qs in range(0, n if k_eff else 0, block_queries):
+        qb = np.asarray(q[qs : qs + block_queries], dtype=np.float32)
+        values, ids = np.zeros((len(qb), 0), np.float32), np.zeros((len(qb), 0), np.int64)
+        for ls in range(0, n_labels, block_labels):
+            scores = qb @ np.asarray(lab[ls : ls + block_labels], dtype=np.float32).T
+            keep = min(k_eff, scores.shape[1])
+            part = np.argpartition(-scores, keep - 1, axis=1)[:, :keep]
+            _lowest_ids_at_the_cut(scores, part)
+            values = np.concatenate([values, np.take_along_axis(scores, part, axis=1)], axis=1)
+            ids = np.concatenate([ids, part + ls], axis=1)
+        order = np.lexsort((ids, -values), axis=1)[:, :k_eff]  # by score, then by lower id
+        out_v[qs : qs + len(qb), :k_eff] = np.take_along_axis(values, order, axis=1)
+        out_i[qs : qs + len(qb), :k_eff] = np.take_along_axis(ids, order, axis=1)
+    return out_v, out_i
+
+
+def _lowest_ids_at_the_cut(scores: np.ndarray, part: np.ndarray) -> None:
+    """Where equal scores straddle the partition's cut, keep the lowest ids among them (in place; rare rows)."""
+    keep = part.shape[1]
+    cut = np.take_along_axis(scores, part, axis=1).min(axis=1, keepdims=True)
+    kept = (np.take_along_axis(scores, part, axis=1) == cut).sum(axis=1)
+    for row in np.nonzero((scores == cut).sum(axis=1) > kept)[0]:
+        greater = np.nonzero(scores[row] > cut[row])[0]
+        equal = np.nonzero(scores[row] == cut[row])[0][: keep - len(greater)]
+        part[row] = np.concatenate([greater, equal])
+
+
+def _as_array(x, name: str) -> np.ndarray:
+    """A numpy array / memmap checked to be 2-D float (the torch-free twin of :func:`_as_tensor`)."""
+    arr = np.asarray(x)
+    if arr.dtype.kind != "f" or arr.ndim != 2:
+        raise DataError(Problem(f"<{name}>", f"expected a 2-D float array, got {arr.ndim}-D {arr.dtype}", field=name))
+    return arr
 
 
 def _as_tensor(x, name: str):

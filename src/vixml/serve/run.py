@@ -6,6 +6,7 @@ import errno
 import logging
 import os
 import socket
+from dataclasses import replace
 
 from vixml.serve.settings import SETTINGS_ENV, TOKEN_ENV, ServeSettings
 
@@ -44,10 +45,10 @@ def serve(settings: ServeSettings) -> None:
     from vixml.inference import Predictor
     from vixml.inference.free_input import TrainingQueries
     from vixml.inference.overlay import LabelOverlay
-    from vixml.run_folder import RunFolder
+    from vixml.run_folder import open_run
     from vixml.serve.app import create_app
 
-    RunFolder(settings.run).require_finished()
+    settings = replace(settings, run=open_run(settings.run).require_finished().path)  # hub id resolved; exports
     require_port_free(settings.host, settings.port)  # before the model loads, not after
     refusal = settings.edit_refusal()
     if refusal:

@@ -37,6 +37,7 @@ from vixml.data.footprint import folder_need, require_folder
 from vixml.devices import resolve_device, resolve_precision
 from vixml.errors import ConfigError, DataError, Problem, TrainingInterrupted
 from vixml.reports import plot_training_curves
+from vixml.reports.card import card_front_matter, hardware_line, run_card_sections
 from vixml.run_folder import RunFolder
 from vixml.training.checkpoint import latest_checkpoint, save_array
 from vixml.training.host_memory import training_need
@@ -510,5 +511,24 @@ def _write_readme(run: RunFolder, cfg: RunConfig, dataset: XMCDataset, final: di
     if final:
         lines += ["## Final test metrics (%)", "", "| metric | value |", "|---|---|"]
         lines += [f"| {k} | {100 * v:.2f} |" for k, v in final.items()]
+        lines.append("")
+    shape = (
+        f"{dataset.n_train} training and {dataset.n_test} test queries, {dataset.n_labels} labels "
+        f"(`{dataset.path.name}`)"
+    )
+    lines += run_card_sections(cfg, data_shape=shape, hardware=hardware_line(state.data), final=final)
+    lines += [
+        "## Load and predict",
+        "",
+        "```",
+        "vixml predict RUN --texts queries.txt --out predictions.jsonl   # RUN: this folder or its hub id ORG/NAME",
+        "vixml serve RUN",
+        "vixml export RUN --to onnx --out EXPORT [--int8]   # serve without torch: pip install 'vixml[serve-onnx]'",
+        "```",
+        "",
+        "From Python: `vixml.inference.Predictor.load(RUN).predict(['a query'], k=10)`. Push to the Hugging Face "
+        "Hub with `huggingface-cli upload ORG/NAME RUN . --exclude 'checkpoints/*'`.",
+    ]
+    front = card_front_matter(cfg, final, dataset.path.name)
     with atomic_open(run.readme) as fh:
-        fh.write("\n".join(lines) + "\n")
+        fh.write(front + "\n".join(lines) + "\n")
