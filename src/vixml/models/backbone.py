@@ -171,14 +171,14 @@ class TextBackbone(torch.nn.Module):
         spec = architecture_spec(model_type)
         decoder = kind == "decoder" or (kind == "auto" and is_decoder_type(model_type, spec))
         kwargs: dict[str, Any] = {
-            _dtype_keyword(): _resolve_dtype(dtype) if dtype is not None else default_dtype(decoder, device)
+            "dtype": _resolve_dtype(dtype) if dtype is not None else default_dtype(decoder, device)
         }
         if attn_implementation is not None:
             kwargs["attn_implementation"] = attn_implementation
         if load_in_4bit:
             from vixml.models.lora import four_bit_config
 
-            kwargs["quantization_config"] = four_bit_config(kwargs[_dtype_keyword()])
+            kwargs["quantization_config"] = four_bit_config(kwargs["dtype"])
             kwargs["device_map"] = {"": torch.device(device or "cuda").index or 0}
         model = AutoModel.from_pretrained(resolved, **kwargs)
         model = text_model(model, spec, model_type)
@@ -563,11 +563,3 @@ def _resolve_dtype(dtype: torch.dtype | str) -> torch.dtype | str:
         return torch_dtype(dtype)
     except ConfigError as exc:
         raise ConfigError(f"{exc} (or auto, or a torch.dtype)") from None
-
-
-def _dtype_keyword() -> str:
-    """``from_pretrained``'s dtype argument: ``dtype`` since transformers 4.56, ``torch_dtype`` before."""
-    import transformers
-
-    major, minor = (int(part) for part in transformers.__version__.split(".")[:2])
-    return "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
