@@ -264,7 +264,9 @@ def test_a_hybrid_run_exports_its_companion_fusion_and_label_overlay(tmp_path, s
     config = run_config(serve_model, "sparse={}", "sparse.holdout=0.1", "sparse.trees=1", "train.epochs=1")
     run = train(config, serve_data, tmp_path / "run")
     hide_labels(Predictor.load(run), [2, 5])  # an overlay made for the run's label file
-    export = export_onnx(run, tmp_path / "export", label_dtype="fp16")  # the overlay re-stamped for the fp16 file
+    half = export_onnx(run, tmp_path / "half", label_dtype="fp16")  # the overlay re-stamped for the fp16 file
+    assert Predictor.load(half).labels.overlay.hidden == {2, 5}
+    export = export_onnx(run, tmp_path / "export")  # fp32 labels: the same scores, so the same fused near-ties
     assert (export / "sparse" / "sparse.json").is_file() and (export / "fusion.json").is_file()
     torch_side, onnx_side = Predictor.load(run), Predictor.load(export)
     assert onnx_side.sparse is not None and onnx_side.labels.overlay.hidden == {2, 5}
