@@ -194,13 +194,15 @@ class Retriever:
             (0 where it did not reach the label); found (n, c) bits.
         """
         s_scores, s_ids = self._sparse(texts, width)
+        depth = max(width, memory.num_labels if memory is not None else 0)
+        d_scores, d_ids = self.labels.search(q, min(depth, self.labels.num_labels))  # one search serves +R too
         if memory is None:
-            d_scores, d_ids = self.labels.search(q, min(width, self.labels.num_labels))
             ids = _union(d_ids, s_ids)
             found = _member(ids, d_ids) * FOUND_DENSE
         else:
-            r_ids, r_scores = self._dense(q, width, memory, first_row)
-            d_scores, d_ids = self.labels.search(q, min(width, self.labels.num_labels))
+            hits = (d_scores[:, : memory.num_labels], d_ids[:, : memory.num_labels])
+            r_ids, r_scores = self._dense(q, width, memory, first_row, label_hits=hits)
+            d_scores, d_ids = d_scores[:, :width], d_ids[:, :width]
             ids = _union(_union(d_ids, r_ids), s_ids)
             found = _member(ids, d_ids) * FOUND_DENSE + _member(ids, r_ids) * FOUND_R
         sources = {"dense": self.labels.score(q, ids).astype(np.float64), "sparse": _lookup(s_ids, s_scores, ids, 0.0)}
@@ -209,13 +211,15 @@ class Retriever:
         found = found + _member(ids, s_ids) * FOUND_SPARSE
         return ids, sources, found.astype(np.uint8)
 
-    def _dense(self, q, depth, memory, first_row=0):
+    def _dense(self, q, depth, memory, first_row=0, label_hits=None):
+        """Top ``depth`` (ids, scores) by inner product, or with ``memory`` by +R (``label_hits``: its label
+        search when the caller already made it)."""
         if memory is None:
             scores, ids = self.labels.search(q, min(depth, self.labels.num_labels))
             return ids, scores
         from vixml.retrieval.augment import augmented_scores
 
-        label_scores, label_ids = self.labels.search(q, memory.num_labels)
+        label_scores, label_ids = label_hits or self.labels.search(q, memory.num_labels)
         query_scores, query_ids = topk(q, memory.embeddings, min(memory.num_queries, memory.embeddings.shape[0]))
         if memory.exclude_self:
             own = np.arange(first_row, first_row + q.shape[0])[:, None]

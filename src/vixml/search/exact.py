@@ -151,11 +151,7 @@ def topk(
     q = _as_tensor(queries, "queries")
     lab = _as_tensor(labels, "labels")
     _check_shapes(q, lab)
-    found = [] if check_finite == "none" else [nonfinite_problem(q, "<queries>", "query embeddings")]
-    if check_finite == "all":
-        found.append(nonfinite_problem(lab, "<labels>", "label embeddings"))
-    if problems := [p for p in found if p is not None]:
-        raise DataError(problems)
+    _refuse_nonfinite(q, lab, check_finite)
     dev = _resolve_device(device, q, lab)
     precision = _native_precision(precision, dev)
     if precision == "fp16" and dev.type != "cuda":
@@ -489,11 +485,7 @@ def _topk_numpy(queries, labels, k: int, check_finite: str, block_queries: int, 
     """
     q, lab = _as_array(queries, "queries"), _as_array(labels, "labels")
     _check_shapes(q, lab)
-    found = [] if check_finite == "none" else [nonfinite_problem(q, "<queries>", "query embeddings")]
-    if check_finite == "all":
-        found.append(nonfinite_problem(lab, "<labels>", "label embeddings"))
-    if problems := [p for p in found if p is not None]:
-        raise DataError(problems)
+    _refuse_nonfinite(q, lab, check_finite)
     n, n_labels = q.shape[0], lab.shape[0]
     out_v = np.full((n, k), -np.inf, dtype=np.float32)
     out_i = np.full((n, k), -1, dtype=np.int64)
@@ -551,6 +543,15 @@ def _as_tensor(x, name: str):
     if not x.is_floating_point() or x.dim() != 2:
         raise DataError(Problem(f"<{name}>", f"expected a 2-D float tensor, got {x.dim()}-D {x.dtype}", field=name))
     return x.detach()
+
+
+def _refuse_nonfinite(q, lab, check_finite: str) -> None:
+    """NaN/inf rows of the inputs ``check_finite`` names (numpy arrays or tensors), refused with the rows named."""
+    found = [] if check_finite == "none" else [nonfinite_problem(q, "<queries>", "query embeddings")]
+    if check_finite == "all":
+        found.append(nonfinite_problem(lab, "<labels>", "label embeddings"))
+    if problems := [p for p in found if p is not None]:
+        raise DataError(problems)
 
 
 def _check_shapes(q, lab) -> None:

@@ -151,12 +151,8 @@ def measure(dim: int, shapes: dict | None = None, repeats: int = 2) -> Choice:
         for backend in installed():
             if backend == "onednn" and n < SMALL_BATCH:
                 continue  # copying the labels into oneDNN's layout does not pay for few queries
-            times = []
-            for _ in range(repeats + 1):  # the first run warms up (allocations, thread pools)
-                started = time.perf_counter()
-                topk(queries, labels, k, device="cpu", check_finite="none", backend=backend)
-                times.append(time.perf_counter() - started)
-            rates[backend] = round(n / min(times[1:]), 1)
+            search = functools.partial(topk, queries, labels, k, device="cpu", check_finite="none", backend=backend)
+            rates[backend] = round(n / _best_seconds(search, repeats), 1)
         measured[name] = rates
     pick = {name: max(rates, key=rates.get) for name, rates in measured.items()}
     return Choice(pick.get("batch", "torch"), pick.get("small", pick.get("batch", "torch")), measured)
@@ -217,10 +213,15 @@ def ceilings(m: int = 2048, n: int = 8192, k: int = 384, repeats: int = 3) -> di
     out = {}
     with torch.inference_mode():
         for name, product in products.items():
-            times = []
-            for _ in range(repeats + 1):
-                started = time.perf_counter()
-                product()
-                times.append(time.perf_counter() - started)
-            out[name] = round(2 * m * n * k / min(times[1:]) / 1e9, 2)
+            out[name] = round(2 * m * n * k / _best_seconds(product, repeats) / 1e9, 2)
     return out
+
+
+def _best_seconds(fn, repeats: int) -> float:
+    """The fastest of ``repeats`` timed calls of ``fn``, after one that warms up (allocations, thread pools)."""
+    times = []
+    for _ in range(repeats + 1):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return min(times[1:])
