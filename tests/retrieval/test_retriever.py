@@ -183,3 +183,24 @@ def test_a_fusion_file_without_plus_r_weights_still_loads(tmp_path):
     path.write_text('{"dense_weight": 0.3, "normalization": "zscore", "tuned_on": 10, "scores": {}}')
     fusion = Fusion.load(path)
     assert fusion.plus_r is None and fusion.weights(True) == {"r": 0.3, "sparse": 0.7}
+
+
+def test_weights_that_only_noise_prefers_shrink_to_even_and_a_real_gain_stands():
+    n, c = 150, 20
+    ids = np.tile(np.arange(c), (n, 1))
+    chosen = []
+    for seed in range(20):  # no source knows anything: every difference between weights is noise
+        rng = np.random.default_rng(seed)
+        y = sp.csr_matrix((np.ones(n, np.float32), (np.arange(n), rng.integers(0, c, size=n))), shape=(n, L))
+        fusion = tune({name: rng.standard_normal((n, c)) for name in ("dense", "sparse")}, ids, y)
+        assert len({v["objective"] for v in fusion.scores.values()}) > 1  # noise still ranks the weights
+        chosen.append(fusion.dense_weight)
+    chosen = np.array(chosen)
+    assert (chosen == 0.5).mean() >= 0.6 and np.abs(chosen - 0.5).mean() < 0.1, chosen  # the argmax: 0.35 off
+
+    rng = np.random.default_rng(6)
+    y = sp.csr_matrix((np.ones(n, np.float32), (np.arange(n), rng.integers(0, c, size=n))), shape=(n, L))
+    noise = {name: rng.standard_normal((n, c)) for name in ("dense", "sparse", "r")}
+    knowing = dict(noise, dense=noise["dense"] + 3 * y[:, :c].toarray())  # the dense source knows every answer
+    fusion = tune(knowing, ids, y)
+    assert fusion.dense_weight > 0.5 and fusion.plus_r["dense"] > 0.4, fusion

@@ -29,6 +29,7 @@ __all__ = ["Fusion", "combine", "tune", "GRID"]
 
 Normalization = Literal["zscore", "none"]
 GRID = tuple(round(w, 2) for w in np.linspace(0.0, 1.0, 21))  # the dense weights tried by :func:`tune`
+SE_MARGIN = 2.0  # standard errors of the per-query loss within which a point ties the best (:func:`tune`)
 PLUS_R = ("dense", "r", "sparse")  # the sources of a fusion with +R, in the order of their weights
 
 
@@ -122,7 +123,11 @@ def tune(
 
     The objective is the mean of P@1, P@k and (with propensities) PSP@k, each relative to the best of the
     weights tried: a weight that trades one for another only wins if the sum gains (HYBRID.md: fusion that
-    helps P@1 can hurt PSP@k). Ties go to the most even weights.
+    helps P@1 can hurt PSP@k). Weights whose objective is within two standard errors of the best one's (of
+    the paired per-query differences) are as good as the best, and the most even of them wins (the
+    one-standard-error rule of model selection, with two: the best of 21 or 231 noisy points is chosen for
+    its noise): a few hundred held-out queries cannot tell 0.85 from 0.5, and even weights bet on no
+    noise; a real difference stands.
     """
     valid = ids >= 0
     judge = _Judge(ids, truth, propensity, k)
@@ -144,20 +149,31 @@ def tune(
 
 
 def _search(points: dict, names: tuple[str, ...], z: dict, valid: np.ndarray, judge: _Judge):
-    """The point (weights of ``names``) with the best relative objective, and the table of every point."""
-    results = {}
+    """The chosen point (weights of ``names``; see :func:`tune`) and the table of every point."""
+    per_query = {}
     for point in points:
         fused = sum(w * z[name] for name, w in zip(names, point, strict=True) if w)
-        results[point] = judge(np.where(valid, fused, -np.inf))
+        per_query[point] = judge.per_query(np.where(valid, fused, -np.inf))
+    results = {p: {m: float(v.mean()) for m, v in parts.items()} for p, parts in per_query.items()}
     metrics = next(iter(results.values())).keys()
     base = {m: max(max(r[m] for r in results.values()), 1e-9) for m in metrics}
-    scored = {p: float(np.mean([r[m] / base[m] for m in metrics])) for p, r in results.items()}
+    objective = {p: np.mean([per_query[p][m] / base[m] for m in metrics], axis=0) for p in points}
+    scored = {p: float(o.mean()) for p, o in objective.items()}
     best = max(points, key=lambda p: (scored[p], -float(np.ptp(p))))
+    tied = [p for p in points if _within_one_se(objective[best] - objective[p])]
+    chosen = min(tied, key=lambda p: (float(np.ptp(p)), -scored[p]))
     key = (lambda p: str(p[0])) if len(names) == 2 else (lambda p: "/".join(f"{w:.2f}" for w in p))
     table = {
         key(p): {**{m: round(v, 6) for m, v in results[p].items()}, "objective": round(scored[p], 6)} for p in points
     }
-    return best, table
+    return chosen, table
+
+
+def _within_one_se(loss: np.ndarray) -> bool:
+    """Whether a per-query loss against the best point is within :data:`SE_MARGIN` standard errors of none."""
+    if loss.shape[0] < 2:
+        return not loss.any()
+    return float(loss.mean()) <= SE_MARGIN * float(loss.std(ddof=1)) / np.sqrt(loss.shape[0])
 
 
 class _Judge:
@@ -178,12 +194,13 @@ class _Judge:
                 for r in range(ids.shape[0])
             )
 
-    def __call__(self, fused: np.ndarray) -> dict[str, float]:
+    def per_query(self, fused: np.ndarray) -> dict[str, np.ndarray]:
+        """Each query's share of P@1, P@k and PSP@k (their means are the metrics)."""
         order = np.argsort(-fused, axis=1, kind="stable")[:, : self.k]
         shown = np.take_along_axis(fused, order, 1) > -np.inf
         hits = np.take_along_axis(self.relevant, order, 1) & shown
-        parts = {"P@1": float(hits[:, 0].mean()), f"P@{self.k}": float(hits.mean())}
+        parts = {"P@1": hits[:, 0].astype(np.float64), f"P@{self.k}": hits.mean(axis=1)}
         if self.gain is not None:
-            gain = np.where(shown, np.take_along_axis(self.gain, order, 1), 0.0).sum()
-            parts[f"PSP@{self.k}"] = float(gain / max(self.ideal, 1e-12))
+            gain = np.where(shown, np.take_along_axis(self.gain, order, 1), 0.0).sum(axis=1)
+            parts[f"PSP@{self.k}"] = gain * hits.shape[0] / max(self.ideal, 1e-12)
         return parts
