@@ -23,6 +23,7 @@ from vixml.errors import DataError, Problem
 from vixml.models.backbone import TextBackbone
 from vixml.models.fusion import ImageProjection
 from vixml.models.prototypes import LabelPrototypes
+from vixml.run_folder import MODEL_COMPLETE
 
 if TYPE_CHECKING:
     import os
@@ -31,7 +32,7 @@ __all__ = ["DualEncoder"]
 
 logger = logging.getLogger(__name__)
 
-_META = "dual_encoder.json"
+_META = MODEL_COMPLETE  # written last: the run folder reads its presence as a complete model
 _PROTOTYPES = "prototypes.safetensors"
 _PROJECTION = "image_projection.safetensors"
 
