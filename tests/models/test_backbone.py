@@ -90,7 +90,6 @@ def test_attributes(tiny, tiny_path):
     batch = tiny.tokenize(TEXTS, max_length=5)
     assert set(batch) == {"input_ids", "attention_mask"}
     assert batch["input_ids"].shape == (3, 5)  # truncated to max_length
-    assert tiny.input_embeddings(batch["input_ids"]).shape == (3, 5, 32)
     longest = tiny.tokenize(["a dog", "a dog barks"], max_length=64)["input_ids"]
     assert longest.shape[1] == len(tiny.tokenizer("a dog barks")["input_ids"])  # padded to the longest only
 
@@ -99,7 +98,7 @@ def test_inputs_embeds_path_equals_input_ids_path(tiny):
     batch = tiny.tokenize(TEXTS, max_length=16)
     with torch.no_grad():
         reference = tiny.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-        ours = tiny.forward_embeds(tiny.input_embeddings(batch["input_ids"]), batch["attention_mask"])
+        ours = tiny.forward_embeds(tiny.model.get_input_embeddings()(batch["input_ids"]), batch["attention_mask"])
     real = batch["attention_mask"].bool()
     assert torch.equal(ours[real], reference[real])
 
@@ -183,7 +182,9 @@ def test_mean_pooling_covers_extra_tokens(tiny):
     batch = tiny.tokenize(TEXTS[:1], max_length=16)
     extra = torch.randn(1, 2, 32)
     with torch.no_grad():
-        embeds, mask = _encoder_inputs(tiny.input_embeddings(batch["input_ids"]), batch["attention_mask"], extra)
+        embeds, mask = _encoder_inputs(
+            tiny.model.get_input_embeddings()(batch["input_ids"]), batch["attention_mask"], extra
+        )
         states = tiny.forward_embeds(embeds, mask)
         expected = torch.nn.functional.normalize(states[0].mean(dim=0), dim=0)
         torch.testing.assert_close(tiny.encode(**batch, extra_embeds=extra)[0], expected)
@@ -295,7 +296,7 @@ def test_image_positions_fixed_is_the_references_plain_concatenation(tiny_path):
     extra = torch.randn(3, 2, 32)
     extra_mask = torch.tensor([[1, 1], [0, 0], [1, 0]])
     with torch.no_grad():
-        embeds = torch.cat((extra, fixed.input_embeddings(batch["input_ids"])), dim=1)
+        embeds = torch.cat((extra, fixed.model.get_input_embeddings()(batch["input_ids"])), dim=1)
         mask = torch.cat((extra_mask, batch["attention_mask"]), dim=1)
         states = fixed.model(inputs_embeds=embeds, attention_mask=mask).last_hidden_state  # the reference
         reference = torch.nn.functional.normalize(pool(states, mask, "mean"), dim=-1)

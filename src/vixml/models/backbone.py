@@ -298,10 +298,6 @@ class TextBackbone(torch.nn.Module):
         )
         return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
 
-    def input_embeddings(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """(B, T) token ids -> (B, T, H) the model's own token embeddings (before positions are added)."""
-        return self.model.get_input_embeddings()(input_ids.to(self.device))
-
     def set_prompt(self, prompt: Sequence[str] | None) -> None:
         """Use ``prompt`` as the segment list (None = the default of this backbone's kind); validated here.
 
