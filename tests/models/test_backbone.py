@@ -130,8 +130,7 @@ def test_extra_tokens_change_the_output(tiny):
 
 def test_masked_extra_tokens_give_the_text_only_output(tiny_path):
     """model.image_positions: mask (vixml's option; the reference's fixed positions are tested below)."""
-    tiny = TextBackbone.from_pretrained(tiny_path)
-    tiny.set_layout(image_positions="mask")
+    tiny = TextBackbone.from_pretrained(tiny_path, image_positions="mask")
     batch = tiny.tokenize(TEXTS, max_length=16)
     extra = torch.randn(3, 3, tiny.hidden_size, generator=torch.Generator().manual_seed(1)) * 5
     extra_mask = torch.tensor([[0, 0, 0], [1, 0, 0], [0, 0, 0]])
@@ -148,8 +147,7 @@ def test_without_mask_positions_masked_extra_tokens_shift_the_text(tiny_path):
     original = architecture_spec(model_type)
     register_architecture(model_type, dataclasses.replace(original, positions_from_mask=False))
     try:
-        backbone = TextBackbone.from_pretrained(tiny_path)
-        backbone.set_layout(image_positions="mask")
+        backbone = TextBackbone.from_pretrained(tiny_path, image_positions="mask")
         batch = backbone.tokenize(TEXTS, max_length=16)
         with torch.no_grad():
             text_only = backbone.encode(**batch)
@@ -290,8 +288,7 @@ def test_real_minilm_matches_sentence_transformers():
 def test_image_positions_fixed_is_the_references_plain_concatenation(tiny_path):
     """model.image_positions: fixed = HF's default arange over [N image slots, text]: [CLS] at N, images or not."""
     fixed = TextBackbone.from_pretrained(tiny_path)
-    counted = TextBackbone.from_pretrained(tiny_path)
-    counted.set_layout(image_positions="mask")
+    counted = TextBackbone.from_pretrained(tiny_path, image_positions="mask")
     batch = fixed.tokenize(TEXTS, max_length=16)
     extra = torch.randn(3, 2, 32)
     extra_mask = torch.tensor([[1, 1], [0, 0], [1, 0]])
@@ -310,10 +307,9 @@ def test_image_positions_fixed_is_the_references_plain_concatenation(tiny_path):
 
 
 def test_layout_switches_survive_save_and_load(tiny_path, tmp_path):
-    backbone = TextBackbone.from_pretrained(tiny_path)
-    backbone.set_layout(image_positions="mask", imageless_caption="drop")
+    backbone = TextBackbone.from_pretrained(tiny_path, image_positions="mask", imageless_caption="drop")
     backbone.save(tmp_path / "saved")
     restored = TextBackbone.load(tmp_path / "saved")
     assert (restored.image_positions, restored.imageless_caption) == ("mask", "drop")
     with pytest.raises(ConfigError, match="image_positions"):
-        backbone.set_layout(image_positions="sideways")
+        TextBackbone.from_pretrained(tiny_path, image_positions="sideways")

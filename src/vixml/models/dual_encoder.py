@@ -157,8 +157,12 @@ class DualEncoder(nn.Module):
         backbone = TextBackbone.load(directory / "backbone", **backbone_kwargs)
         prototypes = projection = None
         if meta.get("prototypes"):
-            # runs saved before these switches existed were trained with normalised inputs and the text fallback
-            hyper = {"lpn_inputs": "normalized", "unseen_labels": "text", **meta["prototypes"]}
+            hyper = meta["prototypes"]
+            missing = [key for key in ("lpn_inputs", "unseen_labels") if key not in hyper]
+            if missing:  # their defaults differ from what such a model was trained with: never guessed
+                raise DataError(
+                    Problem(str(meta_path), f"prototypes lack {missing}: written by a pre-release vixml; train again")
+                )
             prototypes = _load_module(LabelPrototypes(**hyper), directory / _PROTOTYPES)
         if meta.get("image_projection"):
             projection = _load_module(ImageProjection(**meta["image_projection"]), directory / _PROJECTION)

@@ -88,7 +88,7 @@ def train(
         raise DataError(Problem(str(run.path), "exists and is not a folder: --out must name a run folder"))
     from vixml.models import build_dual_encoder, check_pretrained, image_banks
 
-    check_pretrained(cfg)  # the model loads and holds data.max_length positions: before anything is read or written
+    backbone = check_pretrained(cfg)  # loads, holds data.max_length positions: before anything is read or written
     ic = cfg.images
     require_folder(data_dir, "vixml train")  # named for the command; load_dataset checks it again, remembered
     dataset = load_dataset(  # every input is checked before anything is written
@@ -110,7 +110,7 @@ def train(
         )
     device = resolve_device(cfg.train.device)
     precision, reason = resolve_precision(cfg.train.precision, device)
-    _require_training_fits(cfg, dataset, Path(data_dir), device)
+    _require_training_fits(cfg, dataset, Path(data_dir), device, backbone)
     banks = image_banks(cfg, dataset)
     for warning in ineffective_settings(cfg):
         logger.warning("%s", warning)
@@ -142,7 +142,9 @@ def train(
             if state.sparse_seconds is None:  # a resumed run keeps the first build's time
                 state.sparse_seconds = round(time.perf_counter() - started, 1)
         vision_dim = next(iter(banks.values())).dim if banks else None
-        model = build_dual_encoder(cfg, num_labels=dataset.n_labels, vision_dim=vision_dim, device=device)
+        model = build_dual_encoder(
+            cfg, num_labels=dataset.n_labels, vision_dim=vision_dim, device=device, backbone=backbone
+        )
         trainer = Trainer(
             cfg,
             trained_on,
@@ -174,14 +176,15 @@ def train(
     return run.path
 
 
-def _require_training_fits(cfg: RunConfig, dataset: XMCDataset, data_dir: Path, device) -> None:
+def _require_training_fits(cfg: RunConfig, dataset: XMCDataset, data_dir: Path, device, backbone) -> None:
     """Refuse a run whose host memory (the query bank, the peak phase, the model's state on a CPU, the dataset
     on the other local ranks) would not fit this machine (:mod:`vixml.training.host_memory`).
 
     Counted on top of what this process holds now (the dataset loaded, the libraries imported)."""
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     own = distributed.rank_device(device)  # this rank's GPU: asking another one would open a context on it
-    extra, what = training_need(cfg, dataset, own, local_ranks=local, ranks=int(os.environ.get("WORLD_SIZE", "1")))
+    ranks = int(os.environ.get("WORLD_SIZE", "1"))
+    extra, what = training_need(cfg, dataset, own, local_ranks=local, ranks=ranks, backbone=backbone)
     if not extra:
         return
     data_need, data_what, _ = folder_need(data_dir)
