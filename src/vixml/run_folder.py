@@ -8,15 +8,17 @@ takes the complete copy, so there is never a moment without a model.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from vixml.atomic import clean_stale_temps
+from vixml.atomic import atomic_open, clean_stale_temps
 from vixml.errors import DataError, Problem
 from vixml.locking import WriteLock
 
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RunFolder",
+    "RunState",
     "ExportFolder",
     "open_run",
     "resolve_run",
@@ -40,6 +43,84 @@ MODEL_COMPLETE = "dual_encoder.json"  # written last by DualEncoder.save: its pr
 EXPORT_COMPLETE = "export.json"  # written last into an export's temporary folder, which is then renamed
 EXPORT_FORMAT = "vixml.export"
 EXPORT_VERSION = 1
+CHECKPOINT_POINTER = "latest"  # inside checkpoints/: the name of the newest complete checkpoint
+CHECKPOINT_STATE = "state.pt"  # inside a checkpoint: written before the folder gets its final name
+
+
+@dataclass
+class RunState:
+    """``run.json``: what a run was trained on and with, and the wall time of every segment (resumes add up).
+
+    The JSON keys are the attribute names; keys this version does not know are kept in :attr:`extra` and
+    written back. Written only through :meth:`RunFolder.write_state` (atomically, by rank 0).
+
+    Attributes:
+        data: the dataset trained on: ``{"path": ..., "fingerprint": ...}``.
+        precision: ``{"value": "bf16"|..., "reason": ...}``.
+        finished: the run wrote its final model, metrics and README.
+        segments: one ``{"started", "seconds", "ranks", "parallel", "backend"}`` per start (a resume adds one).
+        seconds: the wall time of every segment together.
+        sparse_seconds: how long the sparse companion took to build (hybrid runs).
+    """
+
+    data: dict[str, Any] = field(default_factory=dict)
+    precision: dict[str, Any] = field(default_factory=dict)
+    finished: bool = False
+    segments: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    sparse_seconds: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    _started: float | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def data_path(self) -> str | None:
+        """The dataset folder the run was trained on, or None."""
+        return self.data.get("path")
+
+    @property
+    def fingerprint(self) -> str | None:
+        return self.data.get("fingerprint")
+
+    @classmethod
+    def from_json(cls, obj: Any) -> RunState:
+        """The state a ``run.json`` holds; a field of the wrong type reads as its default (a foreign file)."""
+        if not isinstance(obj, dict):
+            return cls()
+        known = {"data": dict, "precision": dict, "finished": bool, "segments": list, "seconds": (int, float)}
+        kept = {k: obj[k] for k, kind in known.items() if isinstance(obj.get(k), kind)}
+        sparse = obj.get("sparse_seconds")
+        extra = {k: v for k, v in obj.items() if k not in known and k != "sparse_seconds"}
+        return cls(**kept, sparse_seconds=sparse if isinstance(sparse, int | float) else None, extra=extra)
+
+    def to_json(self) -> dict[str, Any]:
+        out = {"data": self.data, "precision": self.precision, "finished": self.finished}
+        out |= {"segments": self.segments, "seconds": self.seconds}
+        if self.sparse_seconds is not None:
+            out["sparse_seconds"] = self.sparse_seconds
+        return out | self.extra
+
+    def begin(self, data_path: str, fingerprint: str, precision: str, reason: str) -> None:
+        """A new segment (a start or a resume) on this data and precision; its clock starts now."""
+        self.data = {"path": data_path, "fingerprint": fingerprint}
+        self.precision = {"value": precision, "reason": reason}
+        self.finished = False
+        self.segments.append({"started": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": 0.0})
+        self._started = time.perf_counter()
+
+    def stamp(self) -> RunState:
+        """The running segment's wall time and the total brought up to now; returns self."""
+        if self._started is not None:
+            self.segments[-1]["seconds"] = round(time.perf_counter() - self._started, 1)
+        self.seconds = round(sum(s["seconds"] for s in self.segments), 1)
+        return self
+
+    def end(self) -> bool:
+        """Stop the segment's clock (stamped first); False when no segment was running."""
+        if self._started is None:
+            return False
+        self.stamp()
+        self._started = None
+        return True
 
 
 @dataclass(frozen=True)
@@ -71,21 +152,34 @@ class RunFolder:
 
     def trained_on(self) -> str | None:
         """The dataset folder :attr:`state` records, or None."""
-        data = self.read_state().get("data")
-        return data.get("path") if isinstance(data, dict) else None
+        return self.read_state().data_path
 
-    def read_state(self) -> dict:
-        """The content of :attr:`state` ({} when absent or unreadable)."""
-        import json
-
+    def read_state(self) -> RunState:
+        """The :class:`RunState` of :attr:`state` (an empty one when absent or unreadable)."""
         try:
-            return json.loads(self.state.read_text(encoding="utf-8")) if self.state.is_file() else {}
+            text = self.state.read_text(encoding="utf-8") if self.state.is_file() else "{}"
+            return RunState.from_json(json.loads(text))
         except (OSError, ValueError):
-            return {}
+            return RunState()
+
+    def write_state(self, state: RunState) -> None:
+        """Write :attr:`state` atomically (the caller is the run's one writer: rank 0, holding the lock)."""
+        with atomic_open(self.state) as fh:
+            json.dump(state.to_json(), fh, indent=2)
+            fh.write("\n")
 
     @property
     def checkpoints(self) -> Path:
+        """Resumable training states (their format: :mod:`vixml.training.checkpoint`); ``latest`` names the newest."""
         return self.path / "checkpoints"
+
+    def latest_checkpoint(self) -> Path | None:
+        """The newest complete checkpoint (the one ``checkpoints/latest`` names), or None when there is none."""
+        pointer = self.checkpoints / CHECKPOINT_POINTER
+        if not pointer.exists():
+            return None
+        path = self.checkpoints / pointer.read_text(encoding="utf-8").strip()
+        return path if (path / CHECKPOINT_STATE).exists() else None
 
     @property
     def label_embeddings(self) -> Path:
@@ -155,6 +249,11 @@ class RunFolder:
         return self.path / "report.html"
 
     @property
+    def plus_r_row(self) -> Path:
+        """The demo's fused + R table row, kept so that showing it again is quick (``inference.sources``)."""
+        return self.path / "fused-plus-r.json"
+
+    @property
     def model(self) -> Path:
         """The final model folder (backbone in Hugging Face format + our heads); see :meth:`model_dir`."""
         return self.path / "model"
@@ -166,6 +265,35 @@ class RunFolder:
     @property
     def _model_old(self) -> Path:
         return self.path / "model.old"
+
+    # What training writes, in the order the run's README lists it: (attribute, what it is, hybrid runs only).
+    TRAINED_FILES = (
+        ("config", "the config as given", False),
+        ("state", "data fingerprint, precision, wall time", False),
+        ("model", "backbone in Hugging Face format + heads", False),
+        ("label_embeddings", "the label embeddings searched at inference", False),
+        ("label_texts", "the labels' texts, line i = label i", False),
+        ("label_ids", "the data's own label ids, when it has them", False),
+        ("test_ids", "the data's own test query ids, when it has them", False),
+        ("predictions", "the test predictions", False),
+        ("metrics", "final and zero-shot test metrics", False),
+        ("history_csv", "the metrics of every evaluation", False),
+        ("history_json", "the same as JSON", False),
+        ("curves", "training curves", False),
+        ("checkpoints", "the newest checkpoint, to resume", False),
+        ("readme", "this file", False),
+        ("sparse", "the sparse companion", True),
+        ("fusion", "how its scores and the dense ones are fused", True),
+    )
+    _FOLDERS = frozenset({"model", "checkpoints", "sparse", "label_overlay"})
+
+    def describe_files(self, hybrid: bool) -> list[tuple[str, str]]:
+        """(name, what it is) of every file training writes here (folders end in ``/``), for the README."""
+        return [
+            (getattr(self, attr).name + ("/" if attr in self._FOLDERS else ""), what)
+            for attr, what, hybrid_only in self.TRAINED_FILES
+            if hybrid or not hybrid_only
+        ]
 
     # ------------------------------------------------------------------------------------------ writing
     def lock(self, purpose: str = "vixml train") -> WriteLock:
@@ -297,15 +425,19 @@ class ExportFolder(RunFolder):
         """The tokenizer as the ``tokenizers`` library reads it (``tokenizer.json`` and its companions)."""
         return self.path / "tokenizer"
 
+    @property
+    def tokenizer_file(self) -> Path:
+        """The fast tokenizer's one file in :attr:`tokenizer` (what the ONNX encoder loads)."""
+        return self.tokenizer / "tokenizer.json"
+
     @staticmethod
     def is_export(path: str | os.PathLike) -> bool:
         """An export's folder, complete or not (its graph without ``export.json``: refused by :meth:`missing`)."""
-        return (Path(path) / EXPORT_COMPLETE).is_file() or (Path(path) / "query_encoder.onnx").is_file()
+        folder = ExportFolder(path)
+        return folder.manifest.is_file() or folder.query_encoder.is_file()
 
     def read_manifest(self) -> dict:
         """``export.json`` checked: format and version known (a DataError naming the file otherwise)."""
-        import json
-
         path = self.manifest
         try:
             meta = json.loads(path.read_text(encoding="utf-8"))
@@ -325,7 +457,7 @@ class ExportFolder(RunFolder):
             return [Problem(str(self.path), "not a folder: expected an export folder written by `vixml export`")]
         needed = [self.config, self.label_embeddings]
         if self.read_manifest().get("to") == "onnx":
-            needed += [self.tokenizer / "tokenizer.json", self.query_encoder]
+            needed += [self.tokenizer_file, self.query_encoder]
         return [Problem(str(p), "missing: the export folder is damaged; export the run again") for p in needed
                 if not p.is_file()]  # fmt: skip
 

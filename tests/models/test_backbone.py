@@ -90,7 +90,6 @@ def test_attributes(tiny, tiny_path):
     batch = tiny.tokenize(TEXTS, max_length=5)
     assert set(batch) == {"input_ids", "attention_mask"}
     assert batch["input_ids"].shape == (3, 5)  # truncated to max_length
-    assert tiny.input_embeddings(batch["input_ids"]).shape == (3, 5, 32)
     longest = tiny.tokenize(["a dog", "a dog barks"], max_length=64)["input_ids"]
     assert longest.shape[1] == len(tiny.tokenizer("a dog barks")["input_ids"])  # padded to the longest only
 
@@ -99,7 +98,7 @@ def test_inputs_embeds_path_equals_input_ids_path(tiny):
     batch = tiny.tokenize(TEXTS, max_length=16)
     with torch.no_grad():
         reference = tiny.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-        ours = tiny.forward_embeds(tiny.input_embeddings(batch["input_ids"]), batch["attention_mask"])
+        ours = tiny.forward_embeds(tiny.model.get_input_embeddings()(batch["input_ids"]), batch["attention_mask"])
     real = batch["attention_mask"].bool()
     assert torch.equal(ours[real], reference[real])
 
@@ -131,8 +130,7 @@ def test_extra_tokens_change_the_output(tiny):
 
 def test_masked_extra_tokens_give_the_text_only_output(tiny_path):
     """model.image_positions: mask (vixml's option; the reference's fixed positions are tested below)."""
-    tiny = TextBackbone.from_pretrained(tiny_path)
-    tiny.set_layout(image_positions="mask")
+    tiny = TextBackbone.from_pretrained(tiny_path, image_positions="mask")
     batch = tiny.tokenize(TEXTS, max_length=16)
     extra = torch.randn(3, 3, tiny.hidden_size, generator=torch.Generator().manual_seed(1)) * 5
     extra_mask = torch.tensor([[0, 0, 0], [1, 0, 0], [0, 0, 0]])
@@ -149,8 +147,7 @@ def test_without_mask_positions_masked_extra_tokens_shift_the_text(tiny_path):
     original = architecture_spec(model_type)
     register_architecture(model_type, dataclasses.replace(original, positions_from_mask=False))
     try:
-        backbone = TextBackbone.from_pretrained(tiny_path)
-        backbone.set_layout(image_positions="mask")
+        backbone = TextBackbone.from_pretrained(tiny_path, image_positions="mask")
         batch = backbone.tokenize(TEXTS, max_length=16)
         with torch.no_grad():
             text_only = backbone.encode(**batch)
@@ -183,7 +180,9 @@ def test_mean_pooling_covers_extra_tokens(tiny):
     batch = tiny.tokenize(TEXTS[:1], max_length=16)
     extra = torch.randn(1, 2, 32)
     with torch.no_grad():
-        embeds, mask = _encoder_inputs(tiny.input_embeddings(batch["input_ids"]), batch["attention_mask"], extra)
+        embeds, mask = _encoder_inputs(
+            tiny.model.get_input_embeddings()(batch["input_ids"]), batch["attention_mask"], extra
+        )
         states = tiny.forward_embeds(embeds, mask)
         expected = torch.nn.functional.normalize(states[0].mean(dim=0), dim=0)
         torch.testing.assert_close(tiny.encode(**batch, extra_embeds=extra)[0], expected)
@@ -289,13 +288,12 @@ def test_real_minilm_matches_sentence_transformers():
 def test_image_positions_fixed_is_the_references_plain_concatenation(tiny_path):
     """model.image_positions: fixed = HF's default arange over [N image slots, text]: [CLS] at N, images or not."""
     fixed = TextBackbone.from_pretrained(tiny_path)
-    counted = TextBackbone.from_pretrained(tiny_path)
-    counted.set_layout(image_positions="mask")
+    counted = TextBackbone.from_pretrained(tiny_path, image_positions="mask")
     batch = fixed.tokenize(TEXTS, max_length=16)
     extra = torch.randn(3, 2, 32)
     extra_mask = torch.tensor([[1, 1], [0, 0], [1, 0]])
     with torch.no_grad():
-        embeds = torch.cat((extra, fixed.input_embeddings(batch["input_ids"])), dim=1)
+        embeds = torch.cat((extra, fixed.model.get_input_embeddings()(batch["input_ids"])), dim=1)
         mask = torch.cat((extra_mask, batch["attention_mask"]), dim=1)
         states = fixed.model(inputs_embeds=embeds, attention_mask=mask).last_hidden_state  # the reference
         reference = torch.nn.functional.normalize(pool(states, mask, "mean"), dim=-1)
@@ -309,10 +307,9 @@ def test_image_positions_fixed_is_the_references_plain_concatenation(tiny_path):
 
 
 def test_layout_switches_survive_save_and_load(tiny_path, tmp_path):
-    backbone = TextBackbone.from_pretrained(tiny_path)
-    backbone.set_layout(image_positions="mask", imageless_caption="drop")
+    backbone = TextBackbone.from_pretrained(tiny_path, image_positions="mask", imageless_caption="drop")
     backbone.save(tmp_path / "saved")
     restored = TextBackbone.load(tmp_path / "saved")
     assert (restored.image_positions, restored.imageless_caption) == ("mask", "drop")
     with pytest.raises(ConfigError, match="image_positions"):
-        backbone.set_layout(image_positions="sideways")
+        TextBackbone.from_pretrained(tiny_path, image_positions="sideways")

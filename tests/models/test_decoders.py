@@ -61,7 +61,7 @@ def test_prompt_reads_back_as_text(decoder_path):
     row1 = ids.inputs_embeds[1][ids.attention_mask[1].bool()].tolist()
     # no image: the caption stays, its image slots are compacted out (model.imageless_caption: keep, the reference)
     assert tok.decode(row1) == f"{bos}This product textthe puppy plays with a red balland its image{eos}"
-    backbone.set_layout(imageless_caption="drop")
+    backbone = TextBackbone.from_pretrained(decoder_path, imageless_caption="drop")
     ids = backbone.assembler(True).assemble_ids(
         batch["input_ids"], batch["attention_mask"], torch.tensor([[1, 0], [0, 0]])
     )
@@ -114,8 +114,7 @@ def test_left_padding_gives_the_right_padding_embeddings(decoder_path, pooling):
 
 def test_images_change_rows_that_have_them_only(decoder_path):
     """With model.imageless_caption: drop, a row without images is encoded exactly as a text-only item."""
-    backbone = TextBackbone.from_pretrained(decoder_path)
-    backbone.set_layout(imageless_caption="drop")
+    backbone = TextBackbone.from_pretrained(decoder_path, imageless_caption="drop")
     images, mask = _images(backbone)
     batch = backbone.tokenize(TEXTS, 32)
     with torch.no_grad():
@@ -243,12 +242,11 @@ def test_unknown_type_runs_on_logged_generic_defaults(tmp_path, caplog):
 def test_kind_override_and_encoder_images_need_a_slot(qwen_path):
     as_encoder = TextBackbone.from_pretrained(qwen_path, kind="encoder")
     assert as_encoder.kind == "encoder" and as_encoder.prompt == ("{images}", "{text}")
-    decoder = TextBackbone.from_pretrained(qwen_path)
-    decoder.set_prompt(("{images}", "{text}", "{eos}"))  # a layout chosen after loading
+    decoder = TextBackbone.from_pretrained(qwen_path, prompt=("{images}", "{text}", "{eos}"))  # a layout of its own
     ids = decoder.assembler(True).assemble_ids(torch.tensor([[5, 6]]), torch.ones(1, 2), torch.ones(1, 1))
     assert ids.inputs_embeds.tolist() == [[-1, 5, 6, decoder.assembler(True).eos_token_id]]
     with pytest.raises(ConfigError, match="model.prompt"):
-        decoder.set_prompt(("{images}",))
+        TextBackbone.from_pretrained(qwen_path, prompt=("{images}",))
     no_images = TextBackbone.from_pretrained(qwen_path, prompt=("{text}", "{eos}"))
     with pytest.raises(ConfigError, match="no '\\{images\\}'"):
         no_images.encode(**no_images.tokenize(TEXTS, 8), extra_embeds=torch.zeros(3, 1, 32))

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from vixml.config import save_config
+from vixml.run_folder import RunFolder
 from vixml.training import train
-from vixml.training.checkpoint import latest_checkpoint
 
 pytestmark = pytest.mark.slow  # every test trains end to end (make test runs them)
 
@@ -77,7 +77,7 @@ def test_killed_inside_an_epoch(tmp_path, planted_data, cfg, uninterrupted):
 
     with pytest.raises(_Killed):
         train(cfg, planted_data, tmp_path / "run", step_callbacks=[kill])
-    assert latest_checkpoint(tmp_path / "run" / "checkpoints").name == "ckpt-e0001-s000000009"
+    assert RunFolder(tmp_path / "run").latest_checkpoint().name == "ckpt-e0001-s000000009"
     _assert_resumed_identically(uninterrupted, train(cfg, planted_data, tmp_path / "run", resume=True))
 
 
@@ -88,7 +88,7 @@ def test_killed_right_after_an_epoch_checkpoint(tmp_path, planted_data, cfg, uni
 
     with pytest.raises(_Killed):
         train(cfg, planted_data, tmp_path / "run", callbacks=[kill])
-    assert latest_checkpoint(tmp_path / "run" / "checkpoints").name == "ckpt-e0002-s000000016"
+    assert RunFolder(tmp_path / "run").latest_checkpoint().name == "ckpt-e0002-s000000016"
     _assert_resumed_identically(uninterrupted, train(cfg, planted_data, tmp_path / "run", resume=True))
 
 
@@ -143,7 +143,7 @@ def test_kill_9_of_a_training_process(tmp_path, planted_data, cfg, uninterrupted
     proc = subprocess.Popen([*command, "--out", str(run)], stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 300
-        while latest_checkpoint(run / "checkpoints") is None:  # killed at whatever step it has reached then
+        while RunFolder(run).latest_checkpoint() is None:  # killed at whatever step it has reached then
             assert proc.poll() is None and time.time() < deadline, "the run ended before it could be killed"
             time.sleep(0.01)
     finally:

@@ -51,6 +51,19 @@ def test_a_hybrid_run_keeps_its_companion_and_reports_every_source(hybrid_run):
     assert f"Fused = {fusion['dense_weight']:.2f} x dense" in page and "tuned on 24 held-out queries" in page
 
 
+def test_the_readme_lists_every_file_of_the_run_as_the_run_folder_describes_it(hybrid_run):
+    from vixml.run_folder import RunFolder
+
+    run = RunFolder(hybrid_run)
+    described = dict(run.describe_files(hybrid=True))
+    present = {p.name + ("/" if p.is_dir() else "") for p in hybrid_run.iterdir() if not p.name.startswith(".")}
+    assert present <= set(described), f"written but not described: {present - set(described)}"
+    assert {"sparse/", "fusion.json"} <= present and "checkpoints/" in present and "run.json" in present
+    files = next(line for line in run.readme.read_text().splitlines() if line.startswith("Files: "))
+    assert all(f"`{name}` ({what})" in files for name, what in described.items())
+    assert set(dict(run.describe_files(hybrid=False))) == set(described) - {"sparse/", "fusion.json"}
+
+
 def test_the_runs_own_predictions_equal_predict_data(tmp_path, hybrid_run, planted_data):
     own = read_label_matrix(hybrid_run / "predictions_tst.npz")
     out = tmp_path / "pred.npz"

@@ -19,8 +19,9 @@ from support_data import make_dataset
 from vixml.config import save_config
 from vixml.errors import ConfigError, DataError, TrainingDiverged, TrainingInterrupted
 from vixml.locking import LockedError, WriteLock
+from vixml.run_folder import RunFolder
 from vixml.training import train
-from vixml.training.checkpoint import latest_checkpoint, load_checkpoint
+from vixml.training.checkpoint import load_checkpoint
 
 # 240 queries, batch 32: 8 steps per epoch; 3 epochs.
 SHORT = ("train.epochs=3", "prototypes.lpn_heads=4", "prototypes.lpn_ffn=64", "train.checkpoint_every=1")
@@ -60,7 +61,7 @@ def test_a_run_killed_inside_an_epoch_resumes_from_its_mid_epoch_checkpoint(
     cfg = train_config(tiny_bert, *SHORT, "train.checkpoint_steps=3")
     with pytest.raises(_Killed):
         train(cfg, planted_data, tmp_path / "run", step_callbacks=[_kill_at(14)])  # epoch 2, after step 12's ckpt
-    state, _ = load_checkpoint(latest_checkpoint(tmp_path / "run" / "checkpoints"))
+    state, _ = load_checkpoint(RunFolder(tmp_path / "run").latest_checkpoint())
     assert (state["epoch"], state["step"], state["batch"]) == (1, 12, 4)  # 4 batches into the second epoch
     (tmp_path / "run" / ".label_embeddings.npy.ab12cd34.npy").write_text("left by a kill")
     resumed = train(cfg, planted_data, tmp_path / "run", resume=True)
@@ -87,7 +88,7 @@ def test_sigterm_stops_after_the_step_with_a_checkpoint_and_resumes_identically(
     ):
         train(cfg, planted_data, tmp_path / "run", step_callbacks=[terminate])
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is removed again
-    state, _ = load_checkpoint(latest_checkpoint(tmp_path / "run" / "checkpoints"))
+    state, _ = load_checkpoint(RunFolder(tmp_path / "run").latest_checkpoint())
     assert (state["step"], state["batch"]) == (10, 2)
     _assert_identical(uninterrupted, train(cfg, planted_data, tmp_path / "run", resume=True))
 

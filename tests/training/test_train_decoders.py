@@ -16,8 +16,8 @@ from vixml.config import RunConfig, apply_overrides
 from vixml.data import load_dataset
 from vixml.inference import Predictor
 from vixml.metrics import evaluate
+from vixml.run_folder import RunFolder
 from vixml.training import train
-from vixml.training.checkpoint import latest_checkpoint
 
 pytestmark = pytest.mark.slow  # every test here trains a model end to end (make test runs them)
 
@@ -88,7 +88,7 @@ def test_decoder_run_resumes_to_identical_result(tmp_path, data_dir, arch):
 
     with pytest.raises(_Killed):
         train(cfg, data_dir, tmp_path / "killed", step_callbacks=[kill])
-    state = latest_checkpoint(tmp_path / "killed" / "checkpoints") / "state.pt"
+    state = RunFolder(tmp_path / "killed").latest_checkpoint() / "state.pt"
     assert state.stat().st_size < 2_000_000, "a LoRA checkpoint holds the trainable tensors, not the base"
     resumed = train(cfg, data_dir, tmp_path / "killed", resume=True)
     np.testing.assert_array_equal(np.load(full / "label_embeddings.npy"), np.load(resumed / "label_embeddings.npy"))

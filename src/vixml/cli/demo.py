@@ -17,6 +17,7 @@ from pathlib import Path
 import typer
 
 from vixml.cli.output import FRACTION, console, emit_json, err_console
+from vixml.run_folder import RunFolder
 
 __all__ = ["demo", "DEMO_DATA", "DEMO_CONFIG", "dense_budget"]
 
@@ -67,9 +68,7 @@ def demo(
     from vixml.errors import TrainingInterrupted
     from vixml.inference.sources import source_rows
     from vixml.models import check_pretrained
-    from vixml.run_folder import RunFolder
     from vixml.training import train
-    from vixml.training.checkpoint import latest_checkpoint
 
     check_pretrained(load_config(_resource(DEMO_CONFIG), overrides))  # before the dataset copy is written
     data = out / "data"
@@ -92,7 +91,7 @@ def demo(
         "companion and the query bank use every training query"
     )
     run_dir = out / ("run-full" if full else "run")
-    resume = latest_checkpoint(RunFolder(run_dir).checkpoints) is not None
+    resume = RunFolder(run_dir).latest_checkpoint() is not None
     try:
         run = train(cfg, data, run_dir, resume=resume)
     except TrainingInterrupted as exc:  # the demo resumes by itself: no --resume to pass
@@ -169,6 +168,6 @@ def _next_commands(run: Path) -> None:
         f"vixml predict {run} --texts {queries} --k 5 --out {run / 'try.jsonl'}",
         f"vixml predict {run} --texts {queries} --source dense --out {run / 'try-dense.jsonl'}",
         f"vixml serve {run}                # then open http://127.0.0.1:8000/",
-        f"vixml report {run} --out {run / 'report.html'}",
+        f"vixml report {run} --out {RunFolder(run).report}",
     ):
         console.print(f"  {line}", highlight=False, soft_wrap=True)

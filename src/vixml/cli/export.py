@@ -25,6 +25,7 @@ def export(
     import json
 
     from vixml.inference.export import export_onnx, export_sentence_transformers
+    from vixml.run_folder import ExportFolder
 
     if to not in TARGETS:
         raise typer.BadParameter(f"--to must be one of {', '.join(TARGETS)}, got {to!r}")
@@ -35,7 +36,7 @@ def export(
         if to == "onnx"
         else export_sentence_transformers(run, out)
     )
-    manifest = json.loads((path / "export.json").read_text(encoding="utf-8"))
+    manifest = json.loads(ExportFolder(path).manifest.read_text(encoding="utf-8"))
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     summary = {"out": str(path), "to": to, "precision": manifest.get("precision"), "bytes": size}
     if as_json:

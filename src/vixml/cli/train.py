@@ -56,7 +56,7 @@ def train(
         return
     print_final_metrics(metrics)
     err_console.print(f"run folder: {run} (README.md, curves.png, history.csv, model/)")
-    err_console.print(f"report: vixml report {run} --out {run / 'report.html'}  (or open / of `vixml serve {run}`)")
+    err_console.print(f"report: vixml report {run} --out {RunFolder(run).report}  (or open / of `vixml serve {run}`)")
 
 
 def launch_torchrun(nproc: int, args: list[str]) -> int:

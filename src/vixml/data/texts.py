@@ -43,7 +43,7 @@ class TextStore(Sequence):
 
     ``store[i]`` -> str; ``store[slice]``, ``store[int array or list]`` -> list[str]; ``len(store)``;
     iteration decodes blocks of lines at a time. In an ``id->text`` file the text is what follows the
-    first ``->`` (:meth:`line_id` gives what precedes it). A store pickles without its memory map (it
+    first ``->`` (:meth:`raw_lines` keeps the ids). A store pickles without its memory map (it
     reopens the file), so it can travel to DataLoader workers.
 
     Attributes:
@@ -120,17 +120,6 @@ class TextStore(Sequence):
             lines = block.split("\n")
             for line in lines[: b - a]:
                 yield line.rstrip("\r") if raw else self._text_of(line.rstrip("\r"))
-
-    def line_id(self, i: int) -> str | None:
-        """The id before ``->`` on line ``i`` of an ``id->text`` file (None in a plain file)."""
-        if not self.has_ids:
-            return None
-        head, sep, _ = self._raw(i).partition(ID_SEPARATOR)
-        return head if sep else None
-
-    def raw_line(self, i: int) -> str:
-        """Line ``i`` as stored (with its id, if any), without the line break."""
-        return self._raw(i)
 
     def raw_lines(self) -> Iterator[str]:
         """Every line as stored (with its id, if any), without line breaks."""

@@ -28,7 +28,7 @@ import numpy as np
 from vixml import __version__
 from vixml.errors import ConfigError, DataError, Problem
 from vixml.optional import require
-from vixml.run_folder import EXPORT_COMPLETE, EXPORT_FORMAT, EXPORT_VERSION, ExportFolder, RunFolder, resolve_run
+from vixml.run_folder import EXPORT_FORMAT, EXPORT_VERSION, ExportFolder, RunFolder, resolve_run
 
 __all__ = ["export_onnx", "export_sentence_transformers", "LABEL_DTYPES", "CHECK_TOLERANCE"]
 
@@ -117,7 +117,7 @@ def _write_onnx(run: RunFolder, config, model, built: Path, *, int8: bool) -> di
     backbone = model.backbone
     folder = ExportFolder(built)
     backbone.tokenizer.save_pretrained(folder.tokenizer)
-    if not (folder.tokenizer / "tokenizer.json").is_file():
+    if not folder.tokenizer_file.is_file():
         raise ConfigError(f"{run.path}: the run's tokenizer has no fast (tokenizers) version to export")
     max_length = config.data.max_length
     images = model.uses_images("query")
@@ -209,7 +209,7 @@ def _quantize(graph: Path, names, check, expected) -> dict:
     """Replace the fp32 graph by its dynamic int8 quantisation; report how far it moved the embeddings."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    fp32 = graph.with_name("query_encoder.fp32.onnx")
+    fp32 = graph.with_suffix(".fp32.onnx")
     graph.rename(fp32)
     root = logging.getLogger()
     level = root.level
@@ -248,13 +248,13 @@ def _copy_label_side(run: RunFolder, built: Path, label_dtype: str) -> None:
 
 def _write_manifest(built: Path, manifest: dict) -> None:
     manifest["exported_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    (built / EXPORT_COMPLETE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    ExportFolder(built).manifest.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
 
 
 def _write_card(run: RunFolder, built: Path, manifest: dict) -> None:
     from vixml.reports.card import export_card
 
-    (built / "README.md").write_text(export_card(run, manifest), encoding="utf-8")
+    ExportFolder(built).readme.write_text(export_card(run, manifest), encoding="utf-8")
 
 
 # ---------------------------------------------------------------------------------- sentence-transformers
@@ -278,7 +278,7 @@ def export_sentence_transformers(run_dir, out) -> Path:
         try:
             _write_st(backbone, config, built)
             embeddings = run.load_label_embeddings()
-            np.save(built / "label_embeddings.npy", embeddings.astype(np.float32))
+            np.save(ExportFolder(built).label_embeddings, embeddings.astype(np.float32))
             for name in ("config", "label_texts", "metrics", "state"):
                 if getattr(run, name).is_file():
                     shutil.copyfile(getattr(run, name), getattr(ExportFolder(built), name))

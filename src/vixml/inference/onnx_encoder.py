@@ -98,7 +98,7 @@ class OnnxQueryEncoder:
         self.image_projection = _ImageInputs(int(vision_dim)) if vision_dim else None
         self._query_images = bool(manifest.get("query_images"))
         self.settings = TokenizerSettings(**manifest["tokenizer"])
-        self.tokenizer = self.settings.load(folder.tokenizer / "tokenizer.json")
+        self.tokenizer = self.settings.load(folder.tokenizer_file)
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads

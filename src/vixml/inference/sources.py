@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["source_rows", "PLUS_R"]
-
-PLUS_R = "fused-plus-r.json"  # the +R row, kept in the run so that showing it again is quick
+__all__ = ["source_rows"]
 
 
 def source_rows(run: Path, data: Path, keys: tuple[str, ...] = ("P@1", "P@5", "PSP@5")) -> dict[str, dict]:
@@ -32,7 +30,7 @@ def source_rows(run: Path, data: Path, keys: tuple[str, ...] = ("P@1", "P@5", "P
     sources = metrics.get("sources") or {"dense": metrics["final"]}
     zero_shot_s = history[0].get("seconds", 0.0) if history and history[0]["epoch"] == 0 else 0.0
     dense_s = sum(h.get("seconds", 0.0) for h in history if h["epoch"] > 0)
-    sparse_s = state.get("sparse_seconds", 0.0)
+    sparse_s = state.sparse_seconds or 0.0
     fusion_s = (metrics.get("fusion") or {}).get("seconds", 0.0)
     times = {
         "zero-shot encoder": zero_shot_s,
@@ -43,10 +41,10 @@ def source_rows(run: Path, data: Path, keys: tuple[str, ...] = ("P@1", "P@5", "P
     picked = {"zero-shot encoder": metrics.get("zero_shot"), "sparse companion": sources.get("sparse")}
     picked |= {"trained dual encoder": sources.get("dense"), "fused": sources.get("fused")}
     rows = {name: {**{k: m[k] for k in keys}, "seconds": round(times[name], 1)} for name, m in picked.items() if m}
-    cache = run / PLUS_R
+    cache = folder.plus_r_row
     if sources.get("fused + R"):  # a hybrid run with eval.augment measured it at the end of training
         rows["fused + R"] = {**{k: sources["fused + R"][k] for k in keys}, "seconds": rows["fused"]["seconds"]}
-    elif "fused" in rows and cache.is_file() and json.loads(cache.read_text())["run_seconds"] == state["seconds"]:
+    elif "fused" in rows and cache.is_file() and json.loads(cache.read_text())["run_seconds"] == state.seconds:
         rows["fused + R"] = json.loads(cache.read_text())["row"]
     elif "fused" in rows:
         started = time.perf_counter()
@@ -56,5 +54,5 @@ def source_rows(run: Path, data: Path, keys: tuple[str, ...] = ("P@1", "P@5", "P
         seconds = rows["fused"]["seconds"] + time.perf_counter() - started
         rows["fused + R"] = {**{k: with_r[k] for k in keys}, "seconds": round(seconds, 1)}
         with atomic_open(cache) as fh:
-            fh.write(json.dumps({"run_seconds": state["seconds"], "row": rows["fused + R"]}) + "\n")
+            fh.write(json.dumps({"run_seconds": state.seconds, "row": rows["fused + R"]}) + "\n")
     return rows

@@ -4,11 +4,16 @@ prototypes and the dual encoder (docs/method.md 2-4)."""
 from __future__ import annotations
 
 from vixml.models.amp import Precision, ResolvedPrecision, autocast, resolve_device
-from vixml.models.architectures import ArchitectureSpec, architecture_spec, register_architecture
+from vixml.models.architectures import (
+    ArchitectureSpec,
+    BackboneSpec,
+    architecture_spec,
+    register_architecture,
+    resolve_backbone,
+)
 from vixml.models.assembler import ENCODER_SEGMENTS, Assembled, SequenceAssembler
 from vixml.models.backbone import TextBackbone, default_dtype
 from vixml.models.build import (
-    backbone_kind,
     build_dual_encoder,
     check_pretrained,
     image_banks,
@@ -35,7 +40,8 @@ __all__ = [
     "ResolvedPrecision",
     "SequenceAssembler",
     "TextBackbone",
-    "backbone_kind",
+    "BackboneSpec",
+    "resolve_backbone",
     "check_pretrained",
     "build_dual_encoder",
     "image_banks",

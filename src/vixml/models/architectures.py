@@ -28,6 +28,9 @@ __all__ = [
     "architecture_spec",
     "registered_architectures",
     "is_decoder_type",
+    "BackboneSpec",
+    "resolve_backbone",
+    "backbone_spec",
     "LLAMA_STYLE_LORA_TARGETS",
     "prepare_tokenizer",
     "leading_bos_id",
@@ -166,6 +169,83 @@ def is_decoder_type(model_type: str, spec: ArchitectureSpec | None = None) -> bo
         "model_type %r read as %s from transformers' registries", model_type, "decoder" if decoder else "encoder"
     )
     return decoder
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A configured backbone resolved once from its Hugging Face config (no weights loaded): what every
+    consumer of a run asks (the kind, the sizes, the LoRA targets) without reading the config again.
+
+    Attributes:
+        name_or_path: as configured (``model.name_or_path``); recorded in saved models.
+        path: where it loads from (a local folder, a packaged model, or the hub name).
+        config: the transformers config as read (a multimodal checkpoint's whole config).
+        model_type: ``config.model_type``, the key of :attr:`architecture`.
+        architecture: the registered :class:`ArchitectureSpec`.
+        kind: ``encoder`` or ``decoder`` (``model.kind``, or for ``auto`` the architecture's word).
+        hidden_size / num_layers / vocab_size: of the text model (a multimodal checkpoint's text config).
+        max_positions: ``max_position_embeddings`` of the config, None when it has none.
+    """
+
+    name_or_path: str
+    path: str
+    config: Any
+    model_type: str
+    architecture: ArchitectureSpec
+    kind: Literal["encoder", "decoder"]
+    hidden_size: int
+    num_layers: int
+    vocab_size: int
+    max_positions: int | None
+
+    @property
+    def lora_targets(self) -> tuple[str, ...] | None:
+        """The modules LoRA adapts when ``model.lora.target_modules`` is null (None = every linear layer)."""
+        return self.architecture.lora_targets
+
+
+def resolve_backbone(name_or_path: str, kind: Literal["auto", "encoder", "decoder"] = "auto") -> BackboneSpec:
+    """Read the Hugging Face config of ``name_or_path`` once and resolve what the backbone is.
+
+    Raises:
+        ConfigError: the model cannot be found (a clear message at once, without the hub client's retries)
+            or its config cannot be read; an unknown ``kind``.
+    """
+    from transformers import AutoConfig
+
+    from vixml.models.hub import require_pretrained
+
+    path = require_pretrained(str(name_or_path))
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"model.name_or_path={name_or_path!r} is neither a local model folder nor an installed packaged model, "
+            f"and the hub cannot provide it: {str(exc).splitlines()[0]}"
+        ) from None
+    return backbone_spec(config, name_or_path, path, kind)
+
+
+def backbone_spec(config: Any, name_or_path: str, path: str, kind: str = "auto") -> BackboneSpec:
+    """The :class:`BackboneSpec` of a Hugging Face ``config`` already read from ``path``."""
+    if kind not in ("auto", "encoder", "decoder"):
+        raise ConfigError(f"unknown backbone kind {kind!r}; valid: auto, encoder, decoder")
+    architecture = architecture_spec(config.model_type)
+    decoder = kind == "decoder" or (kind == "auto" and is_decoder_type(config.model_type, architecture))
+    text = config.text_config if architecture.text_submodule and getattr(config, "text_config", None) else config
+    positions = getattr(config, "max_position_embeddings", None)
+    return BackboneSpec(
+        name_or_path=str(name_or_path),
+        path=path,
+        config=config,
+        model_type=config.model_type,
+        architecture=architecture,
+        kind="decoder" if decoder else "encoder",
+        hidden_size=int(text.hidden_size),
+        num_layers=int(text.num_hidden_layers),
+        vocab_size=int(getattr(text, "vocab_size", 0) or 0),
+        max_positions=positions if isinstance(positions, int) else None,
+    )
 
 
 # ---------------------------------------------------------------------------------- applying a spec

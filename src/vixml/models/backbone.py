@@ -28,8 +28,10 @@ from vixml.devices import native_bf16, torch_dtype
 from vixml.errors import ConfigError, DataError, Problem
 from vixml.models.architectures import (
     ArchitectureSpec,
+    BackboneSpec,
     apply_liger,
     architecture_spec,
+    backbone_spec,
     is_decoder_type,
     leading_bos_id,
     prepare_tokenizer,
@@ -62,6 +64,8 @@ HEAD_CONFIG = "vixml_head.json"
 HEAD_WEIGHTS = "vixml_head.safetensors"
 _FORMAT = "vixml.text_backbone"
 _FORMAT_VERSION = 1
+# what the head records of the constructor's settings (the layouts included: no reconfiguration after loading)
+_HEAD_SETTINGS = ("pooling", "transform_dim", "normalize", "kind", "prompt", "image_positions", "imageless_caption")
 
 
 def default_dtype(decoder: bool, device: torch.device | str | None = None) -> torch.dtype:
@@ -88,6 +92,11 @@ class TextBackbone(torch.nn.Module):
         prompt: the decoder's segment list (default: the paper's prompt); None for an encoder means
             ``("{images}", "{text}")``. Items without images use it without ``{images}`` and the literal
             before it (``ModelConfig.prompt_segments``).
+        image_positions: encoders with images: ``fixed`` places the text after the N image slots whether or
+            not the images exist ([CLS] at position N, as the reference's plain concatenation); ``mask``
+            counts positions over the real tokens (``model.image_positions``).
+        imageless_caption: decoders: a row without any image keeps the caption before ``{images}``
+            (``keep``, the reference) or reads as a text-only item (``drop``) (``model.imageless_caption``).
         name_or_path: where the base weights come from (recorded so that an adapter-only save can reload them).
 
     Attributes:
@@ -108,6 +117,8 @@ class TextBackbone(torch.nn.Module):
         normalize: bool = True,
         kind: Kind = "auto",
         prompt: Sequence[str] | None = None,
+        image_positions: Literal["fixed", "mask"] = "fixed",
+        imageless_caption: Literal["keep", "drop"] = "keep",
         name_or_path: str | None = None,
     ):
         super().__init__()
@@ -127,10 +138,23 @@ class TextBackbone(torch.nn.Module):
         self.transform = torch.nn.Linear(self.hidden_size, transform_dim) if transform_dim is not None else None
         self.embedding_dim: int = transform_dim if transform_dim is not None else self.hidden_size
         self.name_or_path = str(name_or_path or getattr(model.config, "_name_or_path", "") or "")
-        # reference layouts (model.image_positions / model.imageless_caption); set_layout changes them
-        self.image_positions: Literal["fixed", "mask"] = "fixed"
-        self.imageless_caption: Literal["keep", "drop"] = "keep"
-        self.set_prompt(prompt)
+        if image_positions not in ("fixed", "mask") or imageless_caption not in ("keep", "drop"):
+            raise ConfigError(
+                f"image_positions must be fixed or mask and imageless_caption keep or drop; "
+                f"got {image_positions!r}, {imageless_caption!r}"
+            )
+        self.image_positions: Literal["fixed", "mask"] = image_positions
+        self.imageless_caption: Literal["keep", "drop"] = imageless_caption
+        self.prompt: tuple[str, ...] = tuple(prompt) if prompt is not None else default_segments(decoder)
+        self._assemblers = prompt_assemblers(  # validates the segment list
+            self.prompt,
+            self.tokenizer,
+            padding_side=self.spec.padding_side or "right",
+            compact=self.spec.compact or decoder,
+            eos_token=self.spec.eos_token,
+            bos_token_id=leading_bos_id(self.tokenizer) if decoder else None,
+            keep_caption=imageless_caption == "keep",
+        )
 
     @classmethod
     def from_pretrained(
@@ -142,6 +166,9 @@ class TextBackbone(torch.nn.Module):
         normalize: bool = True,
         kind: Kind = "auto",
         prompt: Sequence[str] | None = None,
+        image_positions: Literal["fixed", "mask"] = "fixed",
+        imageless_caption: Literal["keep", "drop"] = "keep",
+        resolved: BackboneSpec | None = None,
         dtype: torch.dtype | str | None = None,
         device: torch.device | str | None = None,
         attn_implementation: str | None = None,
@@ -153,7 +180,10 @@ class TextBackbone(torch.nn.Module):
 
         Args:
             name_or_path: a hub name or a local folder (resolved by :func:`vixml.models.hub.resolve_pretrained`).
-            pooling, transform_dim, normalize, kind, prompt: as in the constructor.
+            pooling, transform_dim, normalize, kind, prompt, image_positions, imageless_caption: as in the
+                constructor.
+            resolved: ``name_or_path`` already resolved (:func:`~vixml.models.architectures.resolve_backbone`):
+                its config is not read again; None = read here.
             dtype: weights' dtype (``torch.bfloat16``, ``"bf16"``, ``"float32"``, ``"auto"``...); None =
                 :func:`default_dtype` (bf16 for decoders on a GPU, float32 otherwise).
             device: where to put the model (None = the CPU).
@@ -166,10 +196,10 @@ class TextBackbone(torch.nn.Module):
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
         check_pooling_mode(pooling)
-        resolved = resolve_pretrained(str(name_or_path))
-        model_type = AutoConfig.from_pretrained(resolved).model_type
-        spec = architecture_spec(model_type)
-        decoder = kind == "decoder" or (kind == "auto" and is_decoder_type(model_type, spec))
+        if resolved is None:
+            path = resolve_pretrained(str(name_or_path))
+            resolved = backbone_spec(AutoConfig.from_pretrained(path), str(name_or_path), path, kind)
+        spec, model_type, decoder = resolved.architecture, resolved.model_type, resolved.kind == "decoder"
         kwargs: dict[str, Any] = {
             "dtype": _resolve_dtype(dtype) if dtype is not None else default_dtype(decoder, device)
         }
@@ -180,9 +210,9 @@ class TextBackbone(torch.nn.Module):
 
             kwargs["quantization_config"] = four_bit_config(kwargs["dtype"])
             kwargs["device_map"] = {"": torch.device(device or "cuda").index or 0}
-        model = AutoModel.from_pretrained(resolved, **kwargs)
+        model = AutoModel.from_pretrained(resolved.path, **kwargs)
         model = text_model(model, spec, model_type)
-        tokenizer = AutoTokenizer.from_pretrained(resolved)
+        tokenizer = AutoTokenizer.from_pretrained(resolved.path)
         if device is not None and not load_in_4bit:
             model = model.to(device)
         if liger:
@@ -196,6 +226,8 @@ class TextBackbone(torch.nn.Module):
             normalize=normalize,
             kind=kind,
             prompt=prompt,
+            image_positions=image_positions,
+            imageless_caption=imageless_caption,
             name_or_path=str(name_or_path),
         )
         if device is not None and backbone.transform is not None:
@@ -297,46 +329,6 @@ class TextBackbone(torch.nn.Module):
             return_tensors="pt",
         )
         return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
-
-    def input_embeddings(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """(B, T) token ids -> (B, T, H) the model's own token embeddings (before positions are added)."""
-        return self.model.get_input_embeddings()(input_ids.to(self.device))
-
-    def set_prompt(self, prompt: Sequence[str] | None) -> None:
-        """Use ``prompt`` as the segment list (None = the default of this backbone's kind); validated here.
-
-        For callers that learn the kind from the loaded backbone (``kind="auto"``) before choosing the layout.
-        """
-        decoder = self.kind == "decoder"
-        self.prompt: tuple[str, ...] = tuple(prompt) if prompt is not None else default_segments(decoder)
-        self._assemblers = prompt_assemblers(
-            self.prompt,
-            self.tokenizer,
-            padding_side=self.spec.padding_side or "right",
-            compact=self.spec.compact or decoder,
-            eos_token=self.spec.eos_token,
-            bos_token_id=leading_bos_id(self.tokenizer) if decoder else None,
-            keep_caption=self.imageless_caption == "keep",
-        )
-
-    def set_layout(
-        self, image_positions: Literal["fixed", "mask"] = "fixed", imageless_caption: Literal["keep", "drop"] = "keep"
-    ) -> None:
-        """Choose the two image layouts where vixml may deviate from the reference (defaults: the reference).
-
-        ``image_positions`` (encoders with images): ``fixed`` places the text after the N image slots whether
-        or not the images exist ([CLS] at position N, as the reference's plain concatenation); ``mask`` counts
-        positions over the real tokens. ``imageless_caption`` (decoders): a row without any image keeps the
-        caption before ``{images}`` (``keep``) or reads as a text-only item (``drop``).
-        """
-        if image_positions not in ("fixed", "mask") or imageless_caption not in ("keep", "drop"):
-            raise ConfigError(
-                f"image_positions must be fixed or mask and imageless_caption keep or drop; "
-                f"got {image_positions!r}, {imageless_caption!r}"
-            )
-        self.image_positions = image_positions
-        self.imageless_caption = imageless_caption
-        self.set_prompt(self.prompt)
 
     def assembler(self, with_images: bool) -> SequenceAssembler:
         """The assembler of items with images (the full segment list) or without (the text-only list)."""
@@ -508,13 +500,7 @@ class TextBackbone(torch.nn.Module):
 
         directory = Path(directory)
         head = _read_head(directory / HEAD_CONFIG)
-        settings = {
-            "pooling": head["pooling"],
-            "transform_dim": head["transform_dim"],
-            "normalize": head["normalize"],
-            "kind": head.get("kind", "auto"),
-            "prompt": head.get("prompt"),
-        }
+        settings = {key: head[key] for key in _HEAD_SETTINGS}
         if head.get("lora"):
             from vixml.models.lora import load_adapter
 
@@ -522,8 +508,6 @@ class TextBackbone(torch.nn.Module):
             backbone.model = load_adapter(backbone.model, directory, trainable=trainable)
         else:
             backbone = cls.from_pretrained(directory, **settings, **options)
-        # heads saved before these switches existed: the layouts vixml used then
-        backbone.set_layout(head.get("image_positions", "mask"), head.get("imageless_caption", "drop"))
         if backbone.transform is not None:
             weights = directory / HEAD_WEIGHTS
             if not weights.exists():
@@ -552,6 +536,9 @@ def _read_head(path: Path) -> dict[str, Any]:
                 f"expected {_FORMAT!r} version {_FORMAT_VERSION}",
             )
         )
+    missing = [key for key in _HEAD_SETTINGS if key not in head]
+    if missing:
+        raise DataError(Problem(str(path), f"lacks {missing}: written by a pre-release vixml; train the run again"))
     return head
 
 

@@ -14,21 +14,19 @@ from typing import TYPE_CHECKING, Literal
 import torch
 
 from vixml.errors import ConfigError, DataError, Problem, VixmlError
-from vixml.models.architectures import architecture_spec, is_decoder_type
+from vixml.models.architectures import BackboneSpec, resolve_backbone
 from vixml.models.assembler import ENCODER_SEGMENTS
 from vixml.models.backbone import TextBackbone
 from vixml.models.dual_encoder import DualEncoder
 from vixml.models.fusion import ImageProjection
-from vixml.models.hub import require_pretrained
 from vixml.models.prototypes import LabelPrototypes
 
 if TYPE_CHECKING:
-    from vixml.config import ModelConfig, RunConfig
+    from vixml.config import RunConfig
     from vixml.data import XMCDataset
     from vixml.data.images import ImageBank
 
 __all__ = [
-    "backbone_kind",
     "check_pretrained",
     "segments_for",
     "build_dual_encoder",
@@ -39,35 +37,13 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-def backbone_kind(model: ModelConfig) -> Literal["encoder", "decoder"]:
-    """``model.kind``, or for ``auto`` the family read from the model's Hugging Face config (no weights loaded)."""
-    if model.kind != "auto":
-        return model.kind
-    model_type = pretrained_config(model.name_or_path).model_type
-    return "decoder" if is_decoder_type(model_type, architecture_spec(model_type)) else "encoder"
-
-
-def pretrained_config(name: str):
-    """The Hugging Face config of ``model.name_or_path`` (no weights loaded), or a ConfigError saying what to give."""
-    from transformers import AutoConfig
-
-    where = require_pretrained(name)  # a clear error at once, without the hub client's retries
-    try:
-        return AutoConfig.from_pretrained(where)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(
-            f"model.name_or_path={name!r} is neither a local model folder nor an installed packaged model, and "
-            f"the hub cannot provide it: {str(exc).splitlines()[0]}"
-        ) from None
-
-
-def check_pretrained(config: RunConfig) -> None:
-    """Before a run folder is made: the model loads (whatever ``model.kind`` says) and ``data.max_length`` and
-    ``data.label_max_length`` fit its positions."""
-    hf = pretrained_config(config.model.name_or_path)
-    positions = getattr(hf, "max_position_embeddings", None)
-    if not isinstance(positions, int):
-        return
+def check_pretrained(config: RunConfig) -> BackboneSpec:
+    """Before a run folder is made: the model loads and ``data.max_length`` and ``data.label_max_length`` fit
+    its positions. Returns the backbone resolved (its Hugging Face config read once: pass it on)."""
+    backbone = resolve_backbone(config.model.name_or_path, config.model.kind)
+    positions = backbone.max_positions
+    if positions is None:
+        return backbone
     for key, value in (
         ("data.max_length", config.data.max_length),
         ("data.label_max_length", config.data.label_length()),
@@ -77,6 +53,7 @@ def check_pretrained(config: RunConfig) -> None:
                 f"{key}={value}, but {config.model.name_or_path} has {positions} positions "
                 f"(max_position_embeddings): set {key} to at most {positions}"
             )
+    return backbone
 
 
 def segments_for(config: RunConfig, kind: Literal["encoder", "decoder"]) -> tuple[str, ...]:
@@ -103,6 +80,7 @@ def build_dual_encoder(
     num_labels: int,
     vision_dim: int | None = None,
     device: torch.device | str = "cpu",
+    backbone: BackboneSpec | None = None,
 ) -> DualEncoder:
     """A fresh dual encoder for training: the pretrained backbone, LoRA, prototypes and image projection.
 
@@ -112,19 +90,23 @@ def build_dual_encoder(
         vision_dim: size of one image embedding when the run fuses images (sizes the projection); None =
             text-only even when ``config.images`` is set (no image banks were found).
         device: where the model goes.
+        backbone: ``config.model`` resolved already (:func:`check_pretrained`); None = resolved here.
 
     Random initialisation (LoRA, LPN, free vectors, projection) draws from torch's global RNG in that order:
     seed it first for a reproducible model.
     """
     mc = config.model
-    kind = backbone_kind(mc)
+    resolved = backbone if backbone is not None else resolve_backbone(mc.name_or_path, mc.kind)
     backbone = TextBackbone.from_pretrained(
         mc.name_or_path,
         pooling=mc.pooling,
         transform_dim=mc.transform,
         normalize=mc.normalize,
-        kind=kind,
-        prompt=segments_for(config, kind),
+        kind=resolved.kind,
+        prompt=segments_for(config, resolved.kind),
+        image_positions=mc.image_positions,
+        imageless_caption=mc.imageless_caption,
+        resolved=resolved,
         dtype=None if mc.dtype == "auto" else mc.dtype,
         device=device,
         attn_implementation=mc.attn_implementation,
@@ -132,7 +114,6 @@ def build_dual_encoder(
         liger=mc.liger,
         load_in_4bit=mc.lora is not None and mc.lora.quantize == "4bit",
     )
-    backbone.set_layout(mc.image_positions, mc.imageless_caption)
     if mc.lora is not None:
         lc = mc.lora
         backbone.add_lora(

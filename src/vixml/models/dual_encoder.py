@@ -23,6 +23,7 @@ from vixml.errors import DataError, Problem
 from vixml.models.backbone import TextBackbone
 from vixml.models.fusion import ImageProjection
 from vixml.models.prototypes import LabelPrototypes
+from vixml.run_folder import MODEL_COMPLETE
 
 if TYPE_CHECKING:
     import os
@@ -31,7 +32,7 @@ __all__ = ["DualEncoder"]
 
 logger = logging.getLogger(__name__)
 
-_META = "dual_encoder.json"
+_META = MODEL_COMPLETE  # written last: the run folder reads its presence as a complete model
 _PROTOTYPES = "prototypes.safetensors"
 _PROJECTION = "image_projection.safetensors"
 
@@ -156,8 +157,12 @@ class DualEncoder(nn.Module):
         backbone = TextBackbone.load(directory / "backbone", **backbone_kwargs)
         prototypes = projection = None
         if meta.get("prototypes"):
-            # runs saved before these switches existed were trained with normalised inputs and the text fallback
-            hyper = {"lpn_inputs": "normalized", "unseen_labels": "text", **meta["prototypes"]}
+            hyper = meta["prototypes"]
+            missing = [key for key in ("lpn_inputs", "unseen_labels") if key not in hyper]
+            if missing:  # their defaults differ from what such a model was trained with: never guessed
+                raise DataError(
+                    Problem(str(meta_path), f"prototypes lack {missing}: written by a pre-release vixml; train again")
+                )
             prototypes = _load_module(LabelPrototypes(**hyper), directory / _PROTOTYPES)
         if meta.get("image_projection"):
             projection = _load_module(ImageProjection(**meta["image_projection"]), directory / _PROJECTION)

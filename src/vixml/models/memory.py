@@ -224,6 +224,7 @@ def estimate_memory(
     num_labels: int | None = None,
     prompt_tokens: int | None = None,
     ranks: int = 1,
+    hf_config: Any = None,
 ) -> MemoryEstimate:
     """Estimate the peak GPU memory of training ``config`` and suggest how to fit ``gpu_gib``.
 
@@ -236,6 +237,7 @@ def estimate_memory(
         prompt_tokens: tokens of the decoder prompt's literal segments per sequence; None = counted roughly
             (one token per word or punctuation mark).
         ranks: processes of a torchrun launch (one per GPU): the estimate is then per rank.
+        hf_config: the backbone's Hugging Face config when already read (``BackboneSpec.config``).
 
     Returns:
         The estimate, with a suggested checkpointing setting, micro-batch and accumulation steps.
@@ -255,6 +257,7 @@ def estimate_memory(
         lora_r=lora.r if lora else None,
         lora_targets=lora.target_modules if lora else None,
         kind=mc.kind,
+        config=hf_config,
     )
     full_ft = lora is None
     weight_dtype = mc.dtype if mc.dtype != "auto" else ("bf16" if shape.decoder else "fp32")

@@ -128,7 +128,12 @@ def _hf_config(name_or_path: str) -> Any:
 
 
 def backbone_shape(
-    name_or_path: str, *, lora_r: int | None = None, lora_targets: tuple[str, ...] | None = None, kind: str = "auto"
+    name_or_path: str,
+    *,
+    lora_r: int | None = None,
+    lora_targets: tuple[str, ...] | None = None,
+    kind: str = "auto",
+    config: Any = None,
 ) -> BackboneShape:
     """Build the backbone on the meta device (no memory, no download) and read what the estimate needs.
 
@@ -138,6 +143,7 @@ def backbone_shape(
         lora_targets: module names to adapt (suffix match, as PEFT); None = the architecture's defaults
             (``ArchitectureSpec.lora_targets``), every linear layer when it has none (PEFT's ``all-linear``).
         kind: ``encoder``/``decoder``, or ``auto`` to read it from the architecture registry.
+        config: its Hugging Face config when already read (``BackboneSpec.config``); None = read here.
 
     Raises:
         ConfigError: the name is unknown offline, or its config cannot be read or built.
@@ -147,7 +153,7 @@ def backbone_shape(
 
     from vixml.models.architectures import architecture_spec, is_decoder_type
 
-    cfg = _hf_config(name_or_path)
+    cfg = config if config is not None else _hf_config(name_or_path)
     spec = architecture_spec(cfg.model_type)
     if spec.text_submodule is not None and getattr(cfg, "text_config", None) is not None:
         cfg = cfg.text_config  # multimodal checkpoint (Gemma 3): vixml uses its text model

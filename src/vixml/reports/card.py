@@ -13,7 +13,10 @@ import json
 import platform
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vixml.run_folder import RunState
 
 __all__ = ["card_front_matter", "run_card_sections", "export_card", "strip_front_matter"]
 
@@ -123,8 +126,7 @@ def export_card(run, manifest: dict) -> str:
     config = run.load_config()
     metrics = _read_json(run.metrics)
     final = metrics.get("final")
-    state = _read_json(run.state)
-    dataset = Path(state.get("data", {}).get("path", "")).name or None
+    dataset = Path(run.read_state().data_path or "").name or None
     to = manifest["to"]
     tags = ("onnx",) if to == "onnx" else ("sentence-transformers", "sentence-similarity")
     if manifest.get("precision") == "int8":
@@ -189,11 +191,10 @@ def _st_usage(manifest: dict) -> list[str]:
     ]
 
 
-def hardware_line(state: dict) -> str:
+def hardware_line(state: RunState) -> str:
     """The CPU/GPU and wall time of a run's ``run.json``."""
-    seconds = float(state.get("seconds", 0.0))
-    precision = state.get("precision", {}).get("value", "?")
-    return f"{platform.machine()} {platform.processor() or ''}".strip() + f", {seconds / 60:.1f} min, {precision}"
+    machine = f"{platform.machine()} {platform.processor() or ''}".strip()
+    return f"{machine}, {state.seconds / 60:.1f} min, {state.precision.get('value', '?')}"
 
 
 def _read_json(path: Path) -> dict:

@@ -62,7 +62,7 @@ def _load_run(path: Path, data: Path | None, name: str) -> RunSummary:
     metrics = json.loads(run.metrics.read_text(encoding="utf-8")) if run.metrics.is_file() else {}
     summary.final, summary.zero_shot = metrics.get("final"), metrics.get("zero_shot")
     summary.sources, summary.fusion = metrics.get("sources"), metrics.get("fusion")
-    summary.data = run.read_state().get("data") or {}
+    summary.data = run.read_state().data
     if summary.final is None:
         summary.notes.append("no final test metrics (the run has not finished, or its dataset has no test split)")
     data = data or _recorded_data(run, metrics)
@@ -78,7 +78,7 @@ def _load_run(path: Path, data: Path | None, name: str) -> RunSummary:
 
 def _recorded_data(run: RunFolder, metrics: dict) -> Path | None:
     """The dataset folder the run was trained on (``run.json``'s ``data.path``)."""
-    recorded = run.read_state().get("data", {}).get("path")
+    recorded = run.read_state().data_path
     return Path(recorded) if recorded else None
 
 

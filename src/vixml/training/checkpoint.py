@@ -4,7 +4,8 @@ A checkpoint is a folder ``checkpoints/ckpt-eEEEE-sSSSSSSSSS`` (completed epochs
 epoch ends and inside epochs) holding ``state.pt`` (weights, optimizer, scheduler,
 scaler, every RNG, sampler state, epoch/step, history) and ``bank.npy`` (the query-embedding bank). It is
 written under a temporary name and renamed when complete; ``checkpoints/latest`` names the newest one and
-is replaced atomically after the rename. Older checkpoints are removed after that.
+is replaced atomically after the rename. Older checkpoints are removed after that. The run folder finds the
+newest (:meth:`vixml.run_folder.RunFolder.latest_checkpoint`).
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ import torch
 from vixml.atomic import atomic_open, atomic_path, refuse_links
 from vixml.data.file_kinds import NUMPY_READ_ERRORS, describe
 from vixml.errors import DataError, Problem
+from vixml.run_folder import CHECKPOINT_POINTER, CHECKPOINT_STATE
 
 __all__ = [
     "save_checkpoint",
     "load_checkpoint",
-    "latest_checkpoint",
     "rng_state",
     "set_rng_state",
     "save_array",
@@ -82,12 +83,12 @@ def save_checkpoint(
     for stale in folder.glob(".*.partial"):  # left by a writer killed mid-save (the caller holds the run's lock)
         shutil.rmtree(stale, ignore_errors=True)
     tmp.mkdir()
-    torch.save(state, tmp / "state.pt")
+    torch.save(state, tmp / CHECKPOINT_STATE)
     if bank is not None:
         np.save(tmp / "bank.npy", bank)
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
-    with atomic_open(folder / "latest") as fh:
+    with atomic_open(folder / CHECKPOINT_POINTER) as fh:
         fh.write(name + "\n")
     for old in sorted(p for p in folder.glob("ckpt-*") if p.is_dir())[:-keep]:  # names sort by (epoch, step)
         shutil.rmtree(old, ignore_errors=True)
@@ -95,21 +96,12 @@ def save_checkpoint(
     return final
 
 
-def latest_checkpoint(folder: Path) -> Path | None:
-    """The newest complete checkpoint under ``folder``, or None when there is none."""
-    pointer = folder / "latest"
-    if not pointer.exists():
-        return None
-    path = folder / pointer.read_text(encoding="utf-8").strip()
-    return path if (path / "state.pt").exists() else None
-
-
 def load_checkpoint(path: Path) -> tuple[dict[str, Any], np.ndarray | None]:
     """Read a checkpoint written by :func:`save_checkpoint` (never unpickles arbitrary objects)."""
     try:
-        state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
+        state = torch.load(path / CHECKPOINT_STATE, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated or foreign file: say which and why
-        raise DataError(Problem(str(path / "state.pt"), f"unreadable checkpoint: {exc}")) from exc
+        raise DataError(Problem(str(path / CHECKPOINT_STATE), f"unreadable checkpoint: {exc}")) from exc
     bank_path = path / "bank.npy"
     try:  # allow_pickle=False: a planted pickle is refused, never run
         bank = np.load(bank_path, allow_pickle=False) if bank_path.exists() else None

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 
     from vixml.config import RunConfig, SparseConfig
     from vixml.data import XMCDataset
+    from vixml.models import BackboneSpec
 
 __all__ = ["training_need", "training_phases", "sparse_need", "TrainingMemory", "WORKING_BYTES"]
 
@@ -91,7 +92,13 @@ class TrainingMemory(NamedTuple):
 
 
 def training_phases(
-    cfg: RunConfig, dataset: XMCDataset, device: torch.device, *, local_ranks: int = 1, ranks: int = 1
+    cfg: RunConfig,
+    dataset: XMCDataset,
+    device: torch.device,
+    *,
+    local_ranks: int = 1,
+    ranks: int = 1,
+    backbone: BackboneSpec | None = None,
 ) -> TrainingMemory | None:
     """What a run holds throughout and what each of its phases adds, on this machine (None: the backbone
     cannot be read by the estimator). The arguments are :func:`training_need`'s."""
@@ -101,8 +108,13 @@ def training_phases(
 
     n, labels, tests = dataset.n_train, dataset.n_labels, dataset.n_test
     try:
-        hidden = backbone_shape(cfg.model.name_or_path, kind=cfg.model.kind).hidden_size
-        estimate = estimate_memory(cfg, batch_size=max(2, cfg.train.batch_size // ranks), num_labels=labels)
+        if backbone is not None:
+            hidden = backbone.hidden_size
+        else:
+            hidden = backbone_shape(cfg.model.name_or_path, kind=cfg.model.kind).hidden_size
+        batch = max(2, cfg.train.batch_size // ranks)
+        hf_config = backbone.config if backbone is not None else None
+        estimate = estimate_memory(cfg, batch_size=batch, num_labels=labels, hf_config=hf_config)
     except Exception as exc:  # a backbone the estimator cannot read: no check rather than a failed run
         logger.debug("training memory not estimated: %s", exc)
         return None
@@ -135,7 +147,13 @@ def training_phases(
 
 
 def training_need(
-    cfg: RunConfig, dataset: XMCDataset, device: torch.device, *, local_ranks: int = 1, ranks: int = 1
+    cfg: RunConfig,
+    dataset: XMCDataset,
+    device: torch.device,
+    *,
+    local_ranks: int = 1,
+    ranks: int = 1,
+    backbone: BackboneSpec | None = None,
 ) -> tuple[int, str]:
     """``(bytes, what)``: the host memory a run adds to its loaded dataset on this machine, at its peak.
 
@@ -145,8 +163,9 @@ def training_need(
         device: the training device: on a CPU the model's training state is host memory too.
         local_ranks: processes of the launch on this machine (each holds its bank and model).
         ranks: processes of the whole launch (each encodes ``batch_size / ranks`` queries per step).
+        backbone: ``cfg.model`` resolved already (its config is not read again); None = read here.
     """
-    found = training_phases(cfg, dataset, device, local_ranks=local_ranks, ranks=ranks)
+    found = training_phases(cfg, dataset, device, local_ranks=local_ranks, ranks=ranks, backbone=backbone)
     if found is None:
         return 0, ""
     phase = max(found.phases, key=found.phases.get)

@@ -38,8 +38,8 @@ from vixml.devices import resolve_device, resolve_precision
 from vixml.errors import ConfigError, DataError, Problem, TrainingInterrupted
 from vixml.reports import plot_training_curves
 from vixml.reports.card import card_front_matter, hardware_line, run_card_sections
-from vixml.run_folder import RunFolder
-from vixml.training.checkpoint import latest_checkpoint, save_array
+from vixml.run_folder import RunFolder, RunState
+from vixml.training.checkpoint import save_array
 from vixml.training.host_memory import training_need
 from vixml.training.hybrid import holdout_rows, plus_r_memory, sparse_companion, tune_fusion, without_rows
 from vixml.training.parallel import full_weights
@@ -88,7 +88,7 @@ def train(
         raise DataError(Problem(str(run.path), "exists and is not a folder: --out must name a run folder"))
     from vixml.models import build_dual_encoder, check_pretrained, image_banks
 
-    check_pretrained(cfg)  # the model loads and holds data.max_length positions: before anything is read or written
+    backbone = check_pretrained(cfg)  # loads, holds data.max_length positions: before anything is read or written
     ic = cfg.images
     require_folder(data_dir, "vixml train")  # named for the command; load_dataset checks it again, remembered
     dataset = load_dataset(  # every input is checked before anything is written
@@ -110,20 +110,26 @@ def train(
         )
     device = resolve_device(cfg.train.device)
     precision, reason = resolve_precision(cfg.train.precision, device)
-    _require_training_fits(cfg, dataset, Path(data_dir), device)
+    _require_training_fits(cfg, dataset, Path(data_dir), device, backbone)
     banks = image_banks(cfg, dataset)
     for warning in ineffective_settings(cfg):
         logger.warning("%s", warning)
     with distributed.session(device) as world, _rank_zero_lock(run, world):
         device = distributed.rank_device(device)
-        state = _RunState.read(run, write=world.is_main)
+        state = run.read_state()
         _check_resumable(run, cfg, dataset, state, resume=resume, force=force)
-        if resume and state.get("finished") and not run.missing():
+        if resume and state.finished and not run.missing():
             logger.info("%s has already finished training: nothing to do", run.path)
             return run.path
         if world.is_main:
             save_config(cfg, run.config)
-        state.begin(dataset, precision, reason)
+
+        def save_state() -> None:  # rank 0 is the one writer
+            if world.is_main:
+                run.write_state(state.stamp())
+
+        state.begin(str(Path(dataset.path).resolve()), dataset.fingerprint, precision, reason)
+        save_state()
         logger.info("precision %s (%s)", precision, reason)
         if world.distributed:
             logger.info("rank %d of %d: each rank encodes 1/%d of every batch", world.rank, world.size, world.size)
@@ -133,9 +139,12 @@ def train(
         if cfg.sparse is not None and world.is_main:  # before the first step: a resumed run keeps it
             started = time.perf_counter()
             sparse = sparse_companion(trained_on, cfg, run)
-            state.data.setdefault("sparse_seconds", round(time.perf_counter() - started, 1))
+            if state.sparse_seconds is None:  # a resumed run keeps the first build's time
+                state.sparse_seconds = round(time.perf_counter() - started, 1)
         vision_dim = next(iter(banks.values())).dim if banks else None
-        model = build_dual_encoder(cfg, num_labels=dataset.n_labels, vision_dim=vision_dim, device=device)
+        model = build_dual_encoder(
+            cfg, num_labels=dataset.n_labels, vision_dim=vision_dim, device=device, backbone=backbone
+        )
         trainer = Trainer(
             cfg,
             trained_on,
@@ -143,13 +152,13 @@ def train(
             run.path,
             images=banks,
             precision=precision,
-            callbacks=[*callbacks, lambda _: state.save()],
+            callbacks=[*callbacks, lambda _: save_state()],
             step_callbacks=step_callbacks,
         )
         if cfg.sparse is not None and trainer.sharded:
             raise ConfigError("sparse: a hybrid run cannot shard its model (FSDP2) yet; set train.fsdp=false")
         layout = "fsdp2" if trainer.sharded else "replicas" if world.distributed else "one process"
-        state["segments"][-1].update(ranks=world.size, parallel=layout, backend=distributed.backend())
+        state.segments[-1].update(ranks=world.size, parallel=layout, backend=distributed.backend())
         try:
             with _stop_on_signals(trainer):
                 if not (resume and trainer.resume()) and dataset.tst_Y is not None:
@@ -161,19 +170,21 @@ def train(
                 trainer.fit()
                 _finish(trainer, run, dataset, cfg, state, _Hybrid(sparse, holdout))
         finally:
-            state.end()
+            if state.end() and world.is_main:
+                run.write_state(state)
     logger.info("run written to %s", run.path)
     return run.path
 
 
-def _require_training_fits(cfg: RunConfig, dataset: XMCDataset, data_dir: Path, device) -> None:
+def _require_training_fits(cfg: RunConfig, dataset: XMCDataset, data_dir: Path, device, backbone) -> None:
     """Refuse a run whose host memory (the query bank, the peak phase, the model's state on a CPU, the dataset
     on the other local ranks) would not fit this machine (:mod:`vixml.training.host_memory`).
 
     Counted on top of what this process holds now (the dataset loaded, the libraries imported)."""
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     own = distributed.rank_device(device)  # this rank's GPU: asking another one would open a context on it
-    extra, what = training_need(cfg, dataset, own, local_ranks=local, ranks=int(os.environ.get("WORLD_SIZE", "1")))
+    ranks = int(os.environ.get("WORLD_SIZE", "1"))
+    extra, what = training_need(cfg, dataset, own, local_ranks=local, ranks=ranks, backbone=backbone)
     if not extra:
         return
     data_need, data_what, _ = folder_need(data_dir)
@@ -211,9 +222,9 @@ def _as_config(config: Any, overrides: Sequence[str]) -> RunConfig:
     return apply_overrides(cfg, overrides) if overrides else cfg
 
 
-def _check_resumable(run: RunFolder, cfg: RunConfig, dataset: XMCDataset, state: _RunState, *, resume, force) -> None:
+def _check_resumable(run: RunFolder, cfg: RunConfig, dataset: XMCDataset, state: RunState, *, resume, force) -> None:
     """Refuse to mix runs: a second run into a used folder, or a resume with another config or dataset."""
-    has_checkpoint = latest_checkpoint(run.checkpoints) is not None
+    has_checkpoint = run.latest_checkpoint() is not None
     if not resume:
         if has_checkpoint:
             raise ConfigError(
@@ -222,10 +233,10 @@ def _check_resumable(run: RunFolder, cfg: RunConfig, dataset: XMCDataset, state:
         return
     if run.config.exists() and load_config(run.config) != cfg:
         raise ConfigError(f"{run.config} differs from the config given; resume a run with its own config")
-    recorded = state.get("data", {}).get("fingerprint")
+    recorded = state.fingerprint
     if recorded and recorded != dataset.fingerprint and has_checkpoint:
         message = (
-            f"{run.path} was trained on data with fingerprint {recorded} ({state['data'].get('path')}), but "
+            f"{run.path} was trained on data with fingerprint {recorded} ({state.data_path}), but "
             f"{dataset.path} has fingerprint {dataset.fingerprint}: resume with the run's own data"
         )
         if not force:
@@ -241,7 +252,7 @@ class _Hybrid(NamedTuple):
 
 
 def _finish(
-    trainer: Trainer, run: RunFolder, dataset: XMCDataset, cfg: RunConfig, state: _RunState, hybrid: _Hybrid
+    trainer: Trainer, run: RunFolder, dataset: XMCDataset, cfg: RunConfig, state: RunState, hybrid: _Hybrid
 ) -> None:
     """The final model, its label embeddings and texts, test predictions, metrics, curves and README.
 
@@ -299,7 +310,8 @@ def _finish(
         record.update(sources=sources, fusion=tuned)
     _write_json(run.metrics, record)
     plot_training_curves(history, run.curves, title=str(cfg.model.name_or_path))
-    state.finish()
+    state.finished = True
+    run.write_state(state.stamp())  # rank 0 only: the other ranks returned above
     _write_readme(run, cfg, dataset, final, state)
 
 
@@ -336,52 +348,6 @@ def _sources(queries, dataset: XMCDataset, cfg: RunConfig, label_emb, sparse, fu
             answer = predictions
     logger.info("test P@1: %s", ", ".join(f"{s} {100 * m['P@1']:.2f}" for s, m in metrics.items()))
     return metrics, answer
-
-
-# ---------------------------------------------------------------------------------------------- run state
-class _RunState:
-    """``run.json``: what the run was trained on and with, and the wall time of every segment (resumes add up)."""
-
-    def __init__(self, run: RunFolder, data: dict[str, Any], *, write: bool = True):
-        self.path = run.state
-        self.data = data
-        self.write = write  # False on ranks other than 0: they keep the record but never write it
-        self._started: float | None = None
-
-    @classmethod
-    def read(cls, run: RunFolder, *, write: bool = True) -> _RunState:
-        return cls(run, run.read_state(), write=write)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.data.get(key, default)
-
-    def __getitem__(self, key: str) -> Any:
-        return self.data[key]
-
-    def begin(self, dataset: XMCDataset, precision: str, reason: str) -> None:
-        self.data["data"] = {"path": str(Path(dataset.path).resolve()), "fingerprint": dataset.fingerprint}
-        self.data["precision"] = {"value": precision, "reason": reason}
-        self.data["finished"] = False
-        self.data.setdefault("segments", [])
-        self.data["segments"].append({"started": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": 0.0})
-        self._started = time.perf_counter()
-        self.save()
-
-    def save(self) -> None:
-        if self._started is not None:
-            self.data["segments"][-1]["seconds"] = round(time.perf_counter() - self._started, 1)
-        self.data["seconds"] = round(sum(s["seconds"] for s in self.data.get("segments", [])), 1)
-        if self.write:
-            _write_json(self.path, self.data)
-
-    def finish(self) -> None:
-        self.data["finished"] = True
-        self.save()
-
-    def end(self) -> None:
-        if self._started is not None:
-            self.save()
-            self._started = None
 
 
 # ---------------------------------------------------------------------------------------------- signals
@@ -424,6 +390,7 @@ def _zero_shot(history: list[dict]) -> dict | None:
 
 
 def _write_json(path: Path, obj: object) -> None:
+    """Indented JSON, atomically (the metrics and the history)."""
     with atomic_open(path) as fh:
         json.dump(obj, fh, indent=2)
         fh.write("\n")
@@ -466,12 +433,12 @@ def _ranks(segments: list[dict]) -> str:
     return f" on {last['ranks']} ranks ({last['parallel']})" if last.get("ranks", 1) > 1 else ""
 
 
-def _write_readme(run: RunFolder, cfg: RunConfig, dataset: XMCDataset, final: dict | None, state: _RunState) -> None:
+def _write_readme(run: RunFolder, cfg: RunConfig, dataset: XMCDataset, final: dict | None, state: RunState) -> None:
     import torch
     import transformers
 
-    segments = state.get("segments", [])
-    precision = state.get("precision", {})
+    segments = state.segments
+    precision = state.precision
     lines = [
         f"# vixml run: {cfg.model.name_or_path}",
         "",
@@ -479,22 +446,14 @@ def _write_readme(run: RunFolder, cfg: RunConfig, dataset: XMCDataset, final: di
         f"{dataset.n_test} test, {dataset.n_labels} labels",
         f"- vixml {__version__} (git {_git_commit()}), torch {torch.__version__}, "
         f"transformers {transformers.__version__}, python {platform.python_version()}",
-        f"- wall time {state.get('seconds', 0.0) / 60:.1f} min in {len(segments)} segment(s){_ranks(segments)}; "
+        f"- wall time {state.seconds / 60:.1f} min in {len(segments)} segment(s){_ranks(segments)}; "
         f"epochs {cfg.train.epochs}, batch {cfg.train.batch_size}, precision {precision.get('value')} "
         f"({precision.get('reason')}), seed {cfg.train.seed}",
         "",
-        "Reproduce: `vixml train config.yaml --data DATA --out RUN`; predictions again: "
+        f"Reproduce: `vixml train {run.config.name} --data DATA --out RUN`; predictions again: "
         "`vixml predict RUN --data DATA --out pred.npz`.",
         "",
-        "Files: `config.yaml` (the config as given), `run.json` (data fingerprint, precision, wall time), "
-        "`model/` (backbone in Hugging Face format + heads), `label_embeddings.npy`, `label_texts.txt`, "
-        "`label_ids.txt` and `test_ids.txt` (the data's own ids, when it has them), `predictions_tst.npz`, "
-        "`metrics.json`, `history.csv`, `curves.png`, `checkpoints/`"
-        + (
-            ", `sparse/` (the sparse companion), `fusion.json` (how its scores and the dense ones are fused)."
-            if cfg.sparse is not None
-            else "."
-        ),
+        "Files: " + ", ".join(f"`{name}` ({what})" for name, what in run.describe_files(cfg.sparse is not None)) + ".",
         "",
     ]
     if cfg.sparse is not None and run.fusion.is_file():
@@ -503,7 +462,7 @@ def _write_readme(run: RunFolder, cfg: RunConfig, dataset: XMCDataset, final: di
         lines += [
             f"Hybrid run: predictions fuse the dual encoder (weight {weight:.2f}) and the sparse companion "
             f"(weight {1 - weight:.2f}), the weight tuned on {fusion['tuned_on']} held-out training queries; "
-            "the final metrics are the fused ones (each source's are in `metrics.json`).",
+            f"the final metrics are the fused ones (each source's are in `{run.metrics.name}`).",
             "",
         ]
         if fusion.get("plus_r"):
@@ -516,7 +475,7 @@ def _write_readme(run: RunFolder, cfg: RunConfig, dataset: XMCDataset, final: di
         f"{dataset.n_train} training and {dataset.n_test} test queries, {dataset.n_labels} labels "
         f"(`{dataset.path.name}`)"
     )
-    lines += run_card_sections(cfg, data_shape=shape, hardware=hardware_line(state.data), final=final)
+    lines += run_card_sections(cfg, data_shape=shape, hardware=hardware_line(state), final=final)
     lines += [
         "## Load and predict",
         "",
@@ -527,7 +486,7 @@ def _write_readme(run: RunFolder, cfg: RunConfig, dataset: XMCDataset, final: di
         "```",
         "",
         "From Python: `vixml.inference.Predictor.load(RUN).predict(['a query'], k=10)`. Push to the Hugging Face "
-        "Hub with `huggingface-cli upload ORG/NAME RUN . --exclude 'checkpoints/*'`.",
+        f"Hub with `huggingface-cli upload ORG/NAME RUN . --exclude '{run.checkpoints.name}/*'`.",
     ]
     front = card_front_matter(cfg, final, dataset.path.name)
     with atomic_open(run.readme) as fh:

@@ -284,7 +284,7 @@ class Trainer:
         """Stop on a non-finite loss (fp16 overflows are the gradient scaler's business, not a divergence)."""
         if math.isfinite(loss) or self.precision == "fp16":
             return
-        raise TrainingDiverged(self.progress.step, loss, ckpt.latest_checkpoint(RunFolder(self.out_dir).checkpoints))
+        raise TrainingDiverged(self.progress.step, loss, RunFolder(self.out_dir).latest_checkpoint())
 
     def _batch_images(self, split: str, rows: np.ndarray, rng: np.random.Generator) -> tuple:
         """(images, mask) tensors of a batch's items, with image dropout; () when the side has no images."""
@@ -475,9 +475,7 @@ class Trainer:
     def _check_finite_weights(self, weights: dict[str, torch.Tensor]) -> None:
         flags = [torch.isfinite(t).all() for t in weights.values() if t.is_floating_point()]
         if flags and not bool(torch.stack(flags).all()):
-            raise TrainingDiverged(
-                self.progress.step, float("nan"), ckpt.latest_checkpoint(RunFolder(self.out_dir).checkpoints)
-            )
+            raise TrainingDiverged(self.progress.step, float("nan"), RunFolder(self.out_dir).latest_checkpoint())
 
     def _trainable_state(self) -> dict[str, torch.Tensor]:
         """What training changes: trainable parameters and buffers (not a LoRA run's frozen base weights)."""
@@ -486,7 +484,7 @@ class Trainer:
 
     def resume(self) -> bool:
         """Load the newest checkpoint of ``out_dir`` if there is one; returns whether it did."""
-        path = ckpt.latest_checkpoint(RunFolder(self.out_dir).checkpoints)
+        path = RunFolder(self.out_dir).latest_checkpoint()
         if path is None:
             return False
         state, bank = ckpt.load_checkpoint(path)
