@@ -10,7 +10,7 @@ memory-mapped files, page cache the kernel takes back under pressure) and the pe
 embeddings memory-mapped from disk and read in bounded blocks, its top-100 given to every test row and
 written as ``vixml predict`` writes it (``to_csr``), and ``vixml evaluate`` of those predictions (P@k,
 nDCG@k, PSP@k, recall). Before each stage the product's own estimate (:mod:`vixml.data.footprint`,
-:func:`vixml.search.search_memory`, the ones the commands check) is compared with the memory available
+:func:`vixml.planning.search_memory`, the ones the commands check) is compared with the memory available
 (:func:`vixml.memory_fit.require`) and the stage is refused with the same message a command gives.
 
 ``--scale`` shrinks every size (the runner uses 0.05 with ``--quick``, 1.0 otherwise); ``--search-queries``
@@ -29,7 +29,7 @@ process for the 2 cores made a training step 3.4x slower than 1 thread). The chi
 of the run begins and ends (wrappers round the trainer's and the companion's functions, which are left
 unchanged; the run's log lines are kept with their times) and the parent's RssAnon samples are attributed
 to the phases: each phase's own time and peak, next to the product's estimate for it
-(:func:`vixml.training.host_memory.training_phases`: what the process held when ``train()`` checked its
+(:func:`vixml.planning.training_phases`: what the process held when ``train()`` checked its
 memory, plus what the run keeps, plus the phase). ``--texts related`` writes query texts made of words of
 their labels' texts (Zipf-like word frequencies) instead of uniform random words, for the sparse companion.
 """
@@ -83,7 +83,7 @@ def _sizes(scale: float, search_queries: int, test_queries: int = 20_000) -> dic
 
 def _estimate(name: str, folder: Path, s: dict) -> tuple[int, str]:
     """(bytes, what) a stage needs at most: the product's own estimates (:mod:`vixml.data.footprint`,
-    :func:`vixml.search.search_memory`), the ones the commands check; the generator's is its own."""
+    :func:`vixml.planning.search_memory`), the ones the commands check; the generator's is its own."""
     from vixml.data.footprint import csr_bytes, evaluate_need, folder_need, prepare_need, stats_need
     from vixml.memory_fit import BASE_BYTES
 
@@ -98,7 +98,7 @@ def _estimate(name: str, folder: Path, s: dict) -> tuple[int, str]:
     if name == "stats":
         return stats_need(data)[:2]
     if name == "search":
-        from vixml.search import search_memory, to_csr_memory
+        from vixml.planning import search_memory, to_csr_memory
 
         n, L, d = s["search_queries"], s["n_labels"], s["dim"]
         # the searched rows' top-100 tiled to every test row (12 bytes per prediction), then made a CSR; what
@@ -317,19 +317,18 @@ def _instrument(phases: _Phases, checked: dict) -> None:
     import vixml.retrieval.sparse as sparse_mod
     import vixml.training.run as run_mod
     import vixml.training.trainer as trainer_mod
-    from vixml import memory_fit
+    from vixml import memory_fit, planning
     from vixml.models.prototypes import LabelPrototypes
-    from vixml.training import host_memory
 
     check = run_mod._require_training_fits
 
-    def require_training_fits(cfg, dataset, data_dir, device):  # what train() checks, its parts kept
+    def require_training_fits(cfg, dataset, data_dir, device, backbone=None):  # what train() checks, in parts
         checked["resident"] = memory_fit.resident_bytes()
-        found = host_memory.training_phases(cfg, dataset, device)
+        found = planning.training_phases(cfg, dataset, device, backbone=backbone)
         if found is not None:
             checked["held"], checked["phases"] = found.held, dict(found.phases)
-        checked["need"], checked["what"] = host_memory.training_need(cfg, dataset, device)
-        return check(cfg, dataset, data_dir, device)
+        checked["need"], checked["what"] = planning.training_need(cfg, dataset, device, backbone=backbone)
+        return check(cfg, dataset, data_dir, device, backbone)
 
     run_mod._require_training_fits = require_training_fits
     phases.wrap(run_mod, "load_dataset", "loading the dataset")
@@ -394,12 +393,11 @@ def _train(name: str, folder: Path, s: dict) -> dict:
         import torch
 
         import vixml.training.run as run_mod
-        from vixml import memory_fit
-        from vixml.training import host_memory
+        from vixml import memory_fit, planning
 
         dataset = run_mod.load_dataset(data, images=False)
         checked["resident"] = memory_fit.resident_bytes()  # as train() would check it
-        found = host_memory.training_phases(cfg, dataset, torch.device("cpu"))
+        found = planning.training_phases(cfg, dataset, torch.device("cpu"))
         checked["held"], checked["phases"] = found.held, dict(found.phases)
         rows = holdout_rows(dataset, cfg)
         with phases.phase("sparse companion alone"):
@@ -452,7 +450,7 @@ def _peak_anon(child: subprocess.Popen) -> int:
     return max((anon for _, anon in _anon_samples(child)), default=0)
 
 
-#: The product's estimate of each phase of a training run (:func:`vixml.training.host_memory.training_phases`).
+#: The product's estimate of each phase of a training run (:func:`vixml.planning.training_phases`).
 _ESTIMATED = {
     "sparse companion": "training the sparse companion",
     "PRIME's start > refilling the query bank": "refilling the query bank",

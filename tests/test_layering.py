@@ -21,12 +21,13 @@ LAYERS = {
     "models": 3,
     "reports": 3,
     "vision": 3,
-    "training": 4,
-    "inference": 5,
-    "serve": 6,
-    "cli": 7,
-    "testing": 7,  # builders and oracles for tests and benchmarks: may use every layer, used by none
-    "__main__": 8,  # python -m vixml: the command line, above everything
+    "planning": 4,  # memory estimates: reads the sizes of data, models, search and retrieval
+    "training": 5,
+    "inference": 6,
+    "serve": 7,
+    "cli": 8,
+    "testing": 8,  # builders and oracles for tests and benchmarks: may use every layer, used by none
+    "__main__": 9,  # python -m vixml: the command line, above everything
 }
 BASE = 0
 

@@ -100,7 +100,7 @@ def test_the_search_chunk_shrinks_and_says_so(monkeypatch, caplog):
     monkeypatch.setattr(memory_fit, "available_bytes", lambda: 1 << 30)
     monkeypatch.setattr(exact, "_said", set())
     with caplog.at_level(logging.INFO, logger="vixml.search.exact"):
-        assert exact._chunk_bytes(torch.device("cpu")) == 256 << 20
+        assert exact.label_chunk_bytes(torch.device("cpu")) == 256 << 20
     assert "label chunks of 256 MiB instead of 1.0 GiB" in caplog.text
     rng = np.random.default_rng(0)
     q, lab = rng.standard_normal((300, 8), dtype=np.float32), rng.standard_normal((500, 8), dtype=np.float32)

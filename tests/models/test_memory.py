@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from vixml.cli.memory import memory
 from vixml.config import RunConfig, apply_overrides, load_config
 from vixml.errors import ConfigError
-from vixml.models.memory import KNOWN_MODELS, backbone_shape, estimate_memory, layer_activation_bytes
+from vixml.planning import KNOWN_MODELS, backbone_shape, estimate_memory, layer_activation_bytes
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 LLAMA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")

@@ -1,4 +1,4 @@
-"""The host memory of a training run, checked before anything is written (vixml.training.host_memory)."""
+"""The host memory of a training run, checked before anything is written (vixml.planning.training)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from vixml.cli.main import main
 from vixml.config import RunConfig, apply_overrides, save_config
 from vixml.data import load_dataset
 from vixml.data.footprint import folder_need
-from vixml.training.host_memory import sparse_need, training_need, training_phases
+from vixml.planning import sparse_need, training_need, training_phases
 
 CPU = torch.device("cpu")
 

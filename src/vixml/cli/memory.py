@@ -38,7 +38,7 @@ def memory(
     checkpointing first, then a micro-batch and gradient-accumulation steps that fit --gpu-gib.
     """
     from vixml.config import load_config
-    from vixml.models.memory import estimate_memory
+    from vixml.planning import estimate_memory
 
     cfg = load_config(config, overrides)
     estimate = estimate_memory(

@@ -19,7 +19,7 @@ from vixml.inference.labels import LabelSet, Predictions, read_label_ids
 from vixml.inference.overlay import LabelOverlay
 from vixml.retrieval import Fusion, Memory, Retriever
 from vixml.run_folder import ExportFolder, RunFolder, open_run
-from vixml.search import search_memory, to_csr, to_csr_memory
+from vixml.search import to_csr
 
 if TYPE_CHECKING:  # torch and the models load only for a run folder, never for an export (serve-onnx)
     import torch
@@ -331,35 +331,14 @@ class Predictor:
 
     def _require_fits(self, data_dir, split: str, k: int, augment: bool) -> None:
         """Refuse, before anything is embedded, a prediction whose dataset, query embeddings and search would
-        not fit in this machine's memory (the model and label embeddings, already held, counted as such)."""
-        from vixml.data.footprint import folder_need
-        from vixml.memory_fit import BASE_BYTES, require, resident_bytes
+        not fit in this machine's memory (:func:`vixml.planning.prediction_plan`)."""
+        from vixml.planning import prediction_plan
 
-        if not Path(data_dir).is_dir():
-            return  # the loader names what is wrong
-        folder, what, shapes = folder_need(data_dir)
-        split_shapes = {s.path.name.split("_X_Y")[0]: s for s in shapes}
-        shape = split_shapes.get(split)
-        if shape is None:
-            return
-        n, (n_labels, dim) = shape.n_rows, self.label_embeddings.shape
-        width = max(k, 100)  # with filtering: k plus the most filtered pairs of a row, rarely more than a few
         device = "cuda" if getattr(self.device, "type", self.device) == "cuda" else "cpu"
-        searched = search_memory(n, n_labels, dim, width, device=device, precision="fp32")
-        embedded = 4 * n * dim  # the query embeddings (+R: the training queries' too)
-        if augment:
-            n_trn = split_shapes["trn"].n_rows if "trn" in split_shapes else 0
-            embedded += 4 * n_trn * dim
-            searched += search_memory(n, n_trn, dim, width, device=device)
-        # what the search held is not all given back before the top-k becomes a CSR (measured): added up
-        searched = embedded + searched + to_csr_memory(n, width)
-        need = resident_bytes() + folder - BASE_BYTES + searched
-        require(
-            need,
-            f"{what}, {n:,} query embeddings of {dim} and their top-{k} among {n_labels:,} labels",
-            "Predict a subset of the rows (a dataset folder with fewer test rows), or on a machine with more memory.",
-            command="vixml predict",
-        )
+        shape = tuple(self.label_embeddings.shape)
+        plan = prediction_plan(data_dir, split, k, labels=shape, device=device, augment=augment)
+        if plan is not None:
+            plan.require()
 
 
 INDEXES = ("exact", "hnsw")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Literal
 import torch
 
 from vixml.errors import ConfigError, DataError, Problem, VixmlError
-from vixml.models.architectures import BackboneSpec, resolve_backbone
+from vixml.models.architectures import BackboneSpec, resolve_backbone, text_model
 from vixml.models.assembler import ENCODER_SEGMENTS
 from vixml.models.backbone import TextBackbone
 from vixml.models.dual_encoder import DualEncoder
@@ -22,7 +22,7 @@ from vixml.models.fusion import ImageProjection
 from vixml.models.prototypes import LabelPrototypes
 
 if TYPE_CHECKING:
-    from vixml.config import RunConfig
+    from vixml.config import LoraConfig, RunConfig
     from vixml.data import XMCDataset
     from vixml.data.images import ImageBank
 
@@ -30,6 +30,9 @@ __all__ = [
     "check_pretrained",
     "segments_for",
     "build_dual_encoder",
+    "build_heads",
+    "meta_backbone",
+    "attach_backbone_lora",
     "load_dual_encoder",
     "image_banks",
 ]
@@ -119,12 +122,31 @@ def build_dual_encoder(
         backbone.add_lora(
             r=lc.r, alpha=lc.alpha, rslora=lc.rslora, dropout=lc.dropout, target_modules=lc.target_modules
         )
+    prototypes, projection = build_heads(
+        config,
+        num_labels=num_labels,
+        embedding_dim=backbone.embedding_dim,
+        hidden_size=backbone.hidden_size,
+        vision_dim=vision_dim,
+    )
+    sides = config.images.sides if config.images is not None else "both"
+    return DualEncoder(backbone, prototypes, projection, sides).to(device)
+
+
+def build_heads(
+    config: RunConfig, *, num_labels: int, embedding_dim: int, hidden_size: int, vision_dim: int | None
+) -> tuple[LabelPrototypes | None, ImageProjection | None]:
+    """The PRIME prototypes (sized for ``num_labels``) and the image projection (None where not configured).
+
+    One function for the trainer's model and the memory planner's meta-device count
+    (:func:`vixml.planning.backbone.model_parameters`), so the two cannot size them differently.
+    """
     prototypes = None
     pc = config.prototypes
     if pc is not None:
         prototypes = LabelPrototypes(
             num_labels,
-            backbone.embedding_dim,
+            embedding_dim,
             pc.free_vectors_for(num_labels),
             heads=pc.lpn_heads,
             ffn_dim=pc.lpn_ffn,
@@ -134,9 +156,39 @@ def build_dual_encoder(
         )
     projection = None
     if config.images is not None and vision_dim is not None:
-        projection = ImageProjection(vision_dim, backbone.hidden_size)
-    sides = config.images.sides if config.images is not None else "both"
-    return DualEncoder(backbone, prototypes, projection, sides).to(device)
+        projection = ImageProjection(vision_dim, hidden_size)
+    return prototypes, projection
+
+
+def meta_backbone(resolved: BackboneSpec) -> torch.nn.Module:
+    """The backbone's model as :meth:`TextBackbone.from_pretrained` makes it (``AutoModel``, then its text
+    model), built on the meta device: no weights read, no memory used. What the memory planner counts.
+
+    Raises:
+        ConfigError: transformers cannot build the config.
+    """
+    from transformers import AutoModel
+
+    try:
+        with torch.device("meta"):
+            model = AutoModel.from_config(resolved.config)
+    except Exception as exc:  # transformers raises many types for unbuildable configs
+        raise ConfigError(
+            f"cannot build {resolved.name_or_path!r} ({resolved.model_type}) from its config: {exc}"
+        ) from exc
+    return text_model(model, resolved.architecture, resolved.model_type)
+
+
+def attach_backbone_lora(model: torch.nn.Module, resolved: BackboneSpec, lora: LoraConfig) -> torch.nn.Module:
+    """``model`` (a :func:`meta_backbone`) wrapped with the adapters :meth:`TextBackbone.add_lora` attaches:
+    the same targets (:func:`~vixml.models.lora.lora_targets`) through the same PEFT call, on the meta device."""
+    from vixml.models.lora import attach_lora, lora_targets
+
+    targets = lora_targets(lora.target_modules, resolved.lora_targets, resolved.model_type)
+    with torch.device("meta"):
+        return attach_lora(
+            model, targets=targets, r=lora.r, alpha=lora.alpha, rslora=lora.rslora, dropout=lora.dropout
+        )
 
 
 def load_dual_encoder(model_dir, config: RunConfig, *, device: torch.device | str = "cpu") -> DualEncoder:

@@ -38,6 +38,7 @@ __all__ = [
     "has_lora",
     "lora_targets",
     "count_parameters",
+    "is_linear",
     "save_adapter",
     "load_adapter",
     "merged_state_dict",
@@ -107,7 +108,7 @@ def attach_lora(
         with _quiet_peft():
             wrapped = peft.get_peft_model(model, config)
     except ValueError as exc:  # PEFT's "Target modules ... not found in the base model"
-        names = sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules() if _is_linear(m)})
+        names = sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules() if is_linear(m)})
         raise ConfigError(
             f"LoRA targets {targets} do not match the {model.config.model_type!r} model ({exc}); "
             f"its linear modules are named: {', '.join(names)}"
@@ -237,7 +238,11 @@ def _quiet_peft():
         yield
 
 
-def _is_linear(module: Any) -> bool:
+def is_linear(module: Any) -> bool:
+    """A linear layer as PEFT's ``all-linear`` sees one: ``nn.Linear``, its 4/8-bit forms, GPT-2's ``Conv1D``.
+
+    The one test of it: LoRA's error message and the memory planner's count of autocast copies use it.
+    """
     import torch
 
     return isinstance(module, torch.nn.Linear) or type(module).__name__ in ("Linear4bit", "Linear8bitLt", "Conv1D")

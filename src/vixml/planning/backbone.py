@@ -1,20 +1,29 @@
 """Backbone shapes without weights: the sizes the memory estimate needs, from a config (docs/method.md 2).
 
-Parameters are counted exactly by building the model on the meta device from its config; the paper's hub
-backbones are known offline by their published ``config.json`` values.
+Why here and not a formula: parameters are counted on the model the builder itself makes
+(:func:`vixml.models.build.meta_backbone`: ``AutoModel.from_config``, its text model, PEFT's adapters on the
+builder's targets), built on the meta device, so the estimate cannot drift from what a run trains. The
+paper's hub backbones are known offline by their published ``config.json`` values (a hub name cannot be
+read without the network); what stays a formula is what a meta build cannot show: the untied LM head
+vixml never loads.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vixml.errors import ConfigError
 
-__all__ = ["KNOWN_MODELS", "BackboneShape", "backbone_shape"]
+if TYPE_CHECKING:
+    from vixml.config import LoraConfig
+    from vixml.models.architectures import BackboneSpec
+
+__all__ = ["KNOWN_MODELS", "BackboneShape", "backbone_shape", "offline_backbone"]
 
 logger = logging.getLogger(__name__)
 
@@ -102,18 +111,23 @@ class BackboneShape:
     attention_dropout: float = 0.0
 
 
-def _hf_config(name_or_path: str) -> Any:
-    """The transformers config of a local folder (or packaged model), else of the known-name table."""
+def offline_backbone(name_or_path: str, kind: str = "auto") -> BackboneSpec:
+    """The :class:`~vixml.models.BackboneSpec` of a local folder (or packaged model), else of the known-name table.
+
+    Never asks the hub: a hub name is read from :data:`KNOWN_MODELS` (``vixml memory`` works offline).
+    """
     from transformers import AutoConfig
 
+    from vixml.models.architectures import backbone_spec
     from vixml.models.hub import resolve_pretrained
 
     local = resolve_pretrained(name_or_path)
     if local != name_or_path or re.match(r"^[./~]", name_or_path):
         try:
-            return AutoConfig.from_pretrained(local)
+            config = AutoConfig.from_pretrained(local)
         except (OSError, ValueError, KeyError) as exc:
             raise ConfigError(f"cannot read the model config in {local}: {exc}") from None
+        return backbone_spec(config, name_or_path, local, kind)
     if name_or_path not in KNOWN_MODELS:
         known = "\n".join(f"  - {k}" for k in KNOWN_MODELS)
         raise ConfigError(
@@ -124,7 +138,7 @@ def _hf_config(name_or_path: str) -> Any:
     model_type = spec.pop("model_type")
     if model_type == "distilbert":  # DistilBertConfig's own argument names
         spec = {_DISTILBERT_KEYS.get(k, k): v for k, v in spec.items()}
-    return AutoConfig.for_model(model_type, **spec)
+    return backbone_spec(AutoConfig.for_model(model_type, **spec), name_or_path, name_or_path, kind)
 
 
 def backbone_shape(
@@ -134,64 +148,73 @@ def backbone_shape(
     lora_targets: tuple[str, ...] | None = None,
     kind: str = "auto",
     config: Any = None,
+    lora: LoraConfig | None = None,
 ) -> BackboneShape:
-    """Build the backbone on the meta device (no memory, no download) and read what the estimate needs.
+    """Build the backbone as a run would, on the meta device (no memory, no download), and read what the
+    estimate needs from it.
 
     Args:
         name_or_path: a local model folder, or a name of :data:`KNOWN_MODELS`.
-        lora_r: LoRA rank; None = no adapters.
-        lora_targets: module names to adapt (suffix match, as PEFT); None = the architecture's defaults
-            (``ArchitectureSpec.lora_targets``), every linear layer when it has none (PEFT's ``all-linear``).
-        kind: ``encoder``/``decoder``, or ``auto`` to read it from the architecture registry.
+        lora_r: LoRA rank; None = no adapters (unless ``lora`` is given).
+        lora_targets: module names to adapt; None = the builder's default (the architecture's targets, else
+            every linear layer).
+        kind: ``encoder``/``decoder``, or ``auto`` (the architecture registry's word).
         config: its Hugging Face config when already read (``BackboneSpec.config``); None = read here.
+        lora: the run's LoRA section (its rank and targets), instead of ``lora_r``/``lora_targets``.
 
     Raises:
         ConfigError: the name is unknown offline, or its config cannot be read or built.
     """
+    from vixml.config import LoraConfig
+    from vixml.models.architectures import backbone_spec
+    from vixml.models.build import meta_backbone
+
+    if config is not None:
+        resolved = backbone_spec(config, name_or_path, name_or_path, kind)
+    else:
+        resolved = offline_backbone(name_or_path, kind)
+    if lora is None and lora_r is not None:
+        lora = LoraConfig(r=lora_r, target_modules=tuple(lora_targets) if lora_targets else None)
+    model = meta_backbone(resolved)
+    found = _structure(model, resolved)
+    if lora is None:
+        return found
+    from vixml.models.build import attach_backbone_lora
+    from vixml.models.lora import count_parameters
+
+    layer0 = _layers(model)[:1]
+    wrapped = attach_backbone_lora(model, resolved, lora)
+    inputs = tuple(int(m.in_features) for layer in layer0 for m in layer.modules() if _is_lora_layer(m))
+    return dataclasses.replace(found, lora_parameters=count_parameters(wrapped)[0], lora_layer_inputs=inputs)
+
+
+def _structure(model: Any, resolved: BackboneSpec) -> BackboneShape:
+    """What the activation formula needs, read from the built (meta) model and its config."""
     import torch
-    from transformers import AutoModel
 
-    from vixml.models.architectures import architecture_spec, is_decoder_type
+    from vixml.models.lora import is_linear
 
-    cfg = config if config is not None else _hf_config(name_or_path)
-    spec = architecture_spec(cfg.model_type)
-    if spec.text_submodule is not None and getattr(cfg, "text_config", None) is not None:
-        cfg = cfg.text_config  # multimodal checkpoint (Gemma 3): vixml uses its text model
-    decoder = kind == "decoder" or (kind == "auto" and is_decoder_type(cfg.model_type, spec))
-    try:
-        with torch.device("meta"):
-            model = AutoModel.from_config(cfg)
-    except Exception as exc:  # transformers raises many types for unbuildable configs
-        raise ConfigError(f"cannot build {name_or_path!r} ({cfg.model_type}) from its config: {exc}") from exc
+    cfg = model.config
+    decoder = resolved.kind == "decoder"
     h, layers = int(cfg.hidden_size), int(cfg.num_hidden_layers)
     heads = int(cfg.num_attention_heads)
     head_dim = int(getattr(cfg, "head_dim", None) or h // heads)
     inter = int(getattr(cfg, "intermediate_size", None) or getattr(cfg, "hidden_dim", None) or 4 * h)
     params = {id(p): p.numel() for p in model.parameters()}
-    linears = [(n, m) for n, m in model.named_modules() if _is_linear(m)]
-    stack = max((m for m in model.modules() if isinstance(m, torch.nn.ModuleList)), key=len, default=None)
-    layer0 = {id(m) for m in stack[0].modules()} if stack is not None and len(stack) else set()
-    lora, lora_inputs = 0, []
-    if lora_r is not None:
-        targets = lora_targets or spec.lora_targets
-        for name, module in linears:
-            if targets is None or any(name == t or name.endswith("." + t) for t in targets):
-                d_in, d_out = _linear_dims(module)
-                lora += lora_r * (d_in + d_out)
-                if id(module) in layer0:
-                    lora_inputs.append(d_in)
-    layer_modules = list(stack[0].named_modules()) if layer0 else []
+    linears = [m for m in model.modules() if is_linear(m)]
+    stack = _layers(model)
+    layer_modules = list(stack[0].named_modules()) if stack else []
     norms = [
         m for _, m in layer_modules if "norm" in type(m).__name__.lower() and getattr(m, "weight", None) is not None
     ]
     q_dim, kv_dim = heads * head_dim, int(getattr(cfg, "num_key_value_heads", None) or heads) * head_dim
-    layer_linears = [_linear_dims(m) for _, m in layer_modules if _is_linear(m)]
+    layer_linears = [_linear_dims(m) for _, m in layer_modules if is_linear(m)]
     mlp_in = sum(1 for d_in, d_out in layer_linears if d_in == h and d_out in (inter, 2 * inter))
     attn_in = sum(1 for d_in, d_out in layer_linears if d_in == h and d_out in (q_dim, kv_dim))
     dropouts = [m for _, m in layer_modules if isinstance(m, torch.nn.Dropout) and m.p > 0]
     vocab = int(getattr(cfg, "vocab_size", 0) or 0)
     return BackboneShape(
-        name=name_or_path,
+        name=resolved.name_or_path,
         model_type=cfg.model_type,
         decoder=decoder,
         hidden_size=h,
@@ -201,10 +224,9 @@ def backbone_shape(
         head_dim=head_dim,
         intermediate_size=inter,
         parameters=sum(params.values()),
+        # a formula: AutoModel (what vixml loads) has no LM head to count; an untied one is vocab x hidden
         lm_head_parameters=0 if (not decoder or getattr(cfg, "tie_word_embeddings", True)) else vocab * h,
-        linear_parameters=sum(math.prod(m.weight.shape) for _, m in linears),
-        lora_parameters=lora,
-        lora_layer_inputs=tuple(lora_inputs),
+        linear_parameters=sum(math.prod(m.weight.shape) for m in linears),
         norms_per_layer=sum(1 for m in norms if tuple(m.weight.shape) == (h,)) or 2,
         rms_norm=any("rms" in type(m).__name__.lower() for m in norms),
         head_norms=any(tuple(m.weight.shape) == (head_dim,) for m in norms),
@@ -216,10 +238,19 @@ def backbone_shape(
     )
 
 
-def _is_linear(module: Any) -> bool:
+def _layers(model: Any) -> Any:
+    """The stack of transformer layers: the model's longest ``ModuleList`` (empty list when none)."""
     import torch
 
-    return isinstance(module, torch.nn.Linear) or type(module).__name__ == "Conv1D"
+    lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]
+    return max(lists, key=len) if lists else []
+
+
+def _is_lora_layer(module: Any) -> bool:
+    import sys
+
+    peft = sys.modules.get("peft")
+    return peft is not None and isinstance(module, peft.tuners.lora.LoraLayer)
 
 
 def _linear_dims(module: Any) -> tuple[int, int]:

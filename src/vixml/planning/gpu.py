@@ -53,10 +53,10 @@ import logging
 import math
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from vixml.errors import ConfigError
-from vixml.models.model_shapes import KNOWN_MODELS, BackboneShape, backbone_shape
+from vixml.planning.backbone import KNOWN_MODELS, BackboneShape, backbone_shape
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -115,6 +115,48 @@ def layer_activation_bytes(
     else:  # 16-bit compute: each adapter casts its input to fp32 and autocast back, a private copy
         total += sum(e * (d_in + lora_r) for d_in in shape.lora_layer_inputs)
     return total
+
+
+class HeadSizes(NamedTuple):
+    """Parameters of the heads a run adds to its backbone, and bytes of PRIME's per-label buffers."""
+
+    projection: int
+    transform: int
+    lpn: int
+    free_vectors: int
+    label_buffers: int
+
+
+def head_sizes(config: RunConfig, num_labels: int | None, *, hidden: int, dim: int) -> HeadSizes:
+    """Count the heads on the modules the builder makes (:func:`vixml.models.build.build_heads` and the
+    backbone's output transform), built on the meta device: a change to a head changes its count here.
+
+    ``num_labels`` None: the free vectors are the configured number and PRIME's per-label buffers (centroids,
+    label map, flags) are not counted.
+    """
+    import torch
+
+    from vixml.models.build import build_heads
+
+    pc, ic = config.prototypes, config.images
+    vision = (ic.embedding_dim or DEFAULT_VISION_DIM) if ic is not None else None
+    labels = num_labels or (2 * pc.num_free_vectors if pc is not None else 2)  # L/2 free vectors: all of them
+    with torch.device("meta"):
+        prototypes, projection = build_heads(config, num_labels=labels, embedding_dim=dim, hidden_size=hidden,
+                                             vision_dim=vision)  # fmt: skip
+        transform = torch.nn.Linear(hidden, config.model.transform) if config.model.transform else None
+
+    def count(module) -> int:
+        return sum(p.numel() for p in module.parameters()) if module is not None else 0
+
+    buffers = sum(b.numel() * b.element_size() for b in prototypes.buffers()) if prototypes is not None else 0
+    return HeadSizes(
+        projection=count(projection),
+        transform=count(transform),
+        lpn=count(prototypes.lpn) if prototypes is not None else 0,
+        free_vectors=prototypes.free_vectors.numel() if prototypes is not None else 0,
+        label_buffers=buffers if num_labels else 0,
+    )
 
 
 @dataclass(frozen=True)
@@ -252,13 +294,7 @@ def estimate_memory(
     if batch < 2:
         raise ConfigError(f"batch_size must be >= 2 (in-batch negatives), got {batch}")
     lora = mc.lora
-    shape = backbone_shape(
-        mc.name_or_path,
-        lora_r=lora.r if lora else None,
-        lora_targets=lora.target_modules if lora else None,
-        kind=mc.kind,
-        config=hf_config,
-    )
+    shape = backbone_shape(mc.name_or_path, kind=mc.kind, config=hf_config, lora=lora)
     full_ft = lora is None
     weight_dtype = mc.dtype if mc.dtype != "auto" else ("bf16" if shape.decoder else "fp32")
     n = 4 if weight_dtype == "fp32" else 2
@@ -280,12 +316,9 @@ def estimate_memory(
         lengths.append(literal + text_len + (images if "{images}" in segments else 0) + ("{eos}" in segments))
     sq, sl = lengths
 
-    proj_params = ((ic.embedding_dim or DEFAULT_VISION_DIM) + 1) * h if ic is not None else 0
-    transform_params = (h + 1) * mc.transform if mc.transform else 0
-    lpn_params = 4 * d * d + 9 * d + 2 * d * pc.lpn_ffn + pc.lpn_ffn if pc is not None else 0
-    free = 0
-    if pc is not None:
-        free = min(pc.num_free_vectors, max(1, num_labels // 2)) if num_labels else pc.num_free_vectors
+    heads = head_sizes(config, num_labels, hidden=h, dim=d)
+    proj_params, transform_params, lpn_params = heads.projection, heads.transform, heads.lpn
+    free, centroids = heads.free_vectors // d, heads.label_buffers
     head_params = proj_params + transform_params + lpn_params + free * d
     trainable_backbone = shape.parameters if full_ft else shape.lora_parameters
     ranks = max(1, ranks)
@@ -296,7 +329,6 @@ def estimate_memory(
     train_bytes = (n if full_ft else 4) * trainable_backbone // shard + 4 * head_params
     weights = (shape.parameters * n + 4 * shape.lora_parameters) // shard + 4 * head_params
     weights += gathered * n if fsdp else 0
-    centroids = num_labels * (4 * d + 9) if pc is not None and num_labels else 0  # fp32 rows, int64 map, bool flag
     static = weights + centroids + 3 * train_bytes  # + gradients + two AdamW moments
     copies = ((2 * shape.linear_parameters if n == 4 else 0) + 2 * shape.lora_parameters if e == 2 else 0) // shard
     eager = mc.attn_implementation == "eager"

@@ -7,7 +7,7 @@ T test queries, D the embedding width):
 - the query bank, (N, D) float32, on the host unless it lives on the GPU (it does when it takes less
   than a quarter of the GPU's free memory);
 - on a CPU device, the model's weights, PRIME centroids and AdamW moments, as
-  :func:`vixml.models.estimate_memory` counts them for a GPU;
+  :func:`vixml.planning.estimate_memory` counts them for a GPU;
 - the largest of the phases, which never overlap: a training step (on a CPU, its gradients and
   activations); refilling the bank (the (N, D) embeddings gathered before they are copied in, and the PRIME
   centroids' (L, N) label-by-query matrix and (L, D) result); NGAME clustering (the bank rows of queries
@@ -47,7 +47,14 @@ depth is still counted (an upper bound).
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
+
+from vixml import distributed, memory_fit
+from vixml.data.footprint import folder_need
+from vixml.planning.fit import Need, Plan
+from vixml.planning.search import search_memory, to_csr_memory
 
 if TYPE_CHECKING:
     import torch
@@ -56,7 +63,14 @@ if TYPE_CHECKING:
     from vixml.data import XMCDataset
     from vixml.models import BackboneSpec
 
-__all__ = ["training_need", "training_phases", "sparse_need", "TrainingMemory", "WORKING_BYTES"]
+__all__ = [
+    "training_plan",
+    "training_need",
+    "training_phases",
+    "sparse_need",
+    "TrainingMemory",
+    "WORKING_BYTES",
+]
 
 #: A training process's working memory beside the arrays counted here (the sampler's and the tokenised
 #: splits' arrays, oneDNN and autograd scratch): what the measured peaks exceeded the counted arrays by.
@@ -102,9 +116,8 @@ def training_phases(
 ) -> TrainingMemory | None:
     """What a run holds throughout and what each of its phases adds, on this machine (None: the backbone
     cannot be read by the estimator). The arguments are :func:`training_need`'s."""
-    from vixml.models.memory import estimate_memory
-    from vixml.models.model_shapes import backbone_shape
-    from vixml.search import search_memory, to_csr_memory
+    from vixml.planning.backbone import backbone_shape
+    from vixml.planning.gpu import estimate_memory
 
     n, labels, tests = dataset.n_train, dataset.n_labels, dataset.n_test
     try:
@@ -179,6 +192,30 @@ def training_need(
         + (f", on {local_ranks} ranks on this machine" if local_ranks > 1 else "")
     )
     return need, what
+
+
+_HINT = "Use a machine with more memory, a GPU (the bank and the model then live there), or fewer ranks here."
+
+
+def training_plan(
+    cfg: RunConfig, dataset: XMCDataset, data_dir: str | os.PathLike, device: torch.device, backbone=None
+) -> Plan | None:
+    """The plan of ``vixml train`` on this machine, on top of what this process holds now (the dataset loaded,
+    the libraries): the run's own memory (:func:`training_need`) and the dataset on the other local ranks of
+    a torchrun launch. None when the backbone cannot be read by the estimator (then nothing is checked)."""
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    own = distributed.rank_device(device)  # this rank's GPU: asking another one would open a context on it
+    ranks = int(os.environ.get("WORLD_SIZE", "1"))
+    extra, what = training_need(cfg, dataset, own, local_ranks=local, ranks=ranks, backbone=backbone)
+    if not extra:
+        return None
+    data_need, data_what, _ = folder_need(Path(data_dir))
+    needs = (
+        Need("held now (the dataset loaded, the libraries)", memory_fit.resident_bytes()),
+        Need("the run", extra, what),
+        Need("the dataset on the other local ranks", (local - 1) * data_need, f"beside {data_what}"),
+    )
+    return Plan("vixml train", needs, _HINT)
 
 
 def sparse_need(sc: SparseConfig, dataset: XMCDataset) -> tuple[int, int]:

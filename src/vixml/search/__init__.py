@@ -18,20 +18,18 @@ Importing this package loads neither torch nor faiss/hnswlib; they load on first
 from __future__ import annotations
 
 from vixml.search import index_exact, index_faiss, index_hnswlib  # noqa: F401  (register the backends)
-from vixml.search.exact import PRECISIONS, Precision, search_memory, topk
+from vixml.search.exact import PRECISIONS, Precision, topk
 from vixml.search.index import Index, available_indexes, build_index, index_class, recall_at_k, register_index
 from vixml.search.index_exact import ExactIndex
 from vixml.search.index_faiss import FaissFlatIndex, FaissHNSWIndex, FaissIVFIndex
 from vixml.search.index_hnswlib import HnswlibIndex
-from vixml.search.sparse import to_csr, to_csr_memory
+from vixml.search.sparse import to_csr
 
 __all__ = [
     "topk",
     "Precision",
     "PRECISIONS",
-    "search_memory",
     "to_csr",
-    "to_csr_memory",
     "Index",
     "build_index",
     "register_index",

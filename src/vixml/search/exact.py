@@ -58,7 +58,16 @@ from vixml.search.selection import RunningTopK, best_of
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["topk", "Precision", "PRECISIONS", "BACKENDS", "default_blocks", "search_memory"]
+__all__ = [
+    "topk",
+    "Precision",
+    "PRECISIONS",
+    "BACKENDS",
+    "default_blocks",
+    "label_chunk_bytes",
+    "shortlist_margin",
+    "ONEDNN_MIN_QUERIES",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +82,7 @@ _CHUNK_BYTES_GPU = 4 << 30
 _MARGIN_MIN = 16
 _MARGIN_FRACTION = 1.0
 #: Fewest queries for which copying the labels into oneDNN's layout pays off (CPU float32).
-_ONEDNN_MIN_QUERIES = 256
+ONEDNN_MIN_QUERIES = 256
 #: The CPU reservoirs pack label ids into 32 bits.
 _MAX_CPU_LABELS = 2**32 - 1
 #: Bytes of gathered float32 label vectors per re-scoring step.
@@ -263,7 +272,7 @@ def _search_chunk(plan: _Plan, q, lab, start: int, end: int, out_v, out_i) -> No
         prepared = blocks.queries(q[q0:q1])
         carry = (out_v[q0:q1], out_i[q0:q1]) if start > 0 else None
         if plan.precision in ("bf16-rescore", "int8-rescore"):
-            short = _selector(plan, q1 - q0, min(plan.k + _margin(plan.k), end - start))
+            short = _selector(plan, q1 - q0, min(plan.k + shortlist_margin(plan.k), end - start))
             _scan(prepared, blocks, plan.buffer, short)
             shortlist = torch.as_tensor(short.finish()[1]).to(plan.device)
             values, indices = _rescore(q[q0:q1], lab, shortlist, plan)
@@ -303,7 +312,7 @@ def _backend(asked: str | None, dev, precision: str, n: int, lab) -> str:
         raise ConfigError(f"unknown search backend {asked!r}; valid: {', '.join(BACKENDS)}")
     if asked == "onednn" and not onednn_available():
         raise ConfigError("backend 'onednn' needs torch built with oneDNN (mkldnn), and this one is not")
-    if asked == "onednn" and n < _ONEDNN_MIN_QUERIES:
+    if asked == "onednn" and n < ONEDNN_MIN_QUERIES:
         return "torch"  # copying the labels into oneDNN's layout does not pay for few queries
     if asked == "faiss" and not (lab.dtype == torch.float32 and lab.is_contiguous()):
         return "numpy"  # faiss reads one contiguous float32 array; chunked conversion is ours
@@ -320,7 +329,7 @@ def _faiss_search(q, lab, k: int, bq: int, out_v, out_i) -> None:
     import faiss
 
     labels = lab.numpy()
-    margin = min(k + _margin(k), labels.shape[0])
+    margin = min(k + shortlist_margin(k), labels.shape[0])
     step = max(bq, 1024)
     for q0 in range(0, q.shape[0], step):
         rows = np.ascontiguousarray(q[q0 : q0 + step].to(dtype=lab.dtype).numpy())
@@ -402,7 +411,7 @@ def _rescore_rows(queries, ids, out, labels) -> None:
     _kernels.rescore(queries, labels, ids, out)
 
 
-def _margin(k: int) -> int:
+def shortlist_margin(k: int) -> int:
     return max(_MARGIN_MIN, math.ceil(_MARGIN_FRACTION * k))
 
 
@@ -413,12 +422,12 @@ def _chunk_ranges(lab, dev, cdtype, onednn: bool) -> Iterator[tuple[int, int]]:
     if not copies:
         yield 0, n_labels
         return
-    rows = max(1, _chunk_bytes(dev) // max(1, d * cdtype.itemsize))
+    rows = max(1, label_chunk_bytes(dev) // max(1, d * cdtype.itemsize))
     for start in range(0, n_labels, rows):
         yield start, min(start + rows, n_labels)
 
 
-def _chunk_bytes(dev) -> int:
+def label_chunk_bytes(dev) -> int:
     """Converted label bytes held at once: 1 GiB on CPU, or a quarter of the memory available when that is
     less (logged once); 4 GiB on GPU (device memory, not checked here)."""
     if dev.type == "cuda":
@@ -431,29 +440,6 @@ def _chunk_bytes(dev) -> int:
             f"search: label chunks of {gib(chosen)} instead of {gib(_CHUNK_BYTES_CPU)}, to fit the memory available",
         )
     return chosen
-
-
-def search_memory(
-    n_queries: int, n_labels: int, dim: int, k: int, *, device: str = "cpu", precision: str = "fp32"
-) -> int:
-    """Bytes of host memory one :func:`topk` call adds to its inputs (memory-mapped labels are read, not held).
-
-    The (n, k) float32 scores and int64 ids returned, the label chunk converted for the product (CPU:
-    oneDNN's copy of float32 labels, or the bfloat16 copy; at most :func:`_chunk_bytes`), the score and
-    query blocks, and the per-block selection state.
-    """
-    import torch
-
-    dev = torch.device(device)
-    out = 12 * n_queries * k
-    if dev.type == "cuda":
-        return out + (64 << 20)
-    bq, bl = default_blocks(dev)
-    itemsize = 4 if precision == "fp32" else 2
-    copies = precision != "fp32" or (n_queries >= _ONEDNN_MIN_QUERIES and onednn_available())
-    chunk = min(n_labels * dim * itemsize, _chunk_bytes(dev)) if copies else 0
-    blocks = 3 * bq * bl * 4 + 2 * bq * dim * 4 + 24 * bq * (k + _margin(k))
-    return out + chunk + blocks
 
 
 def _progress(enabled: bool, total: int):

@@ -11,7 +11,7 @@ from vixml.errors import DataError, Problem
 if TYPE_CHECKING:
     import scipy.sparse as sp
 
-__all__ = ["to_csr", "to_csr_memory"]
+__all__ = ["to_csr"]
 
 _BLOCK_ENTRIES = 1 << 20  # predictions sorted at a time (bounds the temporary arrays: about 30 MiB)
 
@@ -75,12 +75,6 @@ def to_csr(scores, indices, n_labels: int) -> sp.csr_matrix:
     matrix = sp.csr_matrix((data, cols, indptr.astype(index_dtype, copy=False)), shape=(n, n_labels), copy=False)
     matrix.has_sorted_indices = True
     return matrix
-
-
-def to_csr_memory(n_queries: int, k: int) -> int:
-    """Bytes :func:`to_csr` (and writing its result as ``.npz``) holds beyond its inputs at its peak: the CSR
-    (8 per prediction), the writer's finiteness mask (1) and one block's sort buffers (bounded)."""
-    return 10 * n_queries * k + (64 << 20)
 
 
 def _numpy(x) -> np.ndarray:

@@ -16,7 +16,6 @@ import dataclasses
 import io
 import json
 import logging
-import os
 import platform
 import random
 import signal
@@ -29,18 +28,18 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from vixml import __version__, distributed, memory_fit
+from vixml import __version__, distributed
 from vixml.atomic import atomic_open
 from vixml.config import RunConfig, apply_overrides, ineffective_settings, load_config, save_config
 from vixml.data import XMCDataset, load_dataset, write_label_matrix, write_texts
-from vixml.data.footprint import folder_need, require_folder
+from vixml.data.footprint import require_folder
 from vixml.devices import resolve_device, resolve_precision
 from vixml.errors import ConfigError, DataError, Problem, TrainingInterrupted
+from vixml.planning import training_plan
 from vixml.reports import plot_training_curves
 from vixml.reports.card import card_front_matter, hardware_line, run_card_sections
 from vixml.run_folder import RunFolder, RunState
 from vixml.training.checkpoint import save_array
-from vixml.training.host_memory import training_need
 from vixml.training.hybrid import holdout_rows, plus_r_memory, sparse_companion, tune_fusion, without_rows
 from vixml.training.parallel import full_weights
 from vixml.training.trainer import EpochEnd, Trainer
@@ -177,20 +176,10 @@ def train(
 
 
 def _require_training_fits(cfg: RunConfig, dataset: XMCDataset, data_dir: Path, device, backbone) -> None:
-    """Refuse a run whose host memory (the query bank, the peak phase, the model's state on a CPU, the dataset
-    on the other local ranks) would not fit this machine (:mod:`vixml.training.host_memory`).
-
-    Counted on top of what this process holds now (the dataset loaded, the libraries imported)."""
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    own = distributed.rank_device(device)  # this rank's GPU: asking another one would open a context on it
-    ranks = int(os.environ.get("WORLD_SIZE", "1"))
-    extra, what = training_need(cfg, dataset, own, local_ranks=local, ranks=ranks, backbone=backbone)
-    if not extra:
-        return
-    data_need, data_what, _ = folder_need(data_dir)
-    hint = "Use a machine with more memory, a GPU (the bank and the model then live there), or fewer ranks here."
-    need = memory_fit.resident_bytes() + extra + (local - 1) * data_need
-    memory_fit.require(need, f"{what}, beside {data_what}", hint, command="vixml train")
+    """Refuse a run whose host memory would not fit this machine (:func:`vixml.planning.training_plan`)."""
+    plan = training_plan(cfg, dataset, data_dir, device, backbone)
+    if plan is not None:
+        plan.require()
 
 
 @contextlib.contextmanager
