@@ -1,10 +1,10 @@
 """Refusing work that would not fit in memory before it starts, instead of an out-of-memory kill half-way.
 
 A command that loads whole files (``vixml data prepare/validate/stats``, ``vixml evaluate``, the search of
-``vixml predict``) first estimates its peak resident memory from the files' headers and sizes (the
-estimates live beside the readers: :mod:`vixml.data.footprint`, :func:`vixml.search.search_memory`),
-then calls :func:`require`, which compares it with what this machine (or its cgroup) still has and
-raises :class:`~vixml.errors.ResourceError` with the need, what is available and what to do about it.
+``vixml predict``) first estimates its peak resident memory from the files' headers and sizes
+(:mod:`vixml.data.footprint` for the data files, :mod:`vixml.planning` for the rest, whose
+:class:`~vixml.planning.Plan` adds a command's phases up), then calls :func:`require`, which compares it
+with what this machine (or its cgroup) still has and raises :class:`~vixml.errors.ResourceError` with the need, what is available and what to do about it.
 
 Estimates are of the whole process (the interpreter and libraries included, :data:`BASE_BYTES`), so the
 check compares them with what is available plus what this process already holds. They count anonymous
