@@ -4,7 +4,8 @@ A command that loads whole files (``vixml data prepare/validate/stats``, ``vixml
 ``vixml predict``) first estimates its peak resident memory from the files' headers and sizes
 (:mod:`vixml.data.footprint` for the data files, :mod:`vixml.planning` for the rest, whose
 :class:`~vixml.planning.Plan` adds a command's phases up), then calls :func:`require`, which compares it
-with what this machine (or its cgroup) still has and raises :class:`~vixml.errors.ResourceError` with the need, what is available and what to do about it.
+with what this machine (or its cgroup) still has and raises :class:`~vixml.errors.ResourceError` with the
+need, what is available and what to do about it.
 
 Estimates are of the whole process (the interpreter and libraries included, :data:`BASE_BYTES`), so the
 check compares them with what is available plus what this process already holds. They count anonymous
