@@ -183,7 +183,13 @@ def backbone_shape(
     from vixml.models.lora import count_parameters
 
     layer0 = _layers(model)[:1]
-    wrapped = attach_backbone_lora(model, resolved, lora)
+    lora_log = logging.getLogger("vixml.models.lora")
+    level = lora_log.level
+    lora_log.setLevel(logging.WARNING)  # its "trainable of" line is the real build's to say, not the estimate's
+    try:
+        wrapped = attach_backbone_lora(model, resolved, lora)
+    finally:
+        lora_log.setLevel(level)
     inputs = tuple(int(m.in_features) for layer in layer0 for m in layer.modules() if _is_lora_layer(m))
     return dataclasses.replace(found, lora_parameters=count_parameters(wrapped)[0], lora_layer_inputs=inputs)
 
