@@ -349,7 +349,7 @@ def _instrument(phases: _Phases, checked: dict) -> None:
     phases.wrap(
         trainer_mod.Trainer,
         "evaluate_with_predictions",
-        lambda trainer, *a: "zero-shot evaluation" if trainer.progress.step == 0 else "dense test evaluation",
+        lambda trainer, *a: "zero-shot evaluation" if trainer.state.step == 0 else "dense test evaluation",
     )
     phases.wrap(trainer_mod.Trainer, "finalize", "final bank refill (exact PRIME centroids)")
     phases.wrap(trainer_mod.Trainer, "label_embeddings", "label embeddings")

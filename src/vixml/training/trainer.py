@@ -14,9 +14,8 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -36,9 +35,10 @@ from vixml.training import checkpoint as ckpt
 from vixml.training import parallel
 from vixml.training.clustering import balanced_kmeans
 from vixml.training.evaluation import evaluate_split
-from vixml.training.losses import dual_encoder_loss, prime_loss
+from vixml.training.losses import Objective
 from vixml.training.optim import build_optimizer, build_scheduler
-from vixml.training.sampler import Batch, EpochBatchSampler, MiningSchedule
+from vixml.training.sampler import Batch, EpochBatchSampler
+from vixml.training.state import TrainState
 
 __all__ = ["Trainer", "EpochEnd"]
 
@@ -54,17 +54,6 @@ class EpochEnd:
     losses: dict[str, float]
     metrics: dict[str, float] | None
     seconds: float
-
-
-@dataclass
-class _Progress:
-    epoch: int = 0  # completed epochs
-    step: int = 0  # optimiser steps
-    batch: int = 0  # batches done in the current epoch (a checkpoint inside an epoch)
-    sums: dict[str, float] = field(default_factory=dict)  # the current epoch's loss sums so far
-    count: int = 0  # batches in those sums
-    epoch_seconds: float = 0.0  # training time of the current epoch so far
-    history: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Trainer:
@@ -121,10 +110,8 @@ class Trainer:
             B=tc.propensity_B,
             source=str(label_file(dataset.path, "trn") or dataset.path),
         )
-        self.schedule = None
-        if config.mining is not None:
-            m = config.mining.resolved(tc.epochs)  # "auto" = the reference schedule scaled to this run's length
-            self.schedule = MiningSchedule(m.cluster_size, m.double_at, m.start_epoch, m.update_every)
+        # "auto" = the reference schedule scaled to this run's length
+        self.schedule = config.mining.resolved(tc.epochs) if config.mining is not None else None
         self.clip_norm = tc.clip_norm(decoder)
         self.steps_per_epoch = -(-len(self.sampler) // tc.grad_accumulation)
         lr_by_pattern = {}
@@ -143,8 +130,9 @@ class Trainer:
         )
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=needs_grad_scaler(precision))
         self.loss_generator = torch.Generator(device=self.device).manual_seed(tc.seed)
+        self.objective = Objective(config.loss, config.prototypes, generator=self.loss_generator)
         self.bank = _query_bank(dataset.n_train, model.embedding_dim, self.device)
-        self.progress = _Progress()
+        self.state = TrainState()
         self.stop_requested: str | None = None  # set (to the signal's name) by a signal handler
         self._last_checkpoint = time.monotonic()
 
@@ -187,46 +175,47 @@ class Trainer:
             TrainingDiverged: the loss or the weights became non-finite; the last good checkpoint is named.
         """
         tc = self.cfg.train
-        if self.progress.epoch == 0 and self.progress.step == 0 and self.model.prototypes is not None:
+        if self.state.fresh and self.model.prototypes is not None:
             self._init_prototypes()
-        for epoch in range(self.progress.epoch, tc.epochs):
+        for epoch in range(self.state.epoch, tc.epochs):
             if self.steps_done():
                 break
             losses = self._train_epoch(epoch)
             self._between_epochs(epoch)
-            self.progress.epoch = epoch + 1
+            self.state.epoch = epoch + 1
             last = epoch + 1 == tc.epochs or self.steps_done()
             metrics = None
             every = tc.eval_interval()
             if self.dataset.tst_Y is not None and not last and every and (epoch + 1) % every == 0:
                 metrics = self.evaluate()
-            record = {"epoch": epoch + 1, "step": self.progress.step, **losses, **(metrics or {})}
-            record["seconds"] = round(self.progress.epoch_seconds, 3)
-            self.progress.history.append(record)
-            self.progress.epoch_seconds = 0.0
+            seconds = round(self.state.epoch_seconds, 3)
+            self.state.record(
+                {"epoch": epoch + 1, "step": self.state.step, **losses, **(metrics or {}), "seconds": seconds}
+            )
+            self.state.end_epoch()
             every = tc.checkpoint_interval()
             saved = last or (every and (epoch + 1) % every == 0)
             self.sync_stop()
             if saved or self.stop_requested:
                 self.save_checkpoint()
             for callback in self.callbacks:
-                callback(EpochEnd(epoch + 1, self.progress.step, losses, metrics, record["seconds"]))
+                callback(EpochEnd(epoch + 1, self.state.step, losses, metrics, seconds))
             if self.stop_requested and not last:
-                raise TrainingInterrupted(epoch + 1, self.progress.step, self.out_dir)
+                raise TrainingInterrupted(epoch + 1, self.state.step, self.out_dir)
             if last:
                 break
 
     def steps_done(self) -> bool:
         """``train.max_steps`` optimiser steps are done (never, without a cap)."""
         cap = self.cfg.train.max_steps
-        return cap is not None and self.progress.step >= cap
+        return cap is not None and self.state.step >= cap
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         from tqdm.auto import tqdm
 
         tc = self.cfg.train
         self.model.train()
-        p = self.progress
+        p = self.state
         sums = {k: torch.tensor(v, dtype=torch.float32, device=self.device) for k, v in p.sums.items()}
         bar = tqdm(
             total=len(self.sampler),
@@ -269,12 +258,11 @@ class Trainer:
         p.epoch_seconds += time.perf_counter() - started
         losses = {f"train/{k}": float(v) / max(p.count, 1) for k, v in sums.items()}
         self._check_finite_loss(losses.get("train/loss", 0.0))
-        p.batch, p.sums, p.count = 0, {}, 0
         return losses
 
     def _checkpoint_due(self) -> bool:
         tc = self.cfg.train
-        if tc.checkpoint_steps and self.progress.step % tc.checkpoint_steps == 0:
+        if tc.checkpoint_steps and self.state.step % tc.checkpoint_steps == 0:
             return True
         minutes = tc.checkpoint_minutes
         due = bool(minutes) and time.monotonic() - self._last_checkpoint >= 60 * minutes
@@ -284,7 +272,7 @@ class Trainer:
         """Stop on a non-finite loss (fp16 overflows are the gradient scaler's business, not a divergence)."""
         if math.isfinite(loss) or self.precision == "fp16":
             return
-        raise TrainingDiverged(self.progress.step, loss, ckpt.latest_checkpoint(RunFolder(self.out_dir).checkpoints))
+        raise TrainingDiverged(self.state.step, loss, ckpt.latest_checkpoint(RunFolder(self.out_dir).checkpoints))
 
     def _batch_images(self, split: str, rows: np.ndarray, rng: np.random.Generator) -> tuple:
         """(images, mask) tensors of a batch's items, with image dropout; () when the side has no images."""
@@ -296,26 +284,12 @@ class Trainer:
         return torch.from_numpy(emb).to(self.device), torch.from_numpy(mask).to(self.device)
 
     def _loss(self, batch: Batch, rng: np.random.Generator) -> dict[str, torch.Tensor]:
-        cfg = self.cfg
         sizes, share, keep = self._share(len(batch))
         q_ids, q_mask = self.encoder.tokens("trn").batch(batch.query_rows[share])
         l_ids, l_mask = self.encoder.tokens("lbl").batch(batch.label_ids[share])
         q_images = tuple(t[share] for t in self._batch_images("trn", batch.query_rows, rng))
         l_images = tuple(t[share] for t in self._batch_images("lbl", batch.label_ids, rng))
         targets = torch.from_numpy(batch.targets).to(self.device)
-        lc = cfg.loss
-        if lc.name == "triplet":
-            base_kwargs: dict[str, Any] = {
-                "num_negatives": lc.num_negatives,
-                "margin_min": lc.margin_min,
-                "margin_max": lc.margin_max,
-                "dynamic_margin": lc.dynamic_margin,
-                "aggressive": lc.aggressive,
-                "temperature": lc.temperature,
-                "hinge_tie": lc.hinge_tie,  # prime_loss also gives it to L_r's hinges
-            }
-        else:
-            base_kwargs = {"temperature": lc.infonce_temperature}
         with autocast(self.precision, self.device):
             q = self.model.encode_queries(q_ids.to(self.device), q_mask.to(self.device), *q_images)
             u_raw = self.model.encode_labels(l_ids.to(self.device), l_mask.to(self.device), *l_images, raw=True)
@@ -323,32 +297,11 @@ class Trainer:
             q = distributed.gather_with_grad(q[:keep], sizes)
             u_raw = distributed.gather_with_grad(u_raw[:keep], sizes)
             u = self.model.backbone.finish(u_raw)
+            v = None
             if self.model.prototypes is not None:
                 label_ids = torch.from_numpy(batch.label_ids).to(self.device)
                 v = self.model.label_prototypes(label_ids, u_raw)  # the LPN reads u before normalisation
-                parts = prime_loss(
-                    q,
-                    u,
-                    v,
-                    targets,
-                    weights=lc.weights,
-                    reg_margin=cfg.prototypes.reg_margin,
-                    reg_negatives=cfg.prototypes.reg_num_negatives,
-                    base=lc.name,
-                    generator=self.loss_generator,
-                    **base_kwargs,
-                )
-            else:
-                parts = dual_encoder_loss(
-                    q,
-                    u,
-                    targets,
-                    symmetric=lc.symmetric,
-                    weights=lc.weights,
-                    base=lc.name,
-                    generator=self.loss_generator,
-                    **base_kwargs,
-                )
+            parts = self.objective(q, u, targets, v)
         rows = torch.from_numpy(batch.query_rows).to(self.bank.device)
         self.bank[rows] = q.detach().float().to(self.bank.device, non_blocking=True)
         return parts
@@ -377,9 +330,9 @@ class Trainer:
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
-        self.progress.step += 1
+        self.state.step += 1
         for callback in self.step_callbacks:
-            callback(self.progress.step)
+            callback(self.state.step)
 
     def _between_epochs(self, epoch: int) -> None:
         """Refresh what the next epoch uses: NGAME clusters of the query bank, PRIME centroids."""
@@ -411,6 +364,13 @@ class Trainer:
         with torch.inference_mode():
             return self.model.inference_label_embeddings(text).float().cpu().numpy()
 
+    def evaluate_zero_shot(self) -> None:
+        """Epoch 0 of the history: the untrained model on the test split, the baseline of every curve."""
+        started = time.perf_counter()
+        metrics = self.evaluate()
+        seconds = round(time.perf_counter() - started, 3)
+        self.state.record({"epoch": 0, "step": 0, **metrics, "seconds": seconds})
+
     def evaluate(self, label_embeddings: np.ndarray | None = None) -> dict[str, float]:
         """Metrics of the current model on the test split (``label_embeddings``: reuse them when known)."""
         return self.evaluate_with_predictions(label_embeddings)[0]
@@ -425,7 +385,7 @@ class Trainer:
         if queries is None:  # not rank 0: rank 0 evaluates and says the metrics; it alone writes predictions
             return distributed.broadcast_object(None), sp.csr_matrix((0, self.dataset.n_labels), dtype=np.float32)
         metrics, predictions = evaluate_split(queries, label_embeddings, self.dataset, self.cfg.eval)
-        logger.info("epoch %d: %s", self.progress.epoch, _summary(metrics))
+        logger.info("epoch %d: %s", self.state.epoch, _summary(metrics))
         return distributed.broadcast_object(metrics), predictions
 
     def embed_test(self) -> np.ndarray | None:
@@ -446,8 +406,9 @@ class Trainer:
         with parallel.full_weights(self.model, trainable_only=True):
             weights = self._trainable_state()
             self._check_finite_weights(weights)
-        p = self.progress
+        p = self.state
         state = {
+            **p.state_dict(),
             "model": weights,
             "optimizer": parallel.full_optimizer_state(self.optimizer),
             "scheduler": self.scheduler.state_dict(),
@@ -456,13 +417,6 @@ class Trainer:
             "loss_generator": self.loss_generator.get_state(),
             "rng": ckpt.rng_state(),
             "rng_ranks": distributed.all_gather_objects(ckpt.rng_state()) if self.world.distributed else None,
-            "epoch": p.epoch,
-            "step": p.step,
-            "batch": p.batch,
-            "sums": dict(p.sums),
-            "count": p.count,
-            "epoch_seconds": p.epoch_seconds,
-            "history": p.history,
         }
         folder = RunFolder(self.out_dir).checkpoints
         path = folder  # only rank 0 writes (atomically); the others wait until it is on disk
@@ -476,7 +430,7 @@ class Trainer:
         flags = [torch.isfinite(t).all() for t in weights.values() if t.is_floating_point()]
         if flags and not bool(torch.stack(flags).all()):
             raise TrainingDiverged(
-                self.progress.step, float("nan"), ckpt.latest_checkpoint(RunFolder(self.out_dir).checkpoints)
+                self.state.step, float("nan"), ckpt.latest_checkpoint(RunFolder(self.out_dir).checkpoints)
             )
 
     def _trainable_state(self) -> dict[str, torch.Tensor]:
@@ -502,19 +456,11 @@ class Trainer:
         ranks = state.get("rng_ranks")  # each rank continues its own random streams (dropout)
         same_world = ranks is not None and len(ranks) == self.world.size
         ckpt.set_rng_state(ranks[self.world.rank] if same_world else state["rng"])
-        self.progress = _Progress(
-            epoch=state["epoch"],
-            step=state["step"],
-            batch=state.get("batch", 0),
-            sums=dict(state.get("sums", {})),
-            count=state.get("count", 0),
-            epoch_seconds=state.get("epoch_seconds", 0.0),
-            history=list(state["history"]),
-        )
+        self.state.load_state_dict(state)
         if bank is not None:
             self.bank.copy_(torch.from_numpy(bank))
-        where = f"epoch {self.progress.epoch}" + (f" + {self.progress.batch} batches" if self.progress.batch else "")
-        logger.info("resumed from %s (%s, step %d)", path, where, self.progress.step)
+        where = f"epoch {self.state.epoch}" + (f" + {self.state.batch} batches" if self.state.batch else "")
+        logger.info("resumed from %s (%s, step %d)", path, where, self.state.step)
         return True
 
 
