@@ -33,8 +33,8 @@ from vixml.models.split_encoder import SplitEncoder
 from vixml.run_folder import RunFolder
 from vixml.training import checkpoint as ckpt
 from vixml.training import parallel
-from vixml.training.clustering import balanced_kmeans
 from vixml.training.evaluation import evaluate_split
+from vixml.training.hooks import EpochHook, epoch_hooks
 from vixml.training.losses import Objective
 from vixml.training.optim import build_optimizer, build_scheduler
 from vixml.training.sampler import Batch, EpochBatchSampler
@@ -57,7 +57,7 @@ class EpochEnd:
 
 
 class Trainer:
-    """Train a :class:`DualEncoder` on a dataset and write checkpoints under ``out_dir/checkpoints``.
+    """Train a :class:`DualEncoder` on a dataset and write checkpoints into the run folder (``RunFolder``).
 
     Args:
         config: the run configuration.
@@ -68,6 +68,8 @@ class Trainer:
         precision: the resolved autocast precision (``fp32``, ``bf16``, ``fp16``).
         callbacks: called with an :class:`EpochEnd` after every epoch (after its checkpoint).
         step_callbacks: called with the global step after every optimiser step (tests use it to simulate kills).
+        hooks: what runs around the epochs (:mod:`vixml.training.hooks`); None = the config's
+            (``epoch_hooks``: NGAME re-clustering, PRIME centroids).
     """
 
     def __init__(
@@ -81,6 +83,7 @@ class Trainer:
         precision: str = "fp32",
         callbacks: Sequence[Callable[[EpochEnd], None]] = (),
         step_callbacks: Sequence[Callable[[int], None]] = (),
+        hooks: Sequence[EpochHook] | None = None,
     ):
         self.cfg = config
         self.dataset = dataset
@@ -110,24 +113,21 @@ class Trainer:
             B=tc.propensity_B,
             source=str(label_file(dataset.path, "trn") or dataset.path),
         )
-        # "auto" = the reference schedule scaled to this run's length
-        self.schedule = config.mining.resolved(tc.epochs) if config.mining is not None else None
         self.clip_norm = tc.clip_norm(decoder)
         self.steps_per_epoch = -(-len(self.sampler) // tc.grad_accumulation)
-        lr_by_pattern = {}
-        if config.prototypes is not None:
-            lr_by_pattern[r"^prototypes\."] = config.prototypes.lr
-        if config.images is not None:
-            lr_by_pattern[r"^image_projection\."] = config.images.projection_lr
-        self.optimizer = build_optimizer(
-            model, lr=tc.lr, weight_decay=tc.weight_decay, eps=tc.adam_eps, lr_by_pattern=lr_by_pattern
+        rates = model.learning_rates(
+            tc.lr,
+            prototypes=config.prototypes.lr if config.prototypes is not None else None,
+            image_projection=config.images.projection_lr if config.images is not None else None,
         )
+        self.optimizer = build_optimizer(model, learning_rates=rates, weight_decay=tc.weight_decay, eps=tc.adam_eps)
         self.scheduler = build_scheduler(
             self.optimizer,
             schedule=tc.schedule,
             warmup_steps=tc.warmup_steps,
             total_steps=max(1, min(self.steps_per_epoch * tc.epochs, tc.max_steps or 1 << 62)),
         )
+        self.hooks = epoch_hooks(config) if hooks is None else list(hooks)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=needs_grad_scaler(precision))
         self.loss_generator = torch.Generator(device=self.device).manual_seed(tc.seed)
         self.objective = Objective(config.loss, config.prototypes, generator=self.loss_generator)
@@ -137,24 +137,6 @@ class Trainer:
         self._last_checkpoint = time.monotonic()
 
     # ------------------------------------------------------------------------------------------ set-up
-    def _init_prototypes(self) -> None:
-        """PRIME's start: free vectors by balanced clustering of the label embeddings; centroids from queries."""
-        protos = self.model.prototypes
-        label_emb = self._embed("lbl", progress="embedding labels")
-        assignment = None
-        if self.world.is_main:  # clustered once, on rank 0, and broadcast: every replica gets the same vectors
-            clusters = balanced_kmeans(label_emb, num_clusters=protos.num_free_vectors, seed=self.cfg.train.seed)
-            assignment = clusters.labels()
-        assignment = distributed.broadcast_object(assignment)
-        init = self.cfg.prototypes.free_init
-        protos.assign_free_vectors(torch.from_numpy(assignment), init=init, label_embeddings=label_emb)
-        self._refill_bank()
-
-    def _refill_bank(self) -> None:
-        """Every training query embedded by the current model (eval mode), then the centroids from them."""
-        self.bank.copy_(torch.from_numpy(self._embed("trn", progress="embedding training queries")))
-        self.model.prototypes.update_centroids(self.bank, self.dataset.trn_Y)
-
     def _embed(
         self, split: str, *, progress: str | None = None, to_all: bool = True, raw: bool = False
     ) -> np.ndarray | None:
@@ -163,7 +145,7 @@ class Trainer:
 
     def sync_stop(self) -> None:
         """A stop asked of any rank (a signal may reach only one) is a stop of every rank."""
-        if self.world.distributed and distributed.any_rank(bool(self.stop_requested)) and not self.stop_requested:
+        if self.world.any(bool(self.stop_requested)) and not self.stop_requested:
             self.stop_requested = "stop on another rank"
 
     # ------------------------------------------------------------------------------------------ the loop
@@ -175,8 +157,8 @@ class Trainer:
             TrainingDiverged: the loss or the weights became non-finite; the last good checkpoint is named.
         """
         tc = self.cfg.train
-        if self.state.fresh and self.model.prototypes is not None:
-            self._init_prototypes()
+        for hook in self.hooks:
+            hook.on_fit_start(self)
         for epoch in range(self.state.epoch, tc.epochs):
             if self.steps_done():
                 break
@@ -266,7 +248,7 @@ class Trainer:
             return True
         minutes = tc.checkpoint_minutes
         due = bool(minutes) and time.monotonic() - self._last_checkpoint >= 60 * minutes
-        return distributed.any_rank(due) if minutes and self.world.distributed else due
+        return self.world.any(due) if minutes else due
 
     def _check_finite_loss(self, loss: float) -> None:
         """Stop on a non-finite loss (fp16 overflows are the gradient scaler's business, not a divergence)."""
@@ -284,7 +266,7 @@ class Trainer:
         return torch.from_numpy(emb).to(self.device), torch.from_numpy(mask).to(self.device)
 
     def _loss(self, batch: Batch, rng: np.random.Generator) -> dict[str, torch.Tensor]:
-        sizes, share, keep = self._share(len(batch))
+        sizes, share, keep = self.world.share(len(batch))
         q_ids, q_mask = self.encoder.tokens("trn").batch(batch.query_rows[share])
         l_ids, l_mask = self.encoder.tokens("lbl").batch(batch.label_ids[share])
         q_images = tuple(t[share] for t in self._batch_images("trn", batch.query_rows, rng))
@@ -294,8 +276,8 @@ class Trainer:
             q = self.model.encode_queries(q_ids.to(self.device), q_mask.to(self.device), *q_images)
             u_raw = self.model.encode_labels(l_ids.to(self.device), l_mask.to(self.device), *l_images, raw=True)
             # the global batch on every rank, gradients flowing back to each rank's share (docs/method.md 4)
-            q = distributed.gather_with_grad(q[:keep], sizes)
-            u_raw = distributed.gather_with_grad(u_raw[:keep], sizes)
+            q = self.world.gather(q[:keep], sizes)
+            u_raw = self.world.gather(u_raw[:keep], sizes)
             u = self.model.backbone.finish(u_raw)
             v = None
             if self.model.prototypes is not None:
@@ -305,21 +287,6 @@ class Trainer:
         rows = torch.from_numpy(batch.query_rows).to(self.bank.device)
         self.bank[rows] = q.detach().float().to(self.bank.device, non_blocking=True)
         return parts
-
-    def _share(self, n: int) -> tuple[tuple[int, ...], slice, int]:
-        """This rank's contiguous share of an n-item batch: (every rank's size, its slice, rows to keep).
-
-        A rank whose share is empty (a last batch smaller than the world) encodes one item and keeps none,
-        so every rank runs the same collectives.
-        """
-        if not self.world.distributed:
-            return (n,), slice(0, n), n
-        ranges = distributed.split_evenly(n, self.world.size)
-        start, stop = ranges[self.world.rank]
-        sizes = tuple(b - a for a, b in ranges)
-        if stop == start:
-            return sizes, slice(0, 1), 0
-        return sizes, slice(start, stop), stop - start
 
     def _optimizer_step(self) -> None:
         parallel.average_gradients(self.model)
@@ -335,21 +302,9 @@ class Trainer:
             callback(self.state.step)
 
     def _between_epochs(self, epoch: int) -> None:
-        """Refresh what the next epoch uses: NGAME clusters of the query bank, PRIME centroids."""
-        if self.schedule is not None and self.schedule.should_recluster(epoch):
-            size = self.schedule.cluster_size_at(epoch)
-            groups = None
-            if self.world.is_main:  # clustered once, on rank 0; every rank then cuts the same batches from it
-                rows = np.flatnonzero(np.diff(self.dataset.trn_Y.indptr) > 0)
-                bank = self.bank.cpu().numpy()
-                clusters = balanced_kmeans(bank[rows], cluster_size=size, seed=self.cfg.train.seed + epoch)
-                groups = [rows[c] for c in clusters.clusters()]
-            groups = distributed.broadcast_object(groups)
-            self.sampler.set_clusters(groups, cluster_size=size)
-            logger.info("epoch %d: %d query clusters of size %d", epoch + 1, len(groups), size)
-        pc = self.cfg.prototypes
-        if pc is not None and (epoch + 1) % pc.centroid_refresh_every == 0:
-            self.model.prototypes.update_centroids(self.bank, self.dataset.trn_Y)
+        """Refresh what the next epoch uses (the epoch hooks: NGAME clusters, PRIME centroids)."""
+        for hook in self.hooks:
+            hook.on_epoch_end(self, epoch)
 
     # ------------------------------------------------------------------------------------------ evaluation
     def label_embeddings(self) -> np.ndarray:
@@ -383,19 +338,19 @@ class Trainer:
         if label_embeddings is None:
             label_embeddings = self.label_embeddings()
         if queries is None:  # not rank 0: rank 0 evaluates and says the metrics; it alone writes predictions
-            return distributed.broadcast_object(None), sp.csr_matrix((0, self.dataset.n_labels), dtype=np.float32)
+            return self.world.broadcast(None), sp.csr_matrix((0, self.dataset.n_labels), dtype=np.float32)
         metrics, predictions = evaluate_split(queries, label_embeddings, self.dataset, self.cfg.eval)
         logger.info("epoch %d: %s", self.state.epoch, _summary(metrics))
-        return distributed.broadcast_object(metrics), predictions
+        return self.world.broadcast(metrics), predictions
 
     def embed_test(self) -> np.ndarray | None:
         """The test queries' embeddings: every rank embeds its shard, rank 0 gets them all (None elsewhere)."""
         return self._embed("tst", progress="embedding test queries", to_all=False)
 
     def finalize(self) -> None:
-        """Exact PRIME centroids from the final model (the bank holds stale training-mode embeddings)."""
-        if self.model.prototypes is not None:
-            self._refill_bank()
+        """The hooks' last word before the final model is saved (PRIME: exact centroids from the final model)."""
+        for hook in self.hooks:
+            hook.on_fit_end(self)
 
     # ------------------------------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> Path:
@@ -416,13 +371,13 @@ class Trainer:
             "sampler": self.sampler.state_dict(),
             "loss_generator": self.loss_generator.get_state(),
             "rng": ckpt.rng_state(),
-            "rng_ranks": distributed.all_gather_objects(ckpt.rng_state()) if self.world.distributed else None,
+            "rng_ranks": self.world.all_gather(ckpt.rng_state()),
         }
         folder = RunFolder(self.out_dir).checkpoints
         path = folder  # only rank 0 writes (atomically); the others wait until it is on disk
         if self.world.is_main:
             path = ckpt.save_checkpoint(folder, p.epoch, state, self.bank.cpu().numpy(), step=p.step)
-        distributed.barrier()
+        self.world.barrier()
         self._last_checkpoint = time.monotonic()
         return path
 
