@@ -315,6 +315,7 @@ def _instrument(phases: _Phases, checked: dict) -> None:
     import omikuji
 
     import vixml.retrieval.sparse as sparse_mod
+    import vixml.training.hooks as hooks_mod
     import vixml.training.run as run_mod
     import vixml.training.trainer as trainer_mod
     from vixml import memory_fit, planning
@@ -338,17 +339,17 @@ def _instrument(phases: _Phases, checked: dict) -> None:
     phases.wrap(sparse_mod.SparseRanker, "save", "save")
     phases.wrap(sparse_mod.SparseRanker, "load", "load")
     phases.wrap(run_mod, "Trainer", "trainer set-up (sampler, optimiser, bank)")
-    phases.wrap(trainer_mod.Trainer, "_init_prototypes", "PRIME's start")
-    phases.wrap(trainer_mod.Trainer, "_refill_bank", "refilling the query bank")
+    phases.wrap(hooks_mod.PrimeCentroids, "start", "PRIME's start")
+    phases.wrap(hooks_mod.PrimeCentroids, "refill", "refilling the query bank")
     phases.wrap(trainer_mod.Trainer, "_train_epoch", "training epoch")
     phases.wrap(trainer_mod.Trainer, "_between_epochs", "between epochs")
-    phases.wrap(trainer_mod, "balanced_kmeans", "clustering")
+    phases.wrap(hooks_mod, "balanced_kmeans", "clustering")
     phases.wrap(LabelPrototypes, "update_centroids", "centroids")
     phases.wrap(trainer_mod.Trainer, "save_checkpoint", "checkpoint")
     phases.wrap(
         trainer_mod.Trainer,
         "evaluate_with_predictions",
-        lambda trainer, *a: "zero-shot evaluation" if trainer.progress.step == 0 else "dense test evaluation",
+        lambda trainer, *a: "zero-shot evaluation" if trainer.state.step == 0 else "dense test evaluation",
     )
     phases.wrap(trainer_mod.Trainer, "finalize", "final bank refill (exact PRIME centroids)")
     phases.wrap(trainer_mod.Trainer, "label_embeddings", "label embeddings")

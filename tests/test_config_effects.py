@@ -33,3 +33,10 @@ def test_each_ineffective_setting_is_named_with_its_reason():
     ]
     assert any("NGAME cluster batches never start" in s for s in _said("train.epochs=3", "mining.start_epoch=10"))
     assert any("model.prompt has no effect" in s for s in _said("model.kind=encoder", "model.prompt=['{text}']"))
+
+
+def test_hinge_tie_counts_under_infonce_with_prototypes_only():
+    assert _said("loss.name=infonce", "loss.hinge_tie=zero") == []  # PRIME's L_r has hinges under any base
+    assert _said("prototypes=null", "loss.name=infonce", "loss.hinge_tie=zero") == [
+        "loss.hinge_tie has no effect with loss.name=infonce (a triplet-loss setting)"
+    ]

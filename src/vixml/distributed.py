@@ -15,9 +15,9 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -39,6 +39,8 @@ __all__ = [
     "any_rank",
 ]
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True)
 class World:
@@ -55,6 +57,47 @@ class World:
     @property
     def distributed(self) -> bool:
         return self.size > 1
+
+    # What a training loop asks of the other ranks, each the identity for one process: the loop holds one
+    # World and never asks whether it is distributed.
+    def on_main(self, compute: Callable[[], T]) -> T:
+        """``compute()`` run on rank 0 alone, its result on every rank (a clustering every replica shares)."""
+        return broadcast_object(compute() if self.is_main else None)
+
+    def broadcast(self, obj: Any = None) -> Any:
+        """Rank 0's ``obj`` on every rank."""
+        return broadcast_object(obj)
+
+    def any(self, flag: bool) -> bool:
+        """Whether ``flag`` holds on any rank (a stop, a checkpoint that is due); a collective when distributed."""
+        return any_rank(flag) if self.distributed else flag
+
+    def all_gather(self, obj: Any) -> list[Any] | None:
+        """Every rank's ``obj`` in rank order; None for one process (nothing to exchange)."""
+        return all_gather_objects(obj) if self.distributed else None
+
+    def barrier(self) -> None:
+        """Wait until every rank is here."""
+        barrier()
+
+    def share(self, n: int) -> tuple[tuple[int, ...], slice, int]:
+        """This rank's contiguous share of an n-item batch: (every rank's size, its slice, rows to keep).
+
+        A rank whose share is empty (a last batch smaller than the world) encodes one item and keeps none,
+        so every rank runs the same collectives.
+        """
+        if not self.distributed:
+            return (n,), slice(0, n), n
+        ranges = split_evenly(n, self.size)
+        start, stop = ranges[self.rank]
+        sizes = tuple(b - a for a, b in ranges)
+        if stop == start:
+            return sizes, slice(0, 1), 0
+        return sizes, slice(start, stop), stop - start
+
+    def gather(self, local: torch.Tensor, sizes: tuple[int, ...]) -> torch.Tensor:
+        """Every rank's rows of a batch, differentiably (:func:`gather_with_grad`)."""
+        return gather_with_grad(local, sizes)
 
 
 def world() -> World:

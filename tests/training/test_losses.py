@@ -415,3 +415,33 @@ def test_losses_on_cuda_with_autocast_match_cpu():
         out = prime_loss(q.to(dev), u.to(dev), v.to(dev), targets.to(dev), aggressive=True, generator=g, **FIXED)
     assert out["loss"].dtype == torch.float32
     assert out["loss"].item() == pytest.approx(cpu["loss"].item(), abs=5e-3)  # one positive per row: no draws
+
+
+# --------------------------------------------------------------------------------------------- the objective
+def _tied_regularizer_grad(*overrides: str) -> torch.Tensor:
+    """d loss / d v of a run's objective (loss = L_r alone) on a batch whose first positive ties L_r's hinge.
+
+    q is the identity, so q u^T = u^T and q v^T = v^T: row 0's positive has raw 0.5, prototype 0.75 and
+    margin 0.25 (hinge argument exactly 0); row 1's violates (0.5 - 0.25 + 0.25 > 0); no negative violates.
+    """
+    from vixml.config import RunConfig, apply_overrides
+    from vixml.training.losses import Objective
+
+    weights = ["loss.weights.u=0", "loss.weights.uv=0", "loss.weights.i=0", "loss.weights.r=1"]
+    cfg = apply_overrides(RunConfig(), ["prototypes.reg_margin=0.25", *weights, *overrides])
+    objective = Objective(cfg.loss, cfg.prototypes, generator=gen())
+    q, u = torch.eye(2), t([[0.5, 0.0], [0.0, 0.5]])
+    v = t([[0.75, -0.5], [-0.5, 0.25]], requires_grad=True)
+    parts = objective(q, u, torch.eye(2), v)
+    parts["loss"].backward()
+    assert parts["L_r"].item() == pytest.approx(0.25)
+    return v.grad
+
+
+@pytest.mark.parametrize("base", ["triplet", "infonce"])
+def test_the_objective_gives_hinge_tie_to_the_regularizer_under_either_base(base):
+    split = _tied_regularizer_grad(f"loss.name={base}", "loss.hinge_tie=split")
+    zero = _tied_regularizer_grad(f"loss.name={base}", "loss.hinge_tie=zero")
+    assert split[0, 0].item() == pytest.approx(-0.25)  # half of the violating row's -0.5 (part_p / 1, L_r / 2)
+    assert zero[0, 0].item() == 0.0  # relu: the tie sends nothing
+    assert split[1, 1].item() == zero[1, 1].item() == pytest.approx(-0.5)

@@ -102,7 +102,7 @@ def test_ctrl_c_through_the_command_line_exits_130_with_the_resume_hint(
     code = (
         "import os, signal, sys; from vixml.cli.main import main; from vixml.training import trainer as t; "
         "step = t.Trainer._optimizer_step; "
-        "t.Trainer._optimizer_step = lambda self: (step(self), self.progress.step == 5 and os.kill(os.getpid(), "
+        "t.Trainer._optimizer_step = lambda self: (step(self), self.state.step == 5 and os.kill(os.getpid(), "
         "signal.SIGINT)); "
         f"sys.exit(main(['train', {str(config)!r}, '--data', {str(planted_data)!r}, '--out', "
         f"{str(tmp_path / 'run')!r}]))"
@@ -166,7 +166,7 @@ def test_a_diverging_run_stops_naming_the_last_good_checkpoint(
 
     def poisoned(self) -> None:
         step(self)
-        if self.progress.step == 9:  # after the first epoch's checkpoint (8 steps)
+        if self.state.step == 9:  # after the first epoch's checkpoint (8 steps)
             with torch.no_grad():
                 next(self.model.parameters()).fill_(float("nan"))
 

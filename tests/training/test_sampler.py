@@ -10,8 +10,9 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from vixml.config.sections import MiningConfig
 from vixml.errors import ConfigError, DataError
-from vixml.training.sampler import EpochBatchSampler, MiningSchedule, in_batch_targets
+from vixml.training.sampler import EpochBatchSampler, in_batch_targets
 
 
 def _random_labels(n: int, num_labels: int, max_degree: int, seed: int, empty_every: int = 0) -> sp.csr_matrix:
@@ -207,8 +208,8 @@ def test_single_query_still_samples_every_positive():
 
 
 def test_mining_schedule_encoder_preset():
-    schedule = MiningSchedule()  # docs/method.md 4: cl_size 16 doubling at 20..120, start 10, refresh every 5
-    assert schedule == MiningSchedule(16, (20, 40, 60, 80, 100, 120), 10, 5)
+    schedule = MiningConfig().resolved(150)  # docs/method.md 4: cl_size 16 doubling at 20..120, start 10, every 5
+    assert schedule == MiningConfig(16, (20, 40, 60, 80, 100, 120), 10, 5)
     assert [e for e in range(150) if schedule.should_recluster(e)] == list(range(10, 150, 5))
     assert [schedule.cluster_size_at(e) for e in (10, 19, 20, 39, 40, 60, 80, 100, 119, 120, 149)] == [
         16, 16, 32, 32, 64, 128, 256, 512, 512, 1024, 1024,
@@ -217,10 +218,13 @@ def test_mining_schedule_encoder_preset():
 
 
 def test_mining_schedule_decoder_preset_and_validation():
-    schedule = MiningSchedule(cluster_size=16, double_at=[24, 8, 12, 16, 20], start_epoch=4, update_every=2)
-    assert schedule.double_at == (8, 12, 16, 20, 24)
+    schedule = MiningConfig(cluster_size=16, double_at=(8, 12, 16, 20, 24), start_epoch=4, update_every=2)
     assert [e for e in range(30) if schedule.should_recluster(e)] == list(range(4, 30, 2))
     assert [schedule.cluster_size_at(e) for e in (4, 7, 8, 12, 16, 20, 24, 29)] == [16, 16, 32, 64, 128, 256, 512, 512]
     with pytest.raises(ConfigError) as err:
-        MiningSchedule(cluster_size=0, double_at=(-1,), start_epoch=-2, update_every=0)
-    assert all(k in str(err.value) for k in ("cluster_size", "double_at", "start_epoch", "update_every"))
+        MiningConfig(cluster_size=0, double_at=(-1,), start_epoch=-2, update_every=0)
+    with pytest.raises(ConfigError, match="double_at"):
+        MiningConfig(double_at=(12, 8))
+    with pytest.raises(ValueError, match="resolved"):
+        MiningConfig().should_recluster(3)  # an 'auto' schedule is resolved against train.epochs first
+    assert all(k in str(err.value) for k in ("cluster_size", "start_epoch", "update_every"))

@@ -37,7 +37,9 @@ def ineffective_settings(cfg: RunConfig) -> list[str]:
         if loss.infonce_temperature != LossConfig().infonce_temperature:
             out.append("loss.infonce_temperature has no effect with loss.name=triplet")
     else:
-        triplet_only = ("num_negatives", "margin_min", "margin_max", "dynamic_margin", "aggressive", "hinge_tie")
+        triplet_only = ("num_negatives", "margin_min", "margin_max", "dynamic_margin", "aggressive")
+        if cfg.prototypes is None:  # with prototypes L_r's hinges read it under any base
+            triplet_only += ("hinge_tie",)
         for name in _changed(loss, LossConfig(), *triplet_only):
             out.append(f"loss.{name} has no effect with loss.name={loss.name} (a triplet-loss setting)")
     if train.sampling == "uniform":

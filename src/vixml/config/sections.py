@@ -272,6 +272,31 @@ class MiningConfig(_Section):
             double = tuple(sorted({e for k in range(1, 7) if (e := scaled_epoch(20 * k, epochs, minimum=0)) < epochs}))
         return MiningConfig(self.cluster_size, double, start, update)
 
+    # When NGAME re-clusters, and with what size (docs/method.md 4 curriculum), asked of a resolved section.
+    # Epochs count from 0, as the reference loop ``for epoch in range(epochs)``. Both questions are asked at the
+    # END of epoch ``e``, once its query bank is full: first the size may double (``e in double_at``), then the
+    # bank may be re-clustered; the clusters shape the batches of epochs ``e + 1`` onwards. With the reference's
+    # 150 epochs, epochs 0-10 use random batches, epoch 11 is the first clustered one, clusters are rebuilt
+    # after epochs 10, 15, 20, ... and their size is 16 up to the clustering after epoch 15, 32 from the one
+    # after epoch 20, ... 1024 from the one after epoch 120.
+    def cluster_size_at(self, epoch: int) -> int:
+        """Cluster size for a clustering built at the end of (0-based) ``epoch``."""
+        return self.cluster_size * 2 ** sum(1 for e in self._concrete().double_at if e <= epoch)
+
+    def should_recluster(self, epoch: int) -> bool:
+        """Whether to re-cluster the query bank at the end of (0-based) ``epoch``."""
+        m = self._concrete()
+        return epoch >= m.start_epoch and (epoch - m.start_epoch) % m.update_every == 0
+
+    def uses_clusters(self, epoch: int) -> bool:
+        """Whether the batches of (0-based) ``epoch`` come from clusters (built at the end of an earlier one)."""
+        return epoch > self._concrete().start_epoch
+
+    def _concrete(self) -> MiningConfig:
+        if "auto" in (self.double_at, self.start_epoch, self.update_every):
+            raise ValueError("the mining schedule has 'auto' values: ask mining.resolved(train.epochs)")
+        return self
+
 
 @dataclass(frozen=True)
 class LossWeights(_Section):
@@ -309,8 +334,9 @@ class LossConfig(_Section):
     temperature: float = _f(0.1, "Temperature of the aggressive negative weighting.", gt=0)
     hinge_tie: HingeTie = _f(
         "split",
-        "Gradient of max(0, x) at exactly x = 0 (frequent with the dynamic margin): split = 0.5 as torch.max in "
-        "the reference, zero = none (relu). Loss values are the same.",
+        "Gradient of max(0, x) at exactly x = 0 (frequent with the dynamic margin), in every hinge: the triplet "
+        "loss's and PRIME's L_r (under either loss.name): split = 0.5 as torch.max in the reference, zero = none "
+        "(relu). Loss values are the same.",
     )
     symmetric: bool = _f(
         False,

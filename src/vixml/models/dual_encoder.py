@@ -64,6 +64,20 @@ class DualEncoder(nn.Module):
         """Whether items of ``side`` are encoded with their images."""
         return self.image_projection is not None and self.image_sides in ("both", side)
 
+    def learning_rates(
+        self, lr: float, *, prototypes: float | None = None, image_projection: float | None = None
+    ) -> dict[str, float]:
+        """The learning rate of each trainable parameter, by name: the backbone at ``lr``, PRIME's prototype
+        network and free vectors at ``prototypes``, the image projection at ``image_projection`` (each at ``lr``
+        when None). The reference trains those heads faster (5e-4, docs/method.md 4)."""
+        own = {"prototypes": prototypes, "image_projection": image_projection}
+        rates = {}
+        for name, param in self.named_parameters():
+            if param.requires_grad:
+                part = own.get(name.split(".", 1)[0])
+                rates[name] = lr if part is None else part
+        return rates
+
     @property
     def embedding_dim(self) -> int:
         return self.backbone.embedding_dim

@@ -61,8 +61,8 @@ def one_step(cfg, data_dir, out_dir, result: Path | None, train_mode: bool = Fal
     torch.manual_seed(0)
     model = build_dual_encoder(cfg, num_labels=ds.n_labels, device=torch.device("cpu"))
     trainer = Trainer(cfg, ds, model, out_dir)
-    if model.prototypes is not None:
-        trainer._init_prototypes()
+    for hook in trainer.hooks:  # PRIME's start (free vectors, centroids), as fit() begins
+        hook.on_fit_start(trainer)
     model.train(train_mode)  # train mode: gradient checkpointing recomputes activations
     batch = next(trainer.sampler.epoch_batches(0))
     parts = trainer._loss(batch, np.random.default_rng(0))

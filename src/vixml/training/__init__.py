@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["train", "Trainer"]
+__all__ = ["train", "Trainer", "TrainState"]
 
 if TYPE_CHECKING:
     from vixml.training.run import train
+    from vixml.training.state import TrainState
     from vixml.training.trainer import Trainer
 
 
@@ -20,4 +21,8 @@ def __getattr__(name: str) -> Any:  # lazy: `import vixml.training.losses` must 
         from vixml.training.trainer import Trainer
 
         return Trainer
+    if name == "TrainState":
+        from vixml.training.state import TrainState
+
+        return TrainState
     raise AttributeError(name)

@@ -19,30 +19,21 @@ def no_decay(name: str, param: torch.nn.Parameter) -> bool:
 
 
 def build_optimizer(
-    model: torch.nn.Module,
-    *,
-    lr: float,
-    weight_decay: float,
-    eps: float,
-    lr_by_pattern: Mapping[str, float] | None = None,
+    model: torch.nn.Module, *, learning_rates: Mapping[str, float], weight_decay: float, eps: float
 ) -> torch.optim.AdamW:
     """AdamW over the trainable parameters of ``model``.
 
     Args:
         model: the module to train; frozen parameters (``requires_grad=False``) are left out.
-        lr: learning rate of every parameter no pattern claims (the backbone).
+        learning_rates: every trainable parameter's learning rate by name (``DualEncoder.learning_rates``).
         weight_decay: decay of matrices; biases and normalisation weights get none.
         eps: AdamW epsilon.
-        lr_by_pattern: regex over parameter names -> learning rate; the first matching pattern wins
-            (PRIME's prototype parts and the image projection train at 5e-4).
     """
-    patterns = [(re.compile(p), v) for p, v in (lr_by_pattern or {}).items()]
     groups: dict[tuple[float, bool], list[torch.nn.Parameter]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        group_lr = next((v for p, v in patterns if p.search(name)), lr)
-        groups.setdefault((group_lr, no_decay(name, param)), []).append(param)
+        groups.setdefault((learning_rates[name], no_decay(name, param)), []).append(param)
     param_groups = [
         {"params": params, "lr": group_lr, "weight_decay": 0.0 if nd else weight_decay}
         for (group_lr, nd), params in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1]))

@@ -162,10 +162,7 @@ def train(
             with _stop_on_signals(trainer):
                 if not (resume and trainer.resume()) and dataset.tst_Y is not None:
                     logger.info("zero-shot evaluation: the untrained model on %d test queries", dataset.n_test)
-                    started = time.perf_counter()
-                    metrics = trainer.evaluate()  # epoch 0: the zero-shot encoder, the baseline of every curve
-                    seconds = round(time.perf_counter() - started, 3)
-                    trainer.progress.history.append({"epoch": 0, "step": 0, **metrics, "seconds": seconds})
+                    trainer.evaluate_zero_shot()
                 trainer.fit()
                 _finish(trainer, run, dataset, cfg, state, _Hybrid(sparse, holdout))
         finally:
@@ -250,7 +247,7 @@ def _finish(
 
     def stop_if_requested() -> None:  # the last epoch's checkpoint exists: a stop loses only this final work
         if trainer.stop_requested:
-            raise TrainingInterrupted(trainer.progress.epoch, trainer.progress.step, run.path)
+            raise TrainingInterrupted(trainer.state.epoch, trainer.state.step, run.path)
 
     logger.info("final evaluation: label embeddings, test predictions, metrics")
     main = distributed.is_main()  # every rank embeds its shard; rank 0 writes
@@ -266,7 +263,7 @@ def _finish(
         write_texts(run.label_texts, dataset.lbl_texts)  # predictions shown as text, without the data
         _keep_ids(run, dataset)
     final = sources = fusion = memory = None
-    history = trainer.progress.history
+    history = trainer.state.history
     if hybrid.sparse is not None and main:
         started = time.perf_counter()
         held_out = None
@@ -284,7 +281,7 @@ def _finish(
         queries = trainer.embed_test()  # every rank embeds its shard; rank 0 predicts and writes
         if main:
             sources, predictions = _sources(queries, dataset, cfg, label_emb, hybrid.sparse, fusion, memory)
-            history[-1].update(sources["dense"])
+            trainer.state.update_last(sources["dense"])
             final = sources["fused" if fusion is not None else "dense"]
             write_label_matrix(run.predictions, predictions)
     distributed.barrier()

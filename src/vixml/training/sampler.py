@@ -7,7 +7,8 @@ set of every query in the batch, and ``targets[i, j]`` marks each candidate j th
 
 NGAME (Dahiya et al., WSDM 2023) fills batches with clusters of similar queries so the in-batch negatives are
 hard: :class:`EpochBatchSampler` shuffles the clusters every epoch, concatenates them and cuts the result into
-batches; :class:`MiningSchedule` says when to rebuild the clusters and how big they are.
+batches; the ``mining`` section (:class:`vixml.config.MiningConfig`) says when to rebuild the clusters and how big
+they are.
 
 Everything here is vectorised numpy over the CSR arrays: no Python loop per query, no dense L-wide rows.
 """
@@ -27,7 +28,7 @@ from vixml.errors import ConfigError, DataError, Problem
 if TYPE_CHECKING:
     import scipy.sparse
 
-__all__ = ["Batch", "EpochBatchSampler", "MiningSchedule", "PositiveSampling", "in_batch_targets"]
+__all__ = ["Batch", "EpochBatchSampler", "PositiveSampling", "in_batch_targets"]
 
 logger = logging.getLogger(__name__)
 
@@ -111,57 +112,6 @@ def in_batch_targets(train_Y: scipy.sparse.spmatrix, query_rows: np.ndarray, lab
     if query_rows.shape != label_ids.shape or query_rows.ndim != 1:
         raise ValueError(f"query_rows {query_rows.shape} and label_ids {label_ids.shape} must be equal (B,) arrays")
     return _targets(y.indptr.astype(np.int64), y.indices, query_rows, label_ids)
-
-
-@dataclass(frozen=True)
-class MiningSchedule:
-    """When NGAME re-clusters the query bank, and with what cluster size (docs/method.md 4 curriculum).
-
-    Epochs are counted from 0 (the first pass over the data is epoch 0), as in the reference loop
-    ``for epoch in range(epochs)``. Both questions are asked at the END of epoch ``e``, once its query bank is
-    full: first the cluster size may double (``e in double_at``), then the bank may be re-clustered; the
-    clusters shape the batches of epochs ``e + 1`` onwards. With the encoder preset (the defaults) epochs 0-10
-    use random batches, epoch 11 is the first clustered one, clusters are rebuilt after epochs 10, 15, 20, ...
-    and their size is 16 up to the clustering after epoch 15, 32 from the one after epoch 20, ... 1024 from
-    the one after epoch 120.
-
-    Attributes:
-        cluster_size: queries per cluster before any doubling.
-        double_at: epochs at whose end the cluster size doubles.
-        start_epoch: the first epoch at whose end the bank is clustered.
-        update_every: re-cluster every this many epochs from ``start_epoch``.
-    """
-
-    cluster_size: int = 16
-    double_at: tuple[int, ...] = (20, 40, 60, 80, 100, 120)
-    start_epoch: int = 10
-    update_every: int = 5
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "double_at", tuple(sorted(int(e) for e in self.double_at)))
-        problems = []
-        if self.cluster_size < 1:
-            problems.append(f"cluster_size must be >= 1, got {self.cluster_size}")
-        if any(e < 0 for e in self.double_at):
-            problems.append(f"double_at epochs must be >= 0 (0-based), got {list(self.double_at)}")
-        if self.start_epoch < 0:
-            problems.append(f"start_epoch must be >= 0 (0-based), got {self.start_epoch}")
-        if self.update_every < 1:
-            problems.append(f"update_every must be >= 1, got {self.update_every}")
-        if problems:
-            raise ConfigError("invalid NGAME mining schedule:\n" + "\n".join(f"  - {p}" for p in problems))
-
-    def cluster_size_at(self, epoch: int) -> int:
-        """Cluster size for a clustering built at the end of (0-based) ``epoch``."""
-        return self.cluster_size * 2 ** sum(1 for e in self.double_at if e <= epoch)
-
-    def should_recluster(self, epoch: int) -> bool:
-        """Whether to re-cluster the query bank at the end of (0-based) ``epoch``."""
-        return epoch >= self.start_epoch and (epoch - self.start_epoch) % self.update_every == 0
-
-    def uses_clusters(self, epoch: int) -> bool:
-        """Whether the batches of (0-based) ``epoch`` come from clusters (built at the end of an earlier one)."""
-        return epoch > self.start_epoch
 
 
 class EpochBatchSampler:

@@ -14,9 +14,8 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -34,11 +33,12 @@ from vixml.models.split_encoder import SplitEncoder
 from vixml.run_folder import RunFolder
 from vixml.training import checkpoint as ckpt
 from vixml.training import parallel
-from vixml.training.clustering import balanced_kmeans
 from vixml.training.evaluation import evaluate_split
-from vixml.training.losses import dual_encoder_loss, prime_loss
+from vixml.training.hooks import EpochHook, epoch_hooks
+from vixml.training.losses import Objective
 from vixml.training.optim import build_optimizer, build_scheduler
-from vixml.training.sampler import Batch, EpochBatchSampler, MiningSchedule
+from vixml.training.sampler import Batch, EpochBatchSampler
+from vixml.training.state import TrainState
 
 __all__ = ["Trainer", "EpochEnd"]
 
@@ -56,19 +56,8 @@ class EpochEnd:
     seconds: float
 
 
-@dataclass
-class _Progress:
-    epoch: int = 0  # completed epochs
-    step: int = 0  # optimiser steps
-    batch: int = 0  # batches done in the current epoch (a checkpoint inside an epoch)
-    sums: dict[str, float] = field(default_factory=dict)  # the current epoch's loss sums so far
-    count: int = 0  # batches in those sums
-    epoch_seconds: float = 0.0  # training time of the current epoch so far
-    history: list[dict[str, Any]] = field(default_factory=list)
-
-
 class Trainer:
-    """Train a :class:`DualEncoder` on a dataset and write checkpoints under ``out_dir/checkpoints``.
+    """Train a :class:`DualEncoder` on a dataset and write checkpoints into the run folder (``RunFolder``).
 
     Args:
         config: the run configuration.
@@ -79,6 +68,8 @@ class Trainer:
         precision: the resolved autocast precision (``fp32``, ``bf16``, ``fp16``).
         callbacks: called with an :class:`EpochEnd` after every epoch (after its checkpoint).
         step_callbacks: called with the global step after every optimiser step (tests use it to simulate kills).
+        hooks: what runs around the epochs (:mod:`vixml.training.hooks`); None = the config's
+            (``epoch_hooks``: NGAME re-clustering, PRIME centroids).
     """
 
     def __init__(
@@ -92,6 +83,7 @@ class Trainer:
         precision: str = "fp32",
         callbacks: Sequence[Callable[[EpochEnd], None]] = (),
         step_callbacks: Sequence[Callable[[int], None]] = (),
+        hooks: Sequence[EpochHook] | None = None,
     ):
         self.cfg = config
         self.dataset = dataset
@@ -121,52 +113,30 @@ class Trainer:
             B=tc.propensity_B,
             source=str(label_file(dataset.path, "trn") or dataset.path),
         )
-        self.schedule = None
-        if config.mining is not None:
-            m = config.mining.resolved(tc.epochs)  # "auto" = the reference schedule scaled to this run's length
-            self.schedule = MiningSchedule(m.cluster_size, m.double_at, m.start_epoch, m.update_every)
         self.clip_norm = tc.clip_norm(decoder)
         self.steps_per_epoch = -(-len(self.sampler) // tc.grad_accumulation)
-        lr_by_pattern = {}
-        if config.prototypes is not None:
-            lr_by_pattern[r"^prototypes\."] = config.prototypes.lr
-        if config.images is not None:
-            lr_by_pattern[r"^image_projection\."] = config.images.projection_lr
-        self.optimizer = build_optimizer(
-            model, lr=tc.lr, weight_decay=tc.weight_decay, eps=tc.adam_eps, lr_by_pattern=lr_by_pattern
+        rates = model.learning_rates(
+            tc.lr,
+            prototypes=config.prototypes.lr if config.prototypes is not None else None,
+            image_projection=config.images.projection_lr if config.images is not None else None,
         )
+        self.optimizer = build_optimizer(model, learning_rates=rates, weight_decay=tc.weight_decay, eps=tc.adam_eps)
         self.scheduler = build_scheduler(
             self.optimizer,
             schedule=tc.schedule,
             warmup_steps=tc.warmup_steps,
             total_steps=max(1, min(self.steps_per_epoch * tc.epochs, tc.max_steps or 1 << 62)),
         )
+        self.hooks = epoch_hooks(config) if hooks is None else list(hooks)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=needs_grad_scaler(precision))
         self.loss_generator = torch.Generator(device=self.device).manual_seed(tc.seed)
+        self.objective = Objective(config.loss, config.prototypes, generator=self.loss_generator)
         self.bank = _query_bank(dataset.n_train, model.embedding_dim, self.device)
-        self.progress = _Progress()
+        self.state = TrainState()
         self.stop_requested: str | None = None  # set (to the signal's name) by a signal handler
         self._last_checkpoint = time.monotonic()
 
     # ------------------------------------------------------------------------------------------ set-up
-    def _init_prototypes(self) -> None:
-        """PRIME's start: free vectors by balanced clustering of the label embeddings; centroids from queries."""
-        protos = self.model.prototypes
-        label_emb = self._embed("lbl", progress="embedding labels")
-        assignment = None
-        if self.world.is_main:  # clustered once, on rank 0, and broadcast: every replica gets the same vectors
-            clusters = balanced_kmeans(label_emb, num_clusters=protos.num_free_vectors, seed=self.cfg.train.seed)
-            assignment = clusters.labels()
-        assignment = distributed.broadcast_object(assignment)
-        init = self.cfg.prototypes.free_init
-        protos.assign_free_vectors(torch.from_numpy(assignment), init=init, label_embeddings=label_emb)
-        self._refill_bank()
-
-    def _refill_bank(self) -> None:
-        """Every training query embedded by the current model (eval mode), then the centroids from them."""
-        self.bank.copy_(torch.from_numpy(self._embed("trn", progress="embedding training queries")))
-        self.model.prototypes.update_centroids(self.bank, self.dataset.trn_Y)
-
     def _embed(
         self, split: str, *, progress: str | None = None, to_all: bool = True, raw: bool = False
     ) -> np.ndarray | None:
@@ -175,7 +145,7 @@ class Trainer:
 
     def sync_stop(self) -> None:
         """A stop asked of any rank (a signal may reach only one) is a stop of every rank."""
-        if self.world.distributed and distributed.any_rank(bool(self.stop_requested)) and not self.stop_requested:
+        if self.world.any(bool(self.stop_requested)) and not self.stop_requested:
             self.stop_requested = "stop on another rank"
 
     # ------------------------------------------------------------------------------------------ the loop
@@ -187,46 +157,47 @@ class Trainer:
             TrainingDiverged: the loss or the weights became non-finite; the last good checkpoint is named.
         """
         tc = self.cfg.train
-        if self.progress.epoch == 0 and self.progress.step == 0 and self.model.prototypes is not None:
-            self._init_prototypes()
-        for epoch in range(self.progress.epoch, tc.epochs):
+        for hook in self.hooks:
+            hook.on_fit_start(self)
+        for epoch in range(self.state.epoch, tc.epochs):
             if self.steps_done():
                 break
             losses = self._train_epoch(epoch)
             self._between_epochs(epoch)
-            self.progress.epoch = epoch + 1
+            self.state.epoch = epoch + 1
             last = epoch + 1 == tc.epochs or self.steps_done()
             metrics = None
             every = tc.eval_interval()
             if self.dataset.tst_Y is not None and not last and every and (epoch + 1) % every == 0:
                 metrics = self.evaluate()
-            record = {"epoch": epoch + 1, "step": self.progress.step, **losses, **(metrics or {})}
-            record["seconds"] = round(self.progress.epoch_seconds, 3)
-            self.progress.history.append(record)
-            self.progress.epoch_seconds = 0.0
+            seconds = round(self.state.epoch_seconds, 3)
+            self.state.record(
+                {"epoch": epoch + 1, "step": self.state.step, **losses, **(metrics or {}), "seconds": seconds}
+            )
+            self.state.end_epoch()
             every = tc.checkpoint_interval()
             saved = last or (every and (epoch + 1) % every == 0)
             self.sync_stop()
             if saved or self.stop_requested:
                 self.save_checkpoint()
             for callback in self.callbacks:
-                callback(EpochEnd(epoch + 1, self.progress.step, losses, metrics, record["seconds"]))
+                callback(EpochEnd(epoch + 1, self.state.step, losses, metrics, seconds))
             if self.stop_requested and not last:
-                raise TrainingInterrupted(epoch + 1, self.progress.step, self.out_dir)
+                raise TrainingInterrupted(epoch + 1, self.state.step, self.out_dir)
             if last:
                 break
 
     def steps_done(self) -> bool:
         """``train.max_steps`` optimiser steps are done (never, without a cap)."""
         cap = self.cfg.train.max_steps
-        return cap is not None and self.progress.step >= cap
+        return cap is not None and self.state.step >= cap
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         from tqdm.auto import tqdm
 
         tc = self.cfg.train
         self.model.train()
-        p = self.progress
+        p = self.state
         sums = {k: torch.tensor(v, dtype=torch.float32, device=self.device) for k, v in p.sums.items()}
         bar = tqdm(
             total=len(self.sampler),
@@ -269,22 +240,21 @@ class Trainer:
         p.epoch_seconds += time.perf_counter() - started
         losses = {f"train/{k}": float(v) / max(p.count, 1) for k, v in sums.items()}
         self._check_finite_loss(losses.get("train/loss", 0.0))
-        p.batch, p.sums, p.count = 0, {}, 0
         return losses
 
     def _checkpoint_due(self) -> bool:
         tc = self.cfg.train
-        if tc.checkpoint_steps and self.progress.step % tc.checkpoint_steps == 0:
+        if tc.checkpoint_steps and self.state.step % tc.checkpoint_steps == 0:
             return True
         minutes = tc.checkpoint_minutes
         due = bool(minutes) and time.monotonic() - self._last_checkpoint >= 60 * minutes
-        return distributed.any_rank(due) if minutes and self.world.distributed else due
+        return self.world.any(due) if minutes else due
 
     def _check_finite_loss(self, loss: float) -> None:
         """Stop on a non-finite loss (fp16 overflows are the gradient scaler's business, not a divergence)."""
         if math.isfinite(loss) or self.precision == "fp16":
             return
-        raise TrainingDiverged(self.progress.step, loss, RunFolder(self.out_dir).latest_checkpoint())
+        raise TrainingDiverged(self.state.step, loss, RunFolder(self.out_dir).latest_checkpoint())
 
     def _batch_images(self, split: str, rows: np.ndarray, rng: np.random.Generator) -> tuple:
         """(images, mask) tensors of a batch's items, with image dropout; () when the side has no images."""
@@ -296,77 +266,27 @@ class Trainer:
         return torch.from_numpy(emb).to(self.device), torch.from_numpy(mask).to(self.device)
 
     def _loss(self, batch: Batch, rng: np.random.Generator) -> dict[str, torch.Tensor]:
-        cfg = self.cfg
-        sizes, share, keep = self._share(len(batch))
+        sizes, share, keep = self.world.share(len(batch))
         q_ids, q_mask = self.encoder.tokens("trn").batch(batch.query_rows[share])
         l_ids, l_mask = self.encoder.tokens("lbl").batch(batch.label_ids[share])
         q_images = tuple(t[share] for t in self._batch_images("trn", batch.query_rows, rng))
         l_images = tuple(t[share] for t in self._batch_images("lbl", batch.label_ids, rng))
         targets = torch.from_numpy(batch.targets).to(self.device)
-        lc = cfg.loss
-        if lc.name == "triplet":
-            base_kwargs: dict[str, Any] = {
-                "num_negatives": lc.num_negatives,
-                "margin_min": lc.margin_min,
-                "margin_max": lc.margin_max,
-                "dynamic_margin": lc.dynamic_margin,
-                "aggressive": lc.aggressive,
-                "temperature": lc.temperature,
-                "hinge_tie": lc.hinge_tie,  # prime_loss also gives it to L_r's hinges
-            }
-        else:
-            base_kwargs = {"temperature": lc.infonce_temperature}
         with autocast(self.precision, self.device):
             q = self.model.encode_queries(q_ids.to(self.device), q_mask.to(self.device), *q_images)
             u_raw = self.model.encode_labels(l_ids.to(self.device), l_mask.to(self.device), *l_images, raw=True)
             # the global batch on every rank, gradients flowing back to each rank's share (docs/method.md 4)
-            q = distributed.gather_with_grad(q[:keep], sizes)
-            u_raw = distributed.gather_with_grad(u_raw[:keep], sizes)
+            q = self.world.gather(q[:keep], sizes)
+            u_raw = self.world.gather(u_raw[:keep], sizes)
             u = self.model.backbone.finish(u_raw)
+            v = None
             if self.model.prototypes is not None:
                 label_ids = torch.from_numpy(batch.label_ids).to(self.device)
                 v = self.model.label_prototypes(label_ids, u_raw)  # the LPN reads u before normalisation
-                parts = prime_loss(
-                    q,
-                    u,
-                    v,
-                    targets,
-                    weights=lc.weights,
-                    reg_margin=cfg.prototypes.reg_margin,
-                    reg_negatives=cfg.prototypes.reg_num_negatives,
-                    base=lc.name,
-                    generator=self.loss_generator,
-                    **base_kwargs,
-                )
-            else:
-                parts = dual_encoder_loss(
-                    q,
-                    u,
-                    targets,
-                    symmetric=lc.symmetric,
-                    weights=lc.weights,
-                    base=lc.name,
-                    generator=self.loss_generator,
-                    **base_kwargs,
-                )
+            parts = self.objective(q, u, targets, v)
         rows = torch.from_numpy(batch.query_rows).to(self.bank.device)
         self.bank[rows] = q.detach().float().to(self.bank.device, non_blocking=True)
         return parts
-
-    def _share(self, n: int) -> tuple[tuple[int, ...], slice, int]:
-        """This rank's contiguous share of an n-item batch: (every rank's size, its slice, rows to keep).
-
-        A rank whose share is empty (a last batch smaller than the world) encodes one item and keeps none,
-        so every rank runs the same collectives.
-        """
-        if not self.world.distributed:
-            return (n,), slice(0, n), n
-        ranges = distributed.split_evenly(n, self.world.size)
-        start, stop = ranges[self.world.rank]
-        sizes = tuple(b - a for a, b in ranges)
-        if stop == start:
-            return sizes, slice(0, 1), 0
-        return sizes, slice(start, stop), stop - start
 
     def _optimizer_step(self) -> None:
         parallel.average_gradients(self.model)
@@ -377,26 +297,14 @@ class Trainer:
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
-        self.progress.step += 1
+        self.state.step += 1
         for callback in self.step_callbacks:
-            callback(self.progress.step)
+            callback(self.state.step)
 
     def _between_epochs(self, epoch: int) -> None:
-        """Refresh what the next epoch uses: NGAME clusters of the query bank, PRIME centroids."""
-        if self.schedule is not None and self.schedule.should_recluster(epoch):
-            size = self.schedule.cluster_size_at(epoch)
-            groups = None
-            if self.world.is_main:  # clustered once, on rank 0; every rank then cuts the same batches from it
-                rows = np.flatnonzero(np.diff(self.dataset.trn_Y.indptr) > 0)
-                bank = self.bank.cpu().numpy()
-                clusters = balanced_kmeans(bank[rows], cluster_size=size, seed=self.cfg.train.seed + epoch)
-                groups = [rows[c] for c in clusters.clusters()]
-            groups = distributed.broadcast_object(groups)
-            self.sampler.set_clusters(groups, cluster_size=size)
-            logger.info("epoch %d: %d query clusters of size %d", epoch + 1, len(groups), size)
-        pc = self.cfg.prototypes
-        if pc is not None and (epoch + 1) % pc.centroid_refresh_every == 0:
-            self.model.prototypes.update_centroids(self.bank, self.dataset.trn_Y)
+        """Refresh what the next epoch uses (the epoch hooks: NGAME clusters, PRIME centroids)."""
+        for hook in self.hooks:
+            hook.on_epoch_end(self, epoch)
 
     # ------------------------------------------------------------------------------------------ evaluation
     def label_embeddings(self) -> np.ndarray:
@@ -411,6 +319,13 @@ class Trainer:
         with torch.inference_mode():
             return self.model.inference_label_embeddings(text).float().cpu().numpy()
 
+    def evaluate_zero_shot(self) -> None:
+        """Epoch 0 of the history: the untrained model on the test split, the baseline of every curve."""
+        started = time.perf_counter()
+        metrics = self.evaluate()
+        seconds = round(time.perf_counter() - started, 3)
+        self.state.record({"epoch": 0, "step": 0, **metrics, "seconds": seconds})
+
     def evaluate(self, label_embeddings: np.ndarray | None = None) -> dict[str, float]:
         """Metrics of the current model on the test split (``label_embeddings``: reuse them when known)."""
         return self.evaluate_with_predictions(label_embeddings)[0]
@@ -423,19 +338,19 @@ class Trainer:
         if label_embeddings is None:
             label_embeddings = self.label_embeddings()
         if queries is None:  # not rank 0: rank 0 evaluates and says the metrics; it alone writes predictions
-            return distributed.broadcast_object(None), sp.csr_matrix((0, self.dataset.n_labels), dtype=np.float32)
+            return self.world.broadcast(None), sp.csr_matrix((0, self.dataset.n_labels), dtype=np.float32)
         metrics, predictions = evaluate_split(queries, label_embeddings, self.dataset, self.cfg.eval)
-        logger.info("epoch %d: %s", self.progress.epoch, _summary(metrics))
-        return distributed.broadcast_object(metrics), predictions
+        logger.info("epoch %d: %s", self.state.epoch, _summary(metrics))
+        return self.world.broadcast(metrics), predictions
 
     def embed_test(self) -> np.ndarray | None:
         """The test queries' embeddings: every rank embeds its shard, rank 0 gets them all (None elsewhere)."""
         return self._embed("tst", progress="embedding test queries", to_all=False)
 
     def finalize(self) -> None:
-        """Exact PRIME centroids from the final model (the bank holds stale training-mode embeddings)."""
-        if self.model.prototypes is not None:
-            self._refill_bank()
+        """The hooks' last word before the final model is saved (PRIME: exact centroids from the final model)."""
+        for hook in self.hooks:
+            hook.on_fit_end(self)
 
     # ------------------------------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> Path:
@@ -446,8 +361,9 @@ class Trainer:
         with parallel.full_weights(self.model, trainable_only=True):
             weights = self._trainable_state()
             self._check_finite_weights(weights)
-        p = self.progress
+        p = self.state
         state = {
+            **p.state_dict(),
             "model": weights,
             "optimizer": parallel.full_optimizer_state(self.optimizer),
             "scheduler": self.scheduler.state_dict(),
@@ -455,27 +371,20 @@ class Trainer:
             "sampler": self.sampler.state_dict(),
             "loss_generator": self.loss_generator.get_state(),
             "rng": ckpt.rng_state(),
-            "rng_ranks": distributed.all_gather_objects(ckpt.rng_state()) if self.world.distributed else None,
-            "epoch": p.epoch,
-            "step": p.step,
-            "batch": p.batch,
-            "sums": dict(p.sums),
-            "count": p.count,
-            "epoch_seconds": p.epoch_seconds,
-            "history": p.history,
+            "rng_ranks": self.world.all_gather(ckpt.rng_state()),
         }
         folder = RunFolder(self.out_dir).checkpoints
         path = folder  # only rank 0 writes (atomically); the others wait until it is on disk
         if self.world.is_main:
             path = ckpt.save_checkpoint(folder, p.epoch, state, self.bank.cpu().numpy(), step=p.step)
-        distributed.barrier()
+        self.world.barrier()
         self._last_checkpoint = time.monotonic()
         return path
 
     def _check_finite_weights(self, weights: dict[str, torch.Tensor]) -> None:
         flags = [torch.isfinite(t).all() for t in weights.values() if t.is_floating_point()]
         if flags and not bool(torch.stack(flags).all()):
-            raise TrainingDiverged(self.progress.step, float("nan"), RunFolder(self.out_dir).latest_checkpoint())
+            raise TrainingDiverged(self.state.step, float("nan"), RunFolder(self.out_dir).latest_checkpoint())
 
     def _trainable_state(self) -> dict[str, torch.Tensor]:
         """What training changes: trainable parameters and buffers (not a LoRA run's frozen base weights)."""
@@ -500,19 +409,11 @@ class Trainer:
         ranks = state.get("rng_ranks")  # each rank continues its own random streams (dropout)
         same_world = ranks is not None and len(ranks) == self.world.size
         ckpt.set_rng_state(ranks[self.world.rank] if same_world else state["rng"])
-        self.progress = _Progress(
-            epoch=state["epoch"],
-            step=state["step"],
-            batch=state.get("batch", 0),
-            sums=dict(state.get("sums", {})),
-            count=state.get("count", 0),
-            epoch_seconds=state.get("epoch_seconds", 0.0),
-            history=list(state["history"]),
-        )
+        self.state.load_state_dict(state)
         if bank is not None:
             self.bank.copy_(torch.from_numpy(bank))
-        where = f"epoch {self.progress.epoch}" + (f" + {self.progress.batch} batches" if self.progress.batch else "")
-        logger.info("resumed from %s (%s, step %d)", path, where, self.progress.step)
+        where = f"epoch {self.state.epoch}" + (f" + {self.state.batch} batches" if self.state.batch else "")
+        logger.info("resumed from %s (%s, step %d)", path, where, self.state.step)
         return True
 
 
