@@ -159,8 +159,8 @@ def _search(points: dict, names: tuple[str, ...], z: dict, valid: np.ndarray, ju
     base = {m: max(max(r[m] for r in results.values()), 1e-9) for m in metrics}
     objective = {p: np.mean([per_query[p][m] / base[m] for m in metrics], axis=0) for p in points}
     scored = {p: float(o.mean()) for p, o in objective.items()}
-    best = max(points, key=lambda p: (scored[p], -float(np.ptp(p))))
-    tied = [p for p in points if _within_one_se(objective[best] - objective[p])]
+    best = max(points, key=scored.get)
+    tied = [p for p in points if _ties_best(objective[best] - objective[p])]
     chosen = min(tied, key=lambda p: (float(np.ptp(p)), -scored[p]))
     key = (lambda p: str(p[0])) if len(names) == 2 else (lambda p: "/".join(f"{w:.2f}" for w in p))
     table = {
@@ -169,7 +169,7 @@ def _search(points: dict, names: tuple[str, ...], z: dict, valid: np.ndarray, ju
     return chosen, table
 
 
-def _within_one_se(loss: np.ndarray) -> bool:
+def _ties_best(loss: np.ndarray) -> bool:
     """Whether a per-query loss against the best point is within :data:`SE_MARGIN` standard errors of none."""
     if loss.shape[0] < 2:
         return not loss.any()
